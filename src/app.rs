@@ -1,0 +1,143 @@
+//! Building and running the service: ledger, plugins, registry, router, listener, and a
+//! graceful shutdown that lets in-flight settles record what they sent.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::facilitator::Facilitator;
+use crate::http::{AppState, router};
+use crate::ledger::{self, LedgerError};
+use crate::scheme::SchemeRegistry;
+use crate::schemes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("network configuration: {0}")]
+    Network(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    port: u16,
+    settles: TaskTracker,
+    grace: Duration,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> Result<Self, AppError> {
+        let ledger = ledger::connect(
+            settings.database.url.expose(),
+            settings.database.max_connections,
+            Duration::from_millis(settings.database.acquire_timeout_ms),
+        )
+        .await?;
+        let registry = build_registry(settings).await?;
+        if registry.is_empty() {
+            warn!("no network is served: /supported is empty (see config/examples/)");
+        }
+        let facilitator = Arc::new(Facilitator::new(
+            registry,
+            ledger,
+            Duration::from_millis(settings.settlement.confirm_timeout_ms),
+        ));
+        let supported_json = serde_json::to_vec(facilitator.supported())
+            .map(Bytes::from)
+            .map_err(|e| AppError::Network(format!("cannot serialise /supported: {e}")))?;
+        let settles = TaskTracker::new();
+        let state = AppState { facilitator, supported_json, settles: settles.clone() };
+        let router = router(
+            state,
+            settings.server.body_limit_bytes,
+            Duration::from_millis(settings.server.request_timeout_ms),
+        );
+        let addr = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| AppError::Listen { addr: addr.clone(), source })?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(settings.server.port);
+        Ok(Application { listener, router, port, settles, grace: Duration::from_millis(settings.server.shutdown_grace_ms) })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `stop` completes, then waits (bounded) for in-flight settles.
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        info!(port = self.port, "x402 facilitator listening");
+        let served = axum::serve(self.listener, self.router).with_graceful_shutdown(stop).await;
+        self.settles.close();
+        if tokio::time::timeout(self.grace, self.settles.wait()).await.is_err() {
+            warn!("shutdown grace ran out with settles in flight; their ledger rows will be reconciled");
+        }
+        served
+    }
+}
+
+/// Matches every enabled network to the plugins for its namespace and schemes.
+async fn build_registry(settings: &Settings) -> Result<SchemeRegistry, AppError> {
+    let factories = schemes::builtin();
+    let mut registry = SchemeRegistry::default();
+    for (slug, network) in settings.enabled_networks() {
+        let id = network.network_id().map_err(|e| AppError::Network(e.to_string()))?;
+        for scheme in &network.schemes {
+            let factory = factories
+                .iter()
+                .find(|f| f.namespace() == id.namespace() && f.scheme() == scheme)
+                .ok_or_else(|| AppError::Network(format!("networks.{slug}: no `{scheme}` plugin for {id}")))?;
+            match factory.build(slug, network).await.map_err(AppError::Network)? {
+                Ok(handler) => registry.register(handler).map_err(AppError::Network)?,
+                Err(why) => warn!(network = %id, %scheme, "not advertised: {why}"),
+            }
+        }
+    }
+    Ok(registry)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    info!("shutting down");
+}
+
+/// Validates plugin options of every enabled network without touching the network.
+pub fn validate_networks(settings: &Settings) -> Result<(), String> {
+    let factories = schemes::builtin();
+    for (slug, network) in settings.enabled_networks() {
+        let id = network.network_id().map_err(|e| e.to_string())?;
+        for scheme in &network.schemes {
+            let factory = factories
+                .iter()
+                .find(|f| f.namespace() == id.namespace() && f.scheme() == scheme)
+                .ok_or_else(|| format!("networks.{slug}: no `{scheme}` plugin for {id}"))?;
+            factory.validate(slug, network)?;
+        }
+    }
+    Ok(())
+}

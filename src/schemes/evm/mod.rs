@@ -1,0 +1,217 @@
+//! EVM `exact` via EIP-3009 `transferWithAuthorization` (digest §4): one handler per configured
+//! `eip155:` network, answering v2 under the CAIP-2 id and v1 under the legacy name.
+
+mod chain;
+mod contracts;
+mod options;
+pub mod payload;
+pub mod reason;
+mod settle;
+mod signers;
+mod verify;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::providers::Provider;
+use async_trait::async_trait;
+use tracing::{info, warn};
+
+use self::chain::Chain;
+use self::options::EvmOptions;
+use self::signers::SignerPool;
+use crate::config::NetworkSettings;
+use crate::protocol::network::caip2_to_v1;
+use crate::protocol::{NetworkId, PaymentRequest, SupportedKind};
+use crate::scheme::{
+    Broadcast, Check, CheckedPayment, Prepared, Preparation, Rejection, SchemeError, SchemeFactory, SchemeHandler,
+    TxStatus,
+};
+
+pub const SCHEME: &str = "exact";
+
+/// How the payer's signature reaches the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureRoute {
+    /// 65-byte ECDSA signature that recovers to `from`.
+    Eoa,
+    /// `from` has code: the token asks it through ERC-1271.
+    ContractWallet,
+    /// `from` has no code yet: deploy it through an allow-listed ERC-6492 factory in the same
+    /// transaction (Multicall3), then transfer.
+    Counterfactual(payload::Deployment),
+}
+
+/// A checked EIP-3009 payment: the plugin's `CheckedPayment::details`.
+#[derive(Debug, Clone)]
+pub struct EvmPayment {
+    pub x402_version: u8,
+    pub asset: Address,
+    pub pay_to: Address,
+    pub amount: U256,
+    pub authorization: payload::Authorization,
+    pub signature: Bytes,
+    pub route: SignatureRoute,
+    pub domain_name: String,
+    pub domain_version: String,
+}
+
+pub struct EvmExact {
+    network: NetworkId,
+    chain_id: u64,
+    v1_name: Option<&'static str>,
+    chain: Chain,
+    signers: SignerPool,
+    options: EvmOptions,
+    fees: tokio::sync::Mutex<Option<(Instant, alloy::eips::eip1559::Eip1559Estimation)>>,
+}
+
+fn payment_of(payment: &CheckedPayment) -> Result<&EvmPayment, SchemeError> {
+    payment
+        .details
+        .downcast_ref::<EvmPayment>()
+        .ok_or_else(|| SchemeError::Internal("EVM handler given a payment it did not check".into()))
+}
+
+#[async_trait]
+impl SchemeHandler for EvmExact {
+    fn kinds(&self) -> Vec<SupportedKind> {
+        let mut kinds = vec![SupportedKind {
+            x402_version: 2,
+            scheme: SCHEME.into(),
+            network: self.network.to_string(),
+            extra: None,
+        }];
+        if let Some(name) = self.v1_name {
+            kinds.push(SupportedKind { x402_version: 1, scheme: SCHEME.into(), network: name.into(), extra: None });
+        }
+        kinds
+    }
+
+    fn signers(&self) -> Vec<(String, String)> {
+        self.signers.addresses().map(|a| (self.network.family_pattern(), a.to_checksum(None))).collect()
+    }
+
+    async fn check(&self, request: &PaymentRequest) -> Result<Check, SchemeError> {
+        verify::check(self, request).await
+    }
+
+    async fn simulate(&self, payment: &CheckedPayment) -> Result<Option<Rejection>, SchemeError> {
+        verify::simulate(self, payment_of(payment)?).await
+    }
+
+    async fn prepare(&self, payment: &CheckedPayment) -> Result<Preparation, SchemeError> {
+        settle::prepare(self, payment_of(payment)?).await
+    }
+
+    async fn broadcast(&self, _payment: &CheckedPayment, prepared: &Prepared) -> Result<Broadcast, SchemeError> {
+        settle::broadcast(self, prepared).await
+    }
+
+    async fn await_outcome(
+        &self,
+        payment: &CheckedPayment,
+        tx_id: &str,
+        deadline: Instant,
+    ) -> Result<TxStatus, SchemeError> {
+        settle::await_outcome(self, payment_of(payment)?, tx_id, deadline).await
+    }
+}
+
+/// Builds [`EvmExact`] handlers for `eip155:` networks.
+pub struct EvmExactFactory;
+
+#[async_trait]
+impl SchemeFactory for EvmExactFactory {
+    fn namespace(&self) -> &'static str {
+        "eip155"
+    }
+
+    fn scheme(&self) -> &'static str {
+        SCHEME
+    }
+
+    fn validate(&self, slug: &str, settings: &NetworkSettings) -> Result<(), String> {
+        let network = settings.network_id().map_err(|e| e.to_string())?;
+        EvmOptions::parse(&settings.options, &network).map_err(|e| format!("networks.{slug}: {e}"))?;
+        let keys = settings.load_signer_keys().map_err(|e| e.to_string())?;
+        SignerPool::from_keys(&keys).map_err(|e| format!("networks.{slug}: {e}"))?;
+        Ok(())
+    }
+
+    async fn build(
+        &self,
+        slug: &str,
+        settings: &NetworkSettings,
+    ) -> Result<Result<Arc<dyn SchemeHandler>, String>, String> {
+        let network = settings.network_id().map_err(|e| e.to_string())?;
+        let options = EvmOptions::parse(&settings.options, &network).map_err(|e| format!("networks.{slug}: {e}"))?;
+        let keys = settings.load_signer_keys().map_err(|e| e.to_string())?;
+        let signers = SignerPool::from_keys(&keys).map_err(|e| format!("networks.{slug}: {e}"))?;
+        if signers.is_empty() {
+            return Ok(Err(format!(
+                "no signer key: set X402__NETWORKS__{}__SIGNER_KEYS or networks.{slug}.signer_key_file",
+                slug.to_ascii_uppercase()
+            )));
+        }
+        let chain = Chain::connect(&settings.rpc_urls, options.rpc_timeout)
+            .map_err(|e| format!("networks.{slug}: {e}"))?;
+        let handler = EvmExact {
+            v1_name: if settings.v1 { caip2_to_v1(&network) } else { None },
+            chain_id: options.chain_id,
+            network,
+            chain,
+            signers,
+            options,
+            fees: tokio::sync::Mutex::new(None),
+        };
+        match handler.probe(slug).await? {
+            Ok(()) => Ok(Ok(Arc::new(handler))),
+            Err(why) => Ok(Err(why)),
+        }
+    }
+}
+
+impl EvmExact {
+    /// Start-up checks against the chain. A wrong chain id stops start-up; an unreachable RPC
+    /// only warns (it may come back); signers with no gas money are not advertised.
+    async fn probe(&self, slug: &str) -> Result<Result<(), String>, String> {
+        let probe_timeout = Duration::from_secs(5);
+        let chain_id = tokio::time::timeout(
+            probe_timeout,
+            self.chain.read(|p| async move { p.get_chain_id().await }),
+        )
+        .await;
+        match chain_id {
+            Ok(Ok(id)) if id != self.chain_id => {
+                return Err(format!("networks.{slug}: the RPC serves chain {id}, not {}", self.chain_id));
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                warn!(network = %self.network, error = %e.message(), "RPC unreachable at start-up; serving anyway");
+                return Ok(Ok(()));
+            }
+            Err(_) => {
+                warn!(network = %self.network, "RPC did not answer within 5 s at start-up; serving anyway");
+                return Ok(Ok(()));
+            }
+        }
+        let mut funded = 0;
+        for address in self.signers.addresses() {
+            match self.chain.read(|p| async move { p.get_balance(address).await }).await {
+                Ok(b) if b.is_zero() => warn!(network = %self.network, signer = %address, "signer has no native balance for gas"),
+                Ok(_) => funded += 1,
+                Err(e) => {
+                    warn!(network = %self.network, error = %e.message(), "cannot read signer balances");
+                    return Ok(Ok(()));
+                }
+            }
+        }
+        if funded == 0 {
+            return Ok(Err("no signer has a native balance to pay gas".into()));
+        }
+        info!(network = %self.network, signers = funded, "EVM exact ready");
+        Ok(Ok(()))
+    }
+}

@@ -1,0 +1,89 @@
+//! EVM network options, parsed from a network's `options` table (see `config/default.toml`).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use alloy::primitives::{Address, address};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::payload::parse_address;
+use crate::protocol::NetworkId;
+
+/// Canonical Multicall3, deployed at the same address on nearly every EVM chain.
+pub const MULTICALL3: Address = address!("cA11bde05977b3631167028862bE2a173976CA11");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    chain_id: Option<u64>,
+    #[serde(default = "default_poll")]
+    receipt_poll_ms: u64,
+    #[serde(default = "default_gas")]
+    max_gas_limit: u64,
+    max_fee_per_gas_wei: Option<u64>,
+    #[serde(default, deserialize_with = "crate::config::string_list")]
+    eip6492_factories: Vec<String>,
+    multicall3: Option<String>,
+    #[serde(default, deserialize_with = "crate::config::string_list")]
+    assets: Vec<String>,
+    #[serde(default = "default_rpc_timeout")]
+    rpc_timeout_ms: u64,
+}
+
+fn default_poll() -> u64 {
+    250
+}
+fn default_gas() -> u64 {
+    400_000
+}
+fn default_rpc_timeout() -> u64 {
+    5_000
+}
+
+#[derive(Debug, Clone)]
+pub struct EvmOptions {
+    pub chain_id: u64,
+    pub receipt_poll: Duration,
+    pub max_gas_limit: u64,
+    pub max_fee_per_gas: Option<u128>,
+    pub factories: HashSet<Address>,
+    pub multicall3: Address,
+    /// `None`: any EIP-3009 token.
+    pub assets: Option<HashSet<Address>>,
+    pub rpc_timeout: Duration,
+}
+
+impl EvmOptions {
+    pub fn parse(options: &Map<String, Value>, network: &NetworkId) -> Result<Self, String> {
+        let raw: Raw = serde_json::from_value(Value::Object(options.clone())).map_err(|e| e.to_string())?;
+        let from_network = network
+            .eip155_chain_id()
+            .ok_or_else(|| format!("{network} is not an eip155 network"))?;
+        let chain_id = raw.chain_id.unwrap_or(from_network);
+        if chain_id != from_network {
+            return Err(format!("chain_id {chain_id} contradicts network {network}"));
+        }
+        let addresses = |list: &[String], what: &str| {
+            list.iter()
+                .map(|s| parse_address(s).ok_or_else(|| format!("{what}: `{s}` is not an address")))
+                .collect::<Result<HashSet<_>, _>>()
+        };
+        if raw.receipt_poll_ms == 0 || raw.rpc_timeout_ms == 0 {
+            return Err("receipt_poll_ms and rpc_timeout_ms must be positive".into());
+        }
+        Ok(EvmOptions {
+            chain_id,
+            receipt_poll: Duration::from_millis(raw.receipt_poll_ms),
+            max_gas_limit: raw.max_gas_limit,
+            max_fee_per_gas: raw.max_fee_per_gas_wei.map(u128::from),
+            factories: addresses(&raw.eip6492_factories, "eip6492_factories")?,
+            multicall3: match raw.multicall3 {
+                Some(s) => parse_address(&s).ok_or_else(|| format!("multicall3: `{s}` is not an address"))?,
+                None => MULTICALL3,
+            },
+            assets: if raw.assets.is_empty() { None } else { Some(addresses(&raw.assets, "assets")?) },
+            rpc_timeout: Duration::from_millis(raw.rpc_timeout_ms),
+        })
+    }
+}

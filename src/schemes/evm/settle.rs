@@ -1,0 +1,208 @@
+//! EVM `exact` settlement: estimate, take a nonce, sign locally (so the hash is known and recorded
+//! before anything is sent), send to one RPC, and judge the receipt, which must succeed and carry
+//! the token's `Transfer(from, to, value)` event (digest §4.5 and its newer-upstream checks).
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy::eips::eip2718::Encodable2718;
+use alloy::eips::eip1559::Eip1559Estimation;
+use alloy::primitives::{B256, Bytes, TxKind, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::{TransactionInput, TransactionReceipt, TransactionRequest};
+use alloy::signers::SignerSync;
+use alloy::sol_types::SolEvent;
+use tracing::warn;
+
+use super::chain::RpcFailure;
+use super::contracts::IEip3009;
+use super::verify::{diagnose, rpc, settlement_call};
+use super::{EvmExact, EvmPayment, reason};
+use crate::scheme::{Broadcast, Prepared, Preparation, Rejection, SchemeError, TxStatus};
+
+/// Fee estimates are reused this long: one `eth_feeHistory` per block, not per settle.
+const FEE_TTL: Duration = Duration::from_secs(2);
+/// Gas limit = estimate × 6/5: the estimate is exact for this call, the margin absorbs state drift.
+const GAS_MARGIN_NUM: u64 = 6;
+const GAS_MARGIN_DEN: u64 = 5;
+
+/// What `prepare` hands `broadcast`.
+struct SignedTx {
+    raw: Bytes,
+    signer_index: usize,
+    nonce: u64,
+}
+
+pub(super) async fn prepare(h: &EvmExact, p: &EvmPayment) -> Result<Preparation, SchemeError> {
+    let (to, data) = settlement_call(h, p);
+    let signer_index = h.signers.pick();
+    let signer = h
+        .signers
+        .get(signer_index)
+        .ok_or_else(|| SchemeError::Signer("the pool is empty".into()))?;
+    let request = TransactionRequest::default()
+        .from(signer.address)
+        .to(to)
+        .input(TransactionInput::new(data.clone()));
+    // Estimate before a nonce is taken: a reverting estimate must not burn one.
+    let gas = match h.chain.read(|pr| { let r = request.clone(); async move { pr.estimate_gas(r).await } }).await {
+        Ok(gas) => gas,
+        Err(failure @ RpcFailure::Node(_)) => {
+            let text = failure.revert_text().unwrap_or_else(|| failure.message());
+            let rejection = diagnose(h, p, &text).await?;
+            return Ok(Preparation::Rejected(rejection));
+        }
+        Err(transport) => return Err(rpc(transport)),
+    };
+    if gas > h.options.max_gas_limit {
+        return Ok(Preparation::Rejected(Rejection::new(reason::SIMULATION_FAILED).with_message(format!(
+            "gas estimate {gas} exceeds this network's cap of {}",
+            h.options.max_gas_limit
+        ))));
+    }
+    let gas_limit = (gas * GAS_MARGIN_NUM / GAS_MARGIN_DEN).min(h.options.max_gas_limit);
+    let fees = fees(h).await?;
+    if let Some(cap) = h.options.max_fee_per_gas {
+        if fees.max_fee_per_gas > cap {
+            return Err(SchemeError::Unavailable(format!(
+                "network fee {} wei/gas is above the configured cap {cap}",
+                fees.max_fee_per_gas
+            )));
+        }
+    }
+    let nonce = h.signers.take_nonce(signer_index, &h.chain).await.map_err(rpc)?;
+    let tx = TxEip1559 {
+        chain_id: h.chain_id,
+        nonce,
+        gas_limit,
+        max_fee_per_gas: fees.max_fee_per_gas,
+        max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+        to: TxKind::Call(to),
+        value: U256::ZERO,
+        access_list: Default::default(),
+        input: data,
+    };
+    let signature = match signer.key.sign_hash_sync(&tx.signature_hash()) {
+        Ok(s) => s,
+        Err(e) => {
+            h.signers.release_nonce(signer_index, nonce).await;
+            return Err(SchemeError::Signer(format!("signing failed: {e}")));
+        }
+    };
+    let envelope = TxEnvelope::from(tx.into_signed(signature));
+    let tx_id = format!("{:#x}", envelope.tx_hash());
+    Ok(Preparation::Ready(Prepared {
+        tx_id,
+        signer: signer.address.to_checksum(None),
+        details: Box::new(SignedTx { raw: envelope.encoded_2718().into(), signer_index, nonce }),
+    }))
+}
+
+async fn fees(h: &EvmExact) -> Result<Eip1559Estimation, SchemeError> {
+    let mut cached = h.fees.lock().await;
+    if let Some((at, fees)) = cached.as_ref() {
+        if at.elapsed() < FEE_TTL {
+            return Ok(*fees);
+        }
+    }
+    let fees = h
+        .chain
+        .read(|p| async move { p.estimate_eip1559_fees().await })
+        .await
+        .map_err(rpc)?;
+    *cached = Some((Instant::now(), fees));
+    Ok(fees)
+}
+
+pub(super) async fn broadcast(h: &EvmExact, prepared: &Prepared) -> Result<Broadcast, SchemeError> {
+    let signed = prepared
+        .details
+        .downcast_ref::<SignedTx>()
+        .ok_or_else(|| SchemeError::Internal("EVM handler given a transaction it did not sign".into()))?;
+    let failure = match h.chain.sender().send_raw_transaction(&signed.raw).await {
+        Ok(_) => return Ok(Broadcast::Sent),
+        Err(e) => RpcFailure::from(e),
+    };
+    let RpcFailure::Node(payload) = &failure else {
+        return Ok(Broadcast::Ambiguous(failure.message()));
+    };
+    let message = payload.message.to_ascii_lowercase();
+    let has = |s: &str| message.contains(s);
+    if has("already known") || has("known transaction") || has("already imported") {
+        return Ok(Broadcast::Sent);
+    }
+    if has("nonce too low") || has("nonce too high") || has("replacement") || has("nonce has already been used") {
+        // Another transaction holds this nonce (another process, or our view was stale):
+        // this one can never be mined. Re-read the nonce and sign again.
+        h.signers.resync(signed.signer_index).await;
+        return Ok(Broadcast::Retry(payload.message.to_string()));
+    }
+    // Whatever else the node refused never entered its mempool: the nonce goes back.
+    h.signers.release_nonce(signed.signer_index, signed.nonce).await;
+    if has("insufficient funds") {
+        return Err(SchemeError::Signer(format!("signer {} cannot pay for gas", prepared.signer)));
+    }
+    if has("fee cap") || has("base fee") || has("underpriced") || has("intrinsic gas") {
+        *h.fees.lock().await = None;
+        return Ok(Broadcast::Retry(payload.message.to_string()));
+    }
+    if let Some(text) = failure.revert_text() {
+        return Ok(Broadcast::Rejected(Rejection::new(reason::from_revert(&text)).with_message(text)));
+    }
+    Err(SchemeError::Rpc(format!("node refused the transaction: {}", payload.message)))
+}
+
+pub(super) async fn await_outcome(
+    h: &EvmExact,
+    p: &EvmPayment,
+    tx_id: &str,
+    deadline: Instant,
+) -> Result<TxStatus, SchemeError> {
+    let hash = B256::from_str(tx_id).map_err(|_| SchemeError::Internal(format!("bad transaction id {tx_id}")))?;
+    let mut last_error = None;
+    let mut answered = false;
+    loop {
+        match h.chain.read(|pr| async move { pr.get_transaction_receipt(hash).await }).await {
+            Ok(Some(receipt)) => return Ok(judge(p, &receipt)),
+            Ok(None) => answered = true,
+            Err(e) => {
+                warn!(tx = tx_id, error = %e.message(), "receipt poll failed");
+                last_error = Some(e);
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        tokio::time::sleep(h.options.receipt_poll.min(deadline - now)).await;
+    }
+    match last_error {
+        Some(e) if !answered => Err(rpc(e)),
+        _ => Ok(TxStatus::Pending),
+    }
+}
+
+/// A mined transaction is a payment only if it succeeded and the asset emitted the transfer.
+fn judge(p: &EvmPayment, receipt: &TransactionReceipt) -> TxStatus {
+    let block = receipt.block_number.unwrap_or_default();
+    if !receipt.status() {
+        return TxStatus::Failed(
+            Rejection::new(reason::TRANSACTION_FAILED).with_message(format!("reverted in block {block}")),
+        );
+    }
+    let a = &p.authorization;
+    let paid = receipt.inner.logs().iter().any(|log| {
+        log.address() == p.asset
+            && IEip3009::Transfer::decode_log(&log.inner)
+                .is_ok_and(|t| t.from == a.from && t.to == a.to && t.value == a.value)
+    });
+    if paid {
+        TxStatus::Confirmed
+    } else {
+        TxStatus::Failed(Rejection::new(reason::TRANSFER_EVENT_MISMATCH).with_message(format!(
+            "mined in block {block} without Transfer({}, {}, {}) from the asset",
+            a.from, a.to, a.value
+        )))
+    }
+}

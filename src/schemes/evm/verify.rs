@@ -1,0 +1,282 @@
+//! EVM `exact` verification: the checks of digest §4.4 in the order the installed `@x402/evm`
+//! 2.27 runs them, then one `eth_call` simulation, and on its failure a diagnosis that names the
+//! specific cause.
+//!
+//! Cost: a valid EOA payment needs exactly one RPC round trip (the simulation); an EOA signature
+//! that does not recover is rejected without an `eth_call` (one cached `eth_getCode` tells it
+//! from a contract wallet).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use alloy::primitives::{Address, B256, Bytes, Signature, U256, uint};
+use alloy::sol_types::{SolCall, SolValue};
+use serde_json::Value;
+
+use super::chain::RpcFailure;
+use super::contracts::{IEip3009, IMulticall3};
+use super::payload::{self, PayloadError, parse_address, parse_decimal};
+use super::{EvmExact, EvmPayment, SCHEME, SignatureRoute, reason};
+use crate::protocol::{PaymentRequest, reason as generic};
+use crate::scheme::{Check, CheckedPayment, Rejection, SchemeError};
+
+/// `validBefore` must leave this many seconds for the transaction to land (digest §4.4 step 6).
+const EXPIRY_BUFFER_SECS: u64 = 6;
+/// secp256k1 n / 2: tokens reject signatures with a larger `s` (EIP-2).
+const SECP256K1N_HALF: U256 = uint!(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0_U256);
+
+pub(super) async fn check(h: &EvmExact, req: &PaymentRequest) -> Result<Check, SchemeError> {
+    match check_inner(h, req).await? {
+        Ok(payment) => Ok(Check::Valid(payment)),
+        Err(rejection) => Ok(Check::Invalid(rejection)),
+    }
+}
+
+async fn check_inner(h: &EvmExact, req: &PaymentRequest) -> Result<Result<CheckedPayment, Rejection>, SchemeError> {
+    let no = |reason: &str, message: String| Ok(Err(Rejection::new(reason).with_message(message)));
+    if req.payload_scheme() != SCHEME || req.scheme() != SCHEME {
+        return no(reason::SCHEME, format!("scheme must be `{SCHEME}`"));
+    }
+    let extra = req.extra();
+    let text = |key: &str| extra.and_then(|e| e.get(key)).and_then(Value::as_str).map(str::to_string);
+    let (Some(domain_name), Some(domain_version)) = (text("name"), text("version")) else {
+        return no(reason::MISSING_EIP712_DOMAIN, "requirements.extra.name and extra.version are required".into());
+    };
+    if req.payload_network() != req.network() {
+        return no(reason::NETWORK_MISMATCH, format!("paid on {}, required {}", req.payload_network(), req.network()));
+    }
+    let (Some(asset), Some(pay_to), Some(amount)) =
+        (parse_address(req.asset()), parse_address(req.pay_to()), parse_decimal(req.amount()))
+    else {
+        return no(generic::INVALID_PAYMENT_REQUIREMENTS, "asset, payTo or amount is malformed".into());
+    };
+    if let Some(allowed) = &h.options.assets {
+        if !allowed.contains(&asset) {
+            return no(generic::INVALID_PAYMENT_REQUIREMENTS, format!("asset {asset} is not accepted here"));
+        }
+    }
+    let parsed = match payload::parse(req.scheme_payload()) {
+        Ok(p) => p,
+        Err(PayloadError::UnsupportedType(m)) => return no(reason::UNSUPPORTED_PAYLOAD_TYPE, m),
+        Err(PayloadError::Malformed(m)) => return no(generic::INVALID_PAYLOAD, m),
+    };
+    let auth = parsed.authorization.clone();
+    let payer = auth.from.to_checksum(None);
+    let with_payer = |r: Rejection| Ok(Err(r.with_payer(payer.clone())));
+
+    let hash = payload::signing_hash(&auth, &domain_name, &domain_version, h.chain_id, asset);
+    let route = match classify_signature(h, &parsed, hash).await? {
+        Ok(route) => route,
+        Err(rejection) => return with_payer(rejection),
+    };
+    if auth.to != pay_to {
+        return with_payer(Rejection::new(reason::RECIPIENT_MISMATCH).with_message(format!("authorization pays {}", auth.to)));
+    }
+    let now = U256::from(unix_now());
+    if auth.valid_before < now + U256::from(EXPIRY_BUFFER_SECS) {
+        return with_payer(Rejection::new(reason::VALID_BEFORE).with_message("authorization expired or expires within 6 s"));
+    }
+    if auth.valid_after > now {
+        return with_payer(Rejection::new(reason::VALID_AFTER).with_message("authorization is not valid yet"));
+    }
+    if auth.value != amount {
+        let reason = if req.x402_version() == 1 { reason::VALUE_MISMATCH_V1 } else { reason::VALUE_MISMATCH };
+        return with_payer(Rejection::new(reason).with_message(format!("authorization value {} ≠ required {amount}", auth.value)));
+    }
+    if !h.chain.has_code(asset).await.map_err(rpc)? {
+        return with_payer(Rejection::new(reason::ASSET_NOT_DEPLOYED).with_message(format!("no contract at {asset}")));
+    }
+    let replay_key = format!("{}/{asset:#x}/{:#x}/{}", h.network, auth.from, auth.nonce).to_ascii_lowercase();
+    Ok(Ok(CheckedPayment {
+        network: h.network.clone(),
+        payer,
+        replay_key,
+        replay_reason: reason::NONCE_ALREADY_USED,
+        pay_to: pay_to.to_checksum(None),
+        asset: asset.to_checksum(None),
+        amount: amount.to_string(),
+        details: Box::new(EvmPayment {
+            x402_version: req.x402_version(),
+            asset,
+            pay_to,
+            amount,
+            authorization: auth,
+            signature: parsed.signature,
+            route,
+            domain_name,
+            domain_version,
+        }),
+    }))
+}
+
+/// Decides how the token will check the signature, rejecting what cannot pass (digest §4.4
+/// step 4 and its newer-upstream strict form).
+async fn classify_signature(
+    h: &EvmExact,
+    parsed: &payload::ParsedPayload,
+    hash: B256,
+) -> Result<Result<SignatureRoute, Rejection>, SchemeError> {
+    let from = parsed.authorization.from;
+    if let Some(deployment) = &parsed.deployment {
+        if !h.chain.has_code(from).await.map_err(rpc)? {
+            if !h.options.factories.contains(&deployment.factory) {
+                return Ok(Err(Rejection::new(reason::FACTORY_NOT_ALLOWED)
+                    .with_message(format!("ERC-6492 factory {} is not allow-listed", deployment.factory))));
+            }
+            return Ok(Ok(SignatureRoute::Counterfactual(deployment.clone())));
+        }
+        // Already deployed: ERC-6492 says to check the inner signature as usual.
+    }
+    let sig = &parsed.signature;
+    if sig.len() == 65 {
+        if let Ok(signature) = Signature::from_raw(sig) {
+            if signature.recover_address_from_prehash(&hash).ok() == Some(from) {
+                if signature.s() > SECP256K1N_HALF {
+                    return Ok(Err(Rejection::new(reason::SIGNATURE).with_message("signature s is in the upper half")));
+                }
+                return Ok(Ok(SignatureRoute::Eoa));
+            }
+        }
+    }
+    if h.chain.has_code(from).await.map_err(rpc)? {
+        return Ok(Ok(SignatureRoute::ContractWallet));
+    }
+    if sig.len() == 65 {
+        Ok(Err(Rejection::new(reason::SIGNATURE).with_message("signature does not recover to authorization.from")))
+    } else {
+        Ok(Err(Rejection::new(reason::UNDEPLOYED_SMART_WALLET)
+            .with_message("smart-wallet signature, but the payer has no code and no ERC-6492 deployment data")))
+    }
+}
+
+/// The call that performs the payment: the token directly, or Multicall3 deploying the payer's
+/// wallet first (atomic, so a failed transfer leaves nothing half done).
+pub(super) fn settlement_call(h: &EvmExact, p: &EvmPayment) -> (Address, Bytes) {
+    let a = &p.authorization;
+    // 65-byte signatures use the (v,r,s) overload every EIP-3009 token has; others need the
+    // bytes overload (FiatToken ≥ 2.2), as does the inner signature of a wallet being deployed.
+    let vrs = p.signature.len() == 65 && !matches!(p.route, SignatureRoute::Counterfactual(_));
+    let transfer: Bytes = if vrs {
+        let (r, s, v) = split_vrs(&p.signature);
+        IEip3009::transferWithAuthorization_0Call {
+            from: a.from,
+            to: a.to,
+            value: a.value,
+            validAfter: a.valid_after,
+            validBefore: a.valid_before,
+            nonce: a.nonce,
+            v,
+            r,
+            s,
+        }
+        .abi_encode()
+        .into()
+    } else {
+        IEip3009::transferWithAuthorization_1Call {
+            from: a.from,
+            to: a.to,
+            value: a.value,
+            validAfter: a.valid_after,
+            validBefore: a.valid_before,
+            nonce: a.nonce,
+            signature: p.signature.clone(),
+        }
+        .abi_encode()
+        .into()
+    };
+    match &p.route {
+        SignatureRoute::Counterfactual(d) => {
+            let calls = vec![
+                IMulticall3::Call3 { target: d.factory, allowFailure: true, callData: d.calldata.clone() },
+                IMulticall3::Call3 { target: p.asset, allowFailure: false, callData: transfer },
+            ];
+            (h.options.multicall3, IMulticall3::aggregate3Call { calls }.abi_encode().into())
+        }
+        _ => (p.asset, transfer),
+    }
+}
+
+/// `r`, `s` and `v` (27/28) of a 65-byte `r‖s‖v` signature.
+fn split_vrs(sig: &Bytes) -> (B256, B256, u8) {
+    let r = B256::from_slice(&sig[0..32]);
+    let s = B256::from_slice(&sig[32..64]);
+    let v = sig[64];
+    (r, s, if v < 27 { v + 27 } else { v })
+}
+
+/// Runs the payment with `eth_call`; `Some` is why it would fail.
+pub(super) async fn simulate(h: &EvmExact, p: &EvmPayment) -> Result<Option<Rejection>, SchemeError> {
+    let (to, data) = settlement_call(h, p);
+    let payer = p.authorization.from.to_checksum(None);
+    match h.chain.eth_call(to, data).await {
+        Ok(out) => {
+            if let SignatureRoute::Counterfactual(_) = p.route {
+                let results = IMulticall3::aggregate3Call::abi_decode_returns(&out).map_err(|e| {
+                    SchemeError::Internal(format!("Multicall3 at {} answered unreadably: {e}", h.options.multicall3))
+                })?;
+                if results.get(1).map(|r| r.success) != Some(true) {
+                    let text = results
+                        .get(1)
+                        .and_then(|r| alloy::sol_types::decode_revert_reason(&r.returnData))
+                        .unwrap_or_else(|| "transfer reverted".into());
+                    return Ok(Some(diagnose(h, p, &text).await?.with_payer(payer)));
+                }
+            }
+            Ok(None)
+        }
+        Err(failure @ RpcFailure::Node(_)) => {
+            let text = failure.revert_text().unwrap_or_else(|| failure.message());
+            Ok(Some(diagnose(h, p, &text).await?.with_payer(payer)))
+        }
+        Err(transport) => Err(rpc(transport)),
+    }
+}
+
+/// Names the cause of a failed simulation: one round of reads, mapped in the priority of
+/// digest §4.4 step 10, with the raw revert text as the message.
+pub(super) async fn diagnose(h: &EvmExact, p: &EvmPayment, revert: &str) -> Result<Rejection, SchemeError> {
+    let a = &p.authorization;
+    let read = |data: Vec<u8>| h.chain.eth_call(p.asset, data.into());
+    let (state, name, version, balance) = tokio::join!(
+        read(IEip3009::authorizationStateCall { authorizer: a.from, nonce: a.nonce }.abi_encode()),
+        read(IEip3009::nameCall {}.abi_encode()),
+        read(IEip3009::versionCall {}.abi_encode()),
+        read(IEip3009::balanceOfCall { account: a.from }.abi_encode()),
+    );
+    let transport = [&state, &name, &version, &balance]
+        .into_iter()
+        .find_map(|r| match r {
+            Err(RpcFailure::Transport(m)) => Some(m.clone()),
+            _ => None,
+        });
+    if let Some(m) = transport {
+        return Err(SchemeError::Rpc(m));
+    }
+    let decode_string = |r: &Result<Bytes, RpcFailure>| {
+        r.as_ref().ok().and_then(|b| String::abi_decode(b).ok())
+    };
+    let rejection = |reason: &str| Rejection::new(reason).with_message(revert.to_string());
+    match state.as_ref().ok().and_then(|b| bool::abi_decode(b).ok()) {
+        None => return Ok(rejection(reason::EIP3009_NOT_SUPPORTED)),
+        Some(true) => return Ok(rejection(reason::NONCE_ALREADY_USED)),
+        Some(false) => {}
+    }
+    if decode_string(&name).is_some_and(|n| n != p.domain_name) {
+        return Ok(rejection(reason::TOKEN_NAME_MISMATCH));
+    }
+    if decode_string(&version).is_some_and(|v| v != p.domain_version) {
+        return Ok(rejection(reason::TOKEN_VERSION_MISMATCH));
+    }
+    if balance.as_ref().ok().and_then(|b| U256::abi_decode(b).ok()).is_some_and(|b| b < p.amount) {
+        return Ok(rejection(reason::INSUFFICIENT_BALANCE));
+    }
+    let mapped = reason::from_revert(revert);
+    Ok(rejection(if mapped == reason::TRANSACTION_FAILED { reason::SIMULATION_FAILED } else { mapped }))
+}
+
+pub(super) fn rpc(failure: RpcFailure) -> SchemeError {
+    SchemeError::Rpc(failure.message())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
