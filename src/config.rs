@@ -230,6 +230,9 @@ impl Settings {
         let mut seen = BTreeMap::new();
         for (slug, net) in &self.networks {
             let id = net.network_id()?;
+            if !net.enabled {
+                continue;
+            }
             if let Some(other) = seen.insert(id.clone(), slug) {
                 return bad(format!("networks.{slug} and networks.{other} both configure {id}"));
             }

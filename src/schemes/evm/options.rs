@@ -35,7 +35,7 @@ fn default_poll() -> u64 {
     250
 }
 fn default_gas() -> u64 {
-    400_000
+    1_000_000
 }
 fn default_rpc_timeout() -> u64 {
     5_000

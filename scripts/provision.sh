@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the tests and benchmarks need, idempotently, into a cache outside the repo:
+# anvil (npm package @foundry-rs/anvil-linux-amd64) and the interop suite's npm packages.
+# Source it: it exports ANVIL_BIN. Nothing here downloads anything but registry packages.
+set -euo pipefail
+
+X402_ROOT=${X402_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+X402_CACHE=${X402_CACHE:-$HOME/.cache/x402-facilitator}
+ANVIL_VERSION=1.7.1
+mkdir -p "$X402_CACHE"
+
+anvil_dir="$X402_CACHE/anvil-$ANVIL_VERSION"
+anvil_bin="$anvil_dir/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+if [ ! -x "$anvil_bin" ]; then
+  echo "provision: installing anvil $ANVIL_VERSION from npm" >&2
+  tmp=$(mktemp -d "$X402_CACHE/.anvil.XXXXXX")
+  npm install --silent --no-audit --no-fund --prefix "$tmp" "@foundry-rs/anvil-linux-amd64@$ANVIL_VERSION" >&2
+  rm -rf "$anvil_dir"
+  mv "$tmp" "$anvil_dir"
+fi
+export ANVIL_BIN="$anvil_bin"
+
+# The official SDK packages used by the interop tests, pinned by tests/interop/package-lock.json.
+interop="$X402_ROOT/tests/interop"
+stamp="$interop/node_modules/.lock-stamp"
+if [ ! -f "$stamp" ] || ! cmp -s "$interop/package-lock.json" "$stamp"; then
+  echo "provision: installing the interop npm packages" >&2
+  (cd "$interop" && npm ci --silent --no-audit --no-fund >&2)
+  cp "$interop/package-lock.json" "$stamp"
+fi

@@ -1,0 +1,134 @@
+//! The real application on a loopback port, configured like an operator would: through
+//! `X402__…` settings pointing at the test chain and database.
+
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use alloy::signers::local::PrivateKeySigner;
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use x402_facilitator::app::Application;
+use x402_facilitator::config::Settings;
+
+use super::chain::Chain;
+use super::db::Db;
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub signers: Vec<PrivateKeySigner>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// What a test may change from the defaults.
+#[derive(Default)]
+pub struct Options {
+    pub signers: usize,
+    pub env: Vec<(String, String)>,
+    pub unfunded: bool,
+}
+
+impl Options {
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.to_string(), value.into()));
+        self
+    }
+}
+
+pub async fn spawn(chain: &Chain, db: &Db) -> TestApp {
+    spawn_with(chain, db, Options::default()).await
+}
+
+pub async fn spawn_with(chain: &Chain, db: &Db, options: Options) -> TestApp {
+    let signers: Vec<PrivateKeySigner> = (0..options.signers.max(1)).map(|_| PrivateKeySigner::random()).collect();
+    if !options.unfunded {
+        for s in &signers {
+            chain.fund(s.address(), U256::from(10u128.pow(20))).await;
+        }
+    }
+    let keys = signers
+        .iter()
+        .map(|s| format!("0x{}", alloy::primitives::hex::encode(s.to_bytes())))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut env = vec![
+        ("X402__SERVER__PORT".to_string(), "0".to_string()),
+        ("X402__DATABASE__URL".into(), db.url()),
+        ("X402__DATABASE__MAX_CONNECTIONS".into(), "8".into()),
+        ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS".into(), "5000".into()),
+        ("X402__NETWORKS__LOCAL__NETWORK".into(), format!("eip155:{}", chain.chain_id)),
+        ("X402__NETWORKS__LOCAL__RPC_URLS".into(), chain.url.clone()),
+        ("X402__NETWORKS__LOCAL__SIGNER_KEYS".into(), keys),
+        ("X402__NETWORKS__LOCAL__RECEIPT_POLL_MS".into(), "20".into()),
+        ("X402__NETWORKS__LOCAL__EIP6492_FACTORIES".into(), format!("{:#x}", chain.factory)),
+    ];
+    env.extend(options.env);
+    let settings = Settings::load_with_env(None, env).expect("test settings are valid");
+    x402_facilitator::telemetry::init(settings.server.log_format);
+    let app = Application::build(&settings).await.expect("application builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base,
+        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+        signers,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let resp = self.http.post(format!("{}{path}", self.base)).json(body).send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}"));
+        (status, json)
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, String) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status();
+        (status, resp.text().await.expect("body"))
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let resp = self.http.get(format!("{}{path}", self.base)).send().await.expect("request sent");
+        let status = resp.status();
+        (status, resp.json().await.expect("JSON"))
+    }
+
+    pub async fn verify(&self, body: &Value) -> Value {
+        let (status, json) = self.post("/verify", body).await;
+        assert_eq!(status, StatusCode::OK, "verify answered {status}: {json}");
+        json
+    }
+
+    pub async fn settle(&self, body: &Value) -> Value {
+        let (status, json) = self.post("/settle", body).await;
+        assert_eq!(status, StatusCode::OK, "settle answered {status}: {json}");
+        json
+    }
+
+    /// Stops the server and waits for it (in-flight settles included).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}

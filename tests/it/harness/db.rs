@@ -1,0 +1,57 @@
+//! A fresh ledger database per test: a new SQLite file, or a new database in the throwaway
+//! Postgres cluster that scripts/test starts (its admin URL in TEST_DATABASE_URL).
+
+use sqlx::Connection;
+
+pub enum Db {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Db {
+    pub fn sqlite() -> Self {
+        Db::Sqlite(tempfile::tempdir().expect("tempdir"))
+    }
+
+    pub async fn postgres() -> Self {
+        let admin = std::env::var("TEST_DATABASE_URL").expect(
+            "TEST_DATABASE_URL is not set: run the suite with scripts/test, which starts a throwaway Postgres",
+        );
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test Postgres");
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let base = admin.rsplit_once('/').map(|(b, _)| b).expect("URL has a database path");
+        Db::Postgres(format!("{base}/{name}"))
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Db::Sqlite(dir) => format!("sqlite://{}", dir.path().join("ledger.db").display()),
+            Db::Postgres(url) => url.clone(),
+        }
+    }
+}
+
+/// Both backends, for tests that must hold on each.
+pub async fn both() -> [Db; 2] {
+    [Db::sqlite(), Db::postgres().await]
+}
+
+impl Db {
+    /// Runs a one-number query (`SELECT count(*) …`) against the ledger database.
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self {
+            Db::Sqlite(_) => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url()).await.expect("open SQLite");
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("query")
+            }
+            Db::Postgres(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("query")
+            }
+        }
+    }
+}

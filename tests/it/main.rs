@@ -1,0 +1,10 @@
+//! Integration tests: the real app over HTTP, a real anvil chain, real Postgres and SQLite.
+//! Run them with scripts/test, which provisions anvil, Postgres and the SDK packages.
+
+mod harness;
+
+mod evm_rejections;
+mod evm_settle;
+mod http_surface;
+mod ledger_contract;
+mod sdk_interop;
