@@ -1,0 +1,168 @@
+//! The HTTP contract: malformed bodies get 400 (never 500 or a panic), business outcomes 200,
+//! `/supported` tells the truth about what is configured, faults carry an id.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{self, Chain, Db, Options, spawn, spawn_with};
+
+#[tokio::test]
+async fn malformed_bodies_are_400_with_a_json_error() {
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let app = spawn(&chain, &db).await;
+    let valid = harness::funded_payment(&chain).await.body();
+    let mut no_requirements = valid.clone();
+    no_requirements.as_object_mut().map(|o| o.remove("paymentRequirements"));
+    let bodies: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"not json".to_vec(),
+        b"{".to_vec(),
+        b"[]".to_vec(),
+        b"null".to_vec(),
+        b"{}".to_vec(),
+        br#"{"paymentPayload": 5, "paymentRequirements": {}}"#.to_vec(),
+        serde_json::to_vec(&no_requirements).expect("json"),
+        vec![0xff, 0xfe, 0x00],
+    ];
+    for path in ["/verify", "/settle"] {
+        for body in &bodies {
+            let (status, text) = app.post_raw(path, body.clone()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {:?} → {text}", String::from_utf8_lossy(body));
+            let json: Value = serde_json::from_str(&text).expect("JSON error body");
+            assert!(json["error"].is_string() && json["errorId"].is_string(), "{text}");
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let app = spawn(&chain, &db).await;
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(200_000));
+    let (status, text) = app.post_raw("/verify", huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn readable_but_invalid_payments_are_200_with_a_reason() {
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let app = spawn(&chain, &db).await;
+    let valid = harness::funded_payment(&chain).await.body();
+
+    let mut bad_version = valid.clone();
+    bad_version["paymentPayload"]["x402Version"] = json!(3);
+    bad_version["x402Version"] = json!(3);
+    let mut mixed_version = valid.clone();
+    mixed_version["x402Version"] = json!(1);
+    let mut unknown_network = valid.clone();
+    unknown_network["paymentRequirements"]["network"] = json!("eip155:999999");
+    unknown_network["paymentPayload"]["accepted"]["network"] = json!("eip155:999999");
+    let mut unknown_scheme = valid.clone();
+    unknown_scheme["paymentRequirements"]["scheme"] = json!("upto");
+    unknown_scheme["paymentPayload"]["accepted"]["scheme"] = json!("upto");
+    let mut missing_amount = valid.clone();
+    missing_amount["paymentRequirements"].as_object_mut().map(|o| o.remove("amount"));
+    let mut payload_not_object = valid.clone();
+    payload_not_object["paymentPayload"]["payload"] = json!("zzz");
+
+    for (body, reason) in [
+        (bad_version, "invalid_x402_version"),
+        (mixed_version, "invalid_x402_version"),
+        (unknown_network, "invalid_network"),
+        (unknown_scheme, "unsupported_scheme"),
+        (missing_amount, "invalid_payment_requirements"),
+        (payload_not_object, "invalid_payload"),
+    ] {
+        let verdict = app.verify(&body).await;
+        assert_eq!(verdict["isValid"], false);
+        assert_eq!(verdict["invalidReason"], reason, "{verdict}");
+        let settled = app.settle(&body).await;
+        assert_eq!(settled["success"], false);
+        assert_eq!(settled["errorReason"], reason, "{settled}");
+        assert_eq!(settled["transaction"], "");
+        assert!(settled["network"].is_string());
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn supported_lists_v2_and_v1_kinds_and_signers() {
+    let chain = Chain::start_with(84532, &[]).await;
+    let db = Db::sqlite();
+    let app = spawn_with(&chain, &db, Options { signers: 2, ..Default::default() }).await;
+    let (status, supported) = app.get("/supported").await;
+    assert_eq!(status, StatusCode::OK);
+    let kinds = supported["kinds"].as_array().expect("kinds");
+    assert!(kinds.contains(&json!({ "x402Version": 2, "scheme": "exact", "network": "eip155:84532" })), "{supported}");
+    assert!(kinds.contains(&json!({ "x402Version": 1, "scheme": "exact", "network": "base-sepolia" })), "{supported}");
+    assert_eq!(kinds.len(), 2);
+    assert!(supported["extensions"].is_array());
+    let signers = supported["signers"]["eip155:*"].as_array().expect("signers");
+    let expected: Vec<Value> = app.signers.iter().map(|s| json!(s.address().to_checksum(None))).collect();
+    assert_eq!(signers.len(), 2);
+    for s in expected {
+        assert!(signers.contains(&s), "{supported}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_network_without_usable_signers_is_not_advertised() {
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let app = spawn_with(&chain, &db, Options { unfunded: true, ..Default::default() }).await;
+    let (_, supported) = app.get("/supported").await;
+    assert_eq!(supported["kinds"], json!([]), "{supported}");
+    let body = harness::funded_payment(&chain).await.body();
+    assert_eq!(app.verify(&body).await["invalidReason"], "invalid_network");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_reports_the_ledger() {
+    let chain = Chain::start().await;
+    let db = Db::postgres().await;
+    let app = spawn(&chain, &db).await;
+    let (status, health) = app.get("/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["ledger"], "ok");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_rpc_is_a_5xx_with_an_error_id_and_nothing_recorded() {
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let app = spawn(&chain, &db).await;
+    let payment = harness::funded_payment(&chain).await;
+    let body = payment.body();
+    drop(chain); // kills anvil: the RPC now refuses connections
+    let (status, verdict) = app.post("/verify", &body).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{verdict}");
+    assert_eq!(verdict["isValid"], false);
+    assert_eq!(verdict["invalidReason"], "unexpected_verify_error");
+    assert!(verdict["errorId"].as_str().is_some_and(|id| !id.is_empty()));
+    let (status, settled) = app.post("/settle", &body).await;
+    assert!(status.is_server_error(), "{settled}");
+    assert_eq!(settled["success"], false);
+    assert_eq!(settled["transaction"], "");
+    assert_eq!(settled["network"], payment.network);
+    assert_eq!(db.count("SELECT count(*) FROM settlements").await, 0, "a failed claim is released");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_json() {
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let app = spawn(&chain, &db).await;
+    let (status, body) = app.get("/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].is_string());
+    app.stop().await;
+}
