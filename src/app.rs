@@ -24,7 +24,10 @@ pub enum AppError {
     #[error("network configuration: {0}")]
     Network(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 pub struct Application {
@@ -56,7 +59,11 @@ impl Application {
             .map(Bytes::from)
             .map_err(|e| AppError::Network(format!("cannot serialise /supported: {e}")))?;
         let settles = TaskTracker::new();
-        let state = AppState { facilitator, supported_json, settles: settles.clone() };
+        let state = AppState {
+            facilitator,
+            supported_json,
+            settles: settles.clone(),
+        };
         let router = router(
             state,
             settings.server.body_limit_bytes,
@@ -65,9 +72,21 @@ impl Application {
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&addr)
             .await
-            .map_err(|source| AppError::Listen { addr: addr.clone(), source })?;
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or(settings.server.port);
-        Ok(Application { listener, router, port, settles, grace: Duration::from_millis(settings.server.shutdown_grace_ms) })
+            .map_err(|source| AppError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(settings.server.port);
+        Ok(Application {
+            listener,
+            router,
+            port,
+            settles,
+            grace: Duration::from_millis(settings.server.shutdown_grace_ms),
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -75,12 +94,22 @@ impl Application {
     }
 
     /// Serves until `stop` completes, then waits (bounded) for in-flight settles.
-    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         info!(port = self.port, "x402 facilitator listening");
-        let served = axum::serve(self.listener, self.router).with_graceful_shutdown(stop).await;
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stop)
+            .await;
         self.settles.close();
-        if tokio::time::timeout(self.grace, self.settles.wait()).await.is_err() {
-            warn!("shutdown grace ran out with settles in flight; their ledger rows will be reconciled");
+        if tokio::time::timeout(self.grace, self.settles.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                "shutdown grace ran out with settles in flight; their ledger rows will be reconciled"
+            );
         }
         served
     }
@@ -91,13 +120,21 @@ async fn build_registry(settings: &Settings) -> Result<SchemeRegistry, AppError>
     let factories = schemes::builtin();
     let mut registry = SchemeRegistry::default();
     for (slug, network) in settings.enabled_networks() {
-        let id = network.network_id().map_err(|e| AppError::Network(e.to_string()))?;
+        let id = network
+            .network_id()
+            .map_err(|e| AppError::Network(e.to_string()))?;
         for scheme in &network.schemes {
             let factory = factories
                 .iter()
                 .find(|f| f.namespace() == id.namespace() && f.scheme() == scheme)
-                .ok_or_else(|| AppError::Network(format!("networks.{slug}: no `{scheme}` plugin for {id}")))?;
-            match factory.build(slug, network).await.map_err(AppError::Network)? {
+                .ok_or_else(|| {
+                    AppError::Network(format!("networks.{slug}: no `{scheme}` plugin for {id}"))
+                })?;
+            match factory
+                .build(slug, network)
+                .await
+                .map_err(AppError::Network)?
+            {
                 Ok(handler) => registry.register(handler).map_err(AppError::Network)?,
                 Err(why) => warn!(network = %id, %scheme, "not advertised: {why}"),
             }

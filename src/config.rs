@@ -23,7 +23,10 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Invalid(String),
     #[error("cannot read key file {path}: {source}")]
-    KeyFile { path: PathBuf, source: std::io::Error },
+    KeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A value that never appears in logs or `check-config` output.
@@ -59,7 +62,9 @@ impl<'de> Deserialize<'de> for Secret {
 
 /// A list that may also be written as one comma-separated string, which is what an environment
 /// variable can carry.
-pub(crate) fn string_list<'de, D: Deserializer<'de>, T: From<String>>(d: D) -> Result<Vec<T>, D::Error> {
+pub(crate) fn string_list<'de, D: Deserializer<'de>, T: From<String>>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
@@ -165,8 +170,10 @@ impl NetworkSettings {
     pub fn load_signer_keys(&self) -> Result<Vec<Secret>, ConfigError> {
         let mut keys = self.signer_keys.clone();
         if let Some(path) = &self.signer_key_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::KeyFile { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile {
+                path: path.clone(),
+                source,
+            })?;
             keys.extend(
                 text.lines()
                     .map(str::trim)
@@ -224,8 +231,13 @@ impl Settings {
             ));
         }
         let url = self.database.url.expose();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return bad("database.url must start with sqlite:, postgres:// or postgresql://".into());
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return bad(
+                "database.url must start with sqlite:, postgres:// or postgresql://".into(),
+            );
         }
         let mut seen = BTreeMap::new();
         for (slug, net) in &self.networks {
@@ -234,7 +246,9 @@ impl Settings {
                 continue;
             }
             if let Some(other) = seen.insert(id.clone(), slug) {
-                return bad(format!("networks.{slug} and networks.{other} both configure {id}"));
+                return bad(format!(
+                    "networks.{slug} and networks.{other} both configure {id}"
+                ));
             }
             if net.enabled && net.rpc_urls.is_empty() {
                 return bad(format!("networks.{slug}.rpc_urls is empty"));
@@ -262,7 +276,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -279,7 +296,10 @@ mod tests {
             env(&[
                 ("X402__SERVER__PORT", "9999"),
                 ("X402__NETWORKS__LOCAL__NETWORK", "eip155:31337"),
-                ("X402__NETWORKS__LOCAL__RPC_URLS", "http://127.0.0.1:1,http://127.0.0.1:2"),
+                (
+                    "X402__NETWORKS__LOCAL__RPC_URLS",
+                    "http://127.0.0.1:1,http://127.0.0.1:2",
+                ),
                 ("X402__NETWORKS__LOCAL__SIGNER_KEYS", "0xaa, 0xbb"),
             ]),
         )
@@ -287,7 +307,10 @@ mod tests {
         assert_eq!(s.server.port, 9999);
         let local = &s.networks["local"];
         assert_eq!(local.rpc_urls.len(), 2);
-        assert_eq!(local.signer_keys, vec![Secret::new("0xaa"), Secret::new("0xbb")]);
+        assert_eq!(
+            local.signer_keys,
+            vec![Secret::new("0xaa"), Secret::new("0xbb")]
+        );
         let printed = s.redacted_json();
         assert!(!printed.contains("0xaa") && printed.contains("<redacted>"));
     }
@@ -296,7 +319,10 @@ mod tests {
     fn rejects_bad_network_id() {
         let err = Settings::load_with_env(
             None,
-            env(&[("X402__NETWORKS__X__NETWORK", "base"), ("X402__NETWORKS__X__RPC_URLS", "http://x")]),
+            env(&[
+                ("X402__NETWORKS__X__NETWORK", "base"),
+                ("X402__NETWORKS__X__RPC_URLS", "http://x"),
+            ]),
         )
         .expect_err("not CAIP-2");
         assert!(err.to_string().contains("CAIP-2"));

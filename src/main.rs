@@ -10,7 +10,11 @@ use x402_facilitator::config::Settings;
 use x402_facilitator::{ledger, telemetry};
 
 #[derive(Parser)]
-#[command(name = "x402-facilitator", version, about = "x402 facilitator: /verify, /settle, /supported")]
+#[command(
+    name = "x402-facilitator",
+    version,
+    about = "x402 facilitator: /verify, /settle, /supported"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -40,7 +44,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -57,7 +64,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command.unwrap_or(Command::Serve { config: std::env::var_os("X402_CONFIG").map(PathBuf::from), port: None }) {
+    match cli.command.unwrap_or(Command::Serve {
+        config: std::env::var_os("X402_CONFIG").map(PathBuf::from),
+        port: None,
+    }) {
         Command::Serve { config, port } => {
             let mut settings = Settings::load(config.as_deref())?;
             if let Some(port) = port {

@@ -15,7 +15,9 @@ use tracing::Span;
 
 use crate::ledger::{LedgerError, SettlementState, SharedLedger};
 use crate::protocol::{PaymentRequest, SettleResponse, SupportedResponse, VerifyResponse, reason};
-use crate::scheme::{Check, CheckedPayment, Miss, Rejection, SchemeError, SchemeHandler, SchemeRegistry};
+use crate::scheme::{
+    Check, CheckedPayment, Miss, Rejection, SchemeError, SchemeHandler, SchemeRegistry,
+};
 
 /// A fault of ours (not of the payment): answered with a 5xx and an id to find it in the logs.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +38,12 @@ pub struct Facilitator {
 impl Facilitator {
     pub fn new(registry: SchemeRegistry, ledger: SharedLedger, confirm_timeout: Duration) -> Self {
         let supported = registry.supported(Vec::new());
-        Facilitator { registry, ledger, confirm_timeout, supported }
+        Facilitator {
+            registry,
+            ledger,
+            confirm_timeout,
+            supported,
+        }
     }
 
     pub fn supported(&self) -> &SupportedResponse {
@@ -47,7 +54,10 @@ impl Facilitator {
         &self.ledger
     }
 
-    pub async fn verify(&self, request: &PaymentRequest) -> Result<VerifyResponse, FacilitatorError> {
+    pub async fn verify(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<VerifyResponse, FacilitatorError> {
         let checked = match self.check(request).await? {
             Ok(checked) => checked,
             Err(rejection) => return Ok(invalid(rejection)),
@@ -68,7 +78,10 @@ impl Facilitator {
         })
     }
 
-    pub async fn settle(&self, request: &PaymentRequest) -> Result<SettleResponse, FacilitatorError> {
+    pub async fn settle(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<SettleResponse, FacilitatorError> {
         let network = request.payload_network().to_string();
         let (handler, payment) = match self.check(request).await? {
             Ok(checked) => checked,
@@ -85,21 +98,25 @@ impl Facilitator {
         let span = Span::current();
         span.record("network", request.network());
         span.record("scheme", request.scheme());
-        let handler = match self.registry.lookup(request.x402_version(), request.scheme(), request.network()) {
-            Ok(handler) => handler.clone(),
-            Err(miss) => {
-                let (reason, what) = match miss {
-                    Miss::Network => (reason::INVALID_NETWORK, "network"),
-                    Miss::Scheme => (reason::UNSUPPORTED_SCHEME, "scheme"),
-                };
-                return Ok(Err(Rejection::new(reason).with_message(format!(
-                    "this facilitator has no v{} `{}` on `{}` ({what} not supported)",
-                    request.x402_version(),
-                    request.scheme(),
-                    request.network()
-                ))));
-            }
-        };
+        let handler =
+            match self
+                .registry
+                .lookup(request.x402_version(), request.scheme(), request.network())
+            {
+                Ok(handler) => handler.clone(),
+                Err(miss) => {
+                    let (reason, what) = match miss {
+                        Miss::Network => (reason::INVALID_NETWORK, "network"),
+                        Miss::Scheme => (reason::UNSUPPORTED_SCHEME, "scheme"),
+                    };
+                    return Ok(Err(Rejection::new(reason).with_message(format!(
+                        "this facilitator has no v{} `{}` on `{}` ({what} not supported)",
+                        request.x402_version(),
+                        request.scheme(),
+                        request.network()
+                    ))));
+                }
+            };
         match handler.check(request).await? {
             Check::Valid(payment) => {
                 span.record("payer", payment.payer.as_str());
@@ -115,7 +132,10 @@ impl Facilitator {
     }
 
     /// A payment whose replay key is claimed, in flight or settled is not valid again.
-    async fn replay_rejection(&self, payment: &CheckedPayment) -> Result<Option<Rejection>, FacilitatorError> {
+    async fn replay_rejection(
+        &self,
+        payment: &CheckedPayment,
+    ) -> Result<Option<Rejection>, FacilitatorError> {
         let Some(row) = self.ledger.find(&payment.replay_key).await? else {
             return Ok(None);
         };
@@ -144,7 +164,11 @@ fn invalid(rejection: Rejection) -> VerifyResponse {
     }
 }
 
-pub(crate) fn settle_failure(rejection: Rejection, transaction: &str, network: &str) -> SettleResponse {
+pub(crate) fn settle_failure(
+    rejection: Rejection,
+    transaction: &str,
+    network: &str,
+) -> SettleResponse {
     SettleResponse {
         success: false,
         error_reason: Some(rejection.reason),

@@ -12,7 +12,9 @@ use tracing::{info, warn};
 use super::{Facilitator, FacilitatorError, settle_failure};
 use crate::ledger::{ClaimOutcome, NewClaim, SettlementRecord, SettlementState, now_ms};
 use crate::protocol::{PaymentRequest, SettleResponse, reason};
-use crate::scheme::{Broadcast, CheckedPayment, Preparation, Rejection, SchemeError, SchemeHandler, TxStatus};
+use crate::scheme::{
+    Broadcast, CheckedPayment, Preparation, Rejection, SchemeError, SchemeHandler, TxStatus,
+};
 
 /// Extra lease time beyond the confirmation bound, so that a live settle is never taken over.
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
@@ -26,7 +28,13 @@ pub(super) async fn run(
     request: &PaymentRequest,
     network: String,
 ) -> Result<SettleResponse, FacilitatorError> {
-    let run = Run { fac, handler, payment, network, deadline: Instant::now() + fac.confirm_timeout };
+    let run = Run {
+        fac,
+        handler,
+        payment,
+        network,
+        deadline: Instant::now() + fac.confirm_timeout,
+    };
     let claim = NewClaim {
         replay_key: payment.replay_key.clone(),
         network: payment.network.to_string(),
@@ -40,7 +48,7 @@ pub(super) async fn run(
     };
     match fac.ledger.claim(&claim, run.lease()).await? {
         ClaimOutcome::Claimed => run.submit().await,
-        ClaimOutcome::Existing(row) => run.existing(row).await,
+        ClaimOutcome::Existing(row) => run.existing(*row).await,
     }
 }
 
@@ -62,7 +70,11 @@ impl Run<'_> {
     }
 
     fn fail(&self, rejection: Rejection, transaction: &str) -> SettleResponse {
-        settle_failure(rejection.with_payer(self.payment.payer.clone()), transaction, &self.network)
+        settle_failure(
+            rejection.with_payer(self.payment.payer.clone()),
+            transaction,
+            &self.network,
+        )
     }
 
     /// Someone claimed this payment before us.
@@ -84,7 +96,12 @@ impl Run<'_> {
             _ if row.lease_active(now_ms()) => Ok(duplicate()),
             // The holder stopped before broadcasting anything (crash or lost connection).
             SettlementState::Claimed => {
-                if self.fac.ledger.take_over(self.key(), SettlementState::Claimed, self.lease()).await? {
+                if self
+                    .fac
+                    .ledger
+                    .take_over(self.key(), SettlementState::Claimed, self.lease())
+                    .await?
+                {
                     self.submit().await
                 } else {
                     Ok(duplicate())
@@ -92,7 +109,12 @@ impl Run<'_> {
             }
             // A transaction is recorded: find out what became of it, never broadcast again.
             SettlementState::Submitted => {
-                if self.fac.ledger.take_over(self.key(), SettlementState::Submitted, self.lease()).await? {
+                if self
+                    .fac
+                    .ledger
+                    .take_over(self.key(), SettlementState::Submitted, self.lease())
+                    .await?
+                {
                     info!(tx = %tx, "reconciling a previously submitted settlement");
                     self.confirm(&tx).await
                 } else {
@@ -117,9 +139,16 @@ impl Run<'_> {
                     return Err(e.into());
                 }
             };
-            if !self.fac.ledger.record_submitted(self.key(), &prepared.tx_id, &prepared.signer).await? {
+            if !self
+                .fac
+                .ledger
+                .record_submitted(self.key(), &prepared.tx_id, &prepared.signer)
+                .await?
+            {
                 // Our claim is gone: nothing was sent, and someone else owns the payment now.
-                return Err(SchemeError::Internal(format!("lost the claim on {}", self.key())).into());
+                return Err(
+                    SchemeError::Internal(format!("lost the claim on {}", self.key())).into(),
+                );
             }
             match self.handler.broadcast(self.payment, &prepared).await {
                 Ok(Broadcast::Sent) => return self.confirm(&prepared.tx_id).await,
@@ -131,24 +160,40 @@ impl Run<'_> {
                     warn!(tx = %prepared.tx_id, %why, "transaction cannot be mined as signed; signing again");
                 }
                 Ok(Broadcast::Rejected(rejection)) => {
-                    self.fac.ledger.record_failed(self.key(), &rejection.reason).await?;
+                    self.fac
+                        .ledger
+                        .record_failed(self.key(), &rejection.reason)
+                        .await?;
                     return Ok(self.fail(rejection, ""));
                 }
                 Err(e) => {
-                    self.fac.ledger.record_failed(self.key(), reason::UNEXPECTED_SETTLE_ERROR).await?;
+                    self.fac
+                        .ledger
+                        .record_failed(self.key(), reason::UNEXPECTED_SETTLE_ERROR)
+                        .await?;
                     return Err(e.into());
                 }
             }
         }
-        self.fac.ledger.record_failed(self.key(), reason::UNEXPECTED_SETTLE_ERROR).await?;
+        self.fac
+            .ledger
+            .record_failed(self.key(), reason::UNEXPECTED_SETTLE_ERROR)
+            .await?;
         Err(SchemeError::Signer(format!("nonce conflicts in {MAX_PREPARE_ROUNDS} rounds")).into())
     }
 
     async fn confirm(&self, tx: &str) -> Result<SettleResponse, FacilitatorError> {
         let pending = |message: String| {
-            self.fail(Rejection::new(reason::SETTLEMENT_PENDING).with_message(message), tx)
+            self.fail(
+                Rejection::new(reason::SETTLEMENT_PENDING).with_message(message),
+                tx,
+            )
         };
-        match self.handler.await_outcome(self.payment, tx, self.deadline).await {
+        match self
+            .handler
+            .await_outcome(self.payment, tx, self.deadline)
+            .await
+        {
             Ok(TxStatus::Confirmed) => {
                 self.fac.ledger.record_settled(self.key(), tx).await?;
                 Ok(SettleResponse {
@@ -162,7 +207,10 @@ impl Run<'_> {
                 })
             }
             Ok(TxStatus::Failed(rejection)) => {
-                self.fac.ledger.record_failed(self.key(), &rejection.reason).await?;
+                self.fac
+                    .ledger
+                    .record_failed(self.key(), &rejection.reason)
+                    .await?;
                 Ok(self.fail(rejection, tx))
             }
             Ok(TxStatus::Pending) => {
@@ -173,7 +221,9 @@ impl Run<'_> {
                 // It may be on chain: the row keeps the id and the next settle reconciles it.
                 warn!(tx, error = %e, "cannot read the outcome of a broadcast transaction");
                 self.fac.ledger.end_lease(self.key()).await?;
-                Ok(pending(format!("outcome unknown ({e}); settle again with the same payload to reconcile")))
+                Ok(pending(format!(
+                    "outcome unknown ({e}); settle again with the same payload to reconcile"
+                )))
             }
         }
     }

@@ -31,11 +31,19 @@ pub struct ApiError {
 impl ApiError {
     /// A body that is not a facilitator request at all.
     pub fn bad_request(request_id: &str, status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, body: json!({ "error": message.into(), "errorId": request_id }) }
+        ApiError {
+            status,
+            body: json!({ "error": message.into(), "errorId": request_id }),
+        }
     }
 
     /// A fault of ours. The error is logged here, with the id the client receives.
-    pub fn fault(request_id: &str, endpoint: Endpoint, network: &str, err: &FacilitatorError) -> Self {
+    pub fn fault(
+        request_id: &str,
+        endpoint: Endpoint,
+        network: &str,
+        err: &FacilitatorError,
+    ) -> Self {
         let status = match err {
             FacilitatorError::Scheme(SchemeError::Internal(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             FacilitatorError::Scheme(SchemeError::Rpc(_)) => StatusCode::BAD_GATEWAY,

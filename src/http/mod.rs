@@ -39,12 +39,18 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> 
         .route("/health", get(health))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(move |req, next| request_id::middleware(req, next, request_timeout)))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            request_id::middleware(req, next, request_timeout)
+        }))
         .with_state(state)
 }
 
 async fn supported(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], state.supported_json.clone()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.supported_json.clone(),
+    )
+        .into_response()
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -52,12 +58,20 @@ async fn health(State(state): State<AppState>) -> Response {
         Ok(()) => axum::Json(json!({ "status": "ok", "ledger": "ok" })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: ledger unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "status": "degraded", "ledger": "unreachable" })))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({ "status": "degraded", "ledger": "unreachable" })),
+            )
                 .into_response()
         }
     }
 }
 
 async fn not_found(axum::Extension(id): axum::Extension<RequestId>) -> Response {
-    error::ApiError::bad_request(&id.0, StatusCode::NOT_FOUND, "no such endpoint; see GET /supported").into_response()
+    error::ApiError::bad_request(
+        &id.0,
+        StatusCode::NOT_FOUND,
+        "no such endpoint; see GET /supported",
+    )
+    .into_response()
 }

@@ -1,9 +1,9 @@
 //! `POST /verify` and `POST /settle`.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
@@ -19,14 +19,20 @@ pub(super) async fn verify(
 ) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(rejection) => return ApiError::bad_request(&id.0, rejection.status(), rejection.body_text()).into_response(),
+        Err(rejection) => {
+            return ApiError::bad_request(&id.0, rejection.status(), rejection.body_text())
+                .into_response();
+        }
     };
     let request = match parse_request(&body) {
         Ok(request) => request,
         Err(RequestError::Malformed(m)) => {
-            return ApiError::bad_request(&id.0, axum::http::StatusCode::BAD_REQUEST, m).into_response();
+            return ApiError::bad_request(&id.0, axum::http::StatusCode::BAD_REQUEST, m)
+                .into_response();
         }
-        Err(RequestError::Invalid { reason, message, .. }) => {
+        Err(RequestError::Invalid {
+            reason, message, ..
+        }) => {
             return Json(VerifyResponse {
                 is_valid: false,
                 invalid_reason: Some(reason.into()),
@@ -39,7 +45,9 @@ pub(super) async fn verify(
     };
     match state.facilitator.verify(&request).await {
         Ok(answer) => Json(answer).into_response(),
-        Err(e) => ApiError::fault(&id.0, Endpoint::Verify, request.payload_network(), &e).into_response(),
+        Err(e) => {
+            ApiError::fault(&id.0, Endpoint::Verify, request.payload_network(), &e).into_response()
+        }
     }
 }
 
@@ -50,14 +58,22 @@ pub(super) async fn settle(
 ) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(rejection) => return ApiError::bad_request(&id.0, rejection.status(), rejection.body_text()).into_response(),
+        Err(rejection) => {
+            return ApiError::bad_request(&id.0, rejection.status(), rejection.body_text())
+                .into_response();
+        }
     };
     let request = match parse_request(&body) {
         Ok(request) => request,
         Err(RequestError::Malformed(m)) => {
-            return ApiError::bad_request(&id.0, axum::http::StatusCode::BAD_REQUEST, m).into_response();
+            return ApiError::bad_request(&id.0, axum::http::StatusCode::BAD_REQUEST, m)
+                .into_response();
         }
-        Err(RequestError::Invalid { reason, message, network }) => {
+        Err(RequestError::Invalid {
+            reason,
+            message,
+            network,
+        }) => {
             return Json(SettleResponse {
                 success: false,
                 error_reason: Some(reason.into()),
@@ -82,6 +98,7 @@ pub(super) async fn settle(
     };
     match state.settles.spawn(work.in_current_span()).await {
         Ok(response) => response,
-        Err(join) => ApiError::internal(&id.0, &format!("settle task ended abnormally: {join}")).into_response(),
+        Err(join) => ApiError::internal(&id.0, &format!("settle task ended abnormally: {join}"))
+            .into_response(),
     }
 }

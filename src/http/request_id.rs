@@ -30,12 +30,19 @@ pub(super) async fn middleware(mut req: Request, next: Next, timeout: Duration) 
     let run = async {
         let mut response = match tokio::time::timeout(timeout, next.run(req)).await {
             Ok(response) => response,
-            Err(_) => ApiError::bad_request(&id, StatusCode::SERVICE_UNAVAILABLE, "request timed out").into_response(),
+            Err(_) => {
+                ApiError::bad_request(&id, StatusCode::SERVICE_UNAVAILABLE, "request timed out")
+                    .into_response()
+            }
         };
         if let Ok(value) = HeaderValue::from_str(&id) {
             response.headers_mut().insert("x-request-id", value);
         }
-        info!(status = response.status().as_u16(), ms = started.elapsed().as_millis() as u64, "done");
+        info!(
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "done"
+        );
         response
     };
     run.instrument(span).await

@@ -111,7 +111,7 @@ pub enum ClaimOutcome {
     /// The row is ours: nothing else may act on this payment until we record or release it.
     Claimed,
     /// Someone claimed it first; here is their row.
-    Existing(SettlementRecord),
+    Existing(Box<SettlementRecord>),
 }
 
 #[async_trait]
@@ -127,7 +127,12 @@ pub trait Ledger: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<bool, LedgerError>;
     /// `claimed | submitted → submitted(tx_id)`; called before the transaction is broadcast.
-    async fn record_submitted(&self, replay_key: &str, tx_id: &str, signer: &str) -> Result<bool, LedgerError>;
+    async fn record_submitted(
+        &self,
+        replay_key: &str,
+        tx_id: &str,
+        signer: &str,
+    ) -> Result<bool, LedgerError>;
     /// `submitted(tx_id) → settled`.
     async fn record_settled(&self, replay_key: &str, tx_id: &str) -> Result<bool, LedgerError>;
     /// `claimed | submitted → failed(reason)`.
@@ -142,7 +147,11 @@ pub trait Ledger: Send + Sync + 'static {
 pub type SharedLedger = Arc<dyn Ledger>;
 
 /// Opens the backend named by the URL scheme and applies pending migrations.
-pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<SharedLedger, LedgerError> {
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<SharedLedger, LedgerError> {
     if url.starts_with("sqlite:") {
         let ledger = SqliteLedger::connect(url, max_connections, acquire_timeout).await?;
         ledger.migrate().await?;

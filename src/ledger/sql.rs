@@ -70,7 +70,9 @@ impl Statements {
 macro_rules! impl_ledger {
     ($ledger:ty, $row:ty) => {
         impl $ledger {
-            fn decode(row: &$row) -> Result<$crate::ledger::SettlementRecord, $crate::ledger::LedgerError> {
+            fn decode(
+                row: &$row,
+            ) -> Result<$crate::ledger::SettlementRecord, $crate::ledger::LedgerError> {
                 use sqlx::Row;
                 let state: String = row.try_get("state")?;
                 let version: i64 = row.try_get("x402_version")?;
@@ -78,8 +80,9 @@ macro_rules! impl_ledger {
                     replay_key: row.try_get("replay_key")?,
                     network: row.try_get("network")?,
                     scheme: row.try_get("scheme")?,
-                    x402_version: u8::try_from(version)
-                        .map_err(|_| $crate::ledger::LedgerError::Corrupt(format!("x402_version {version}")))?,
+                    x402_version: u8::try_from(version).map_err(|_| {
+                        $crate::ledger::LedgerError::Corrupt(format!("x402_version {version}"))
+                    })?,
                     payer: row.try_get("payer")?,
                     pay_to: row.try_get("pay_to")?,
                     asset: row.try_get("asset")?,
@@ -103,7 +106,10 @@ macro_rules! impl_ledger {
                 &self,
                 replay_key: &str,
             ) -> Result<Option<$crate::ledger::SettlementRecord>, $crate::ledger::LedgerError> {
-                let row = sqlx::query(&self.sql.find).bind(replay_key).fetch_optional(&self.pool).await?;
+                let row = sqlx::query(&self.sql.find)
+                    .bind(replay_key)
+                    .fetch_optional(&self.pool)
+                    .await?;
                 row.as_ref().map(Self::decode).transpose()
             }
 
@@ -145,7 +151,7 @@ macro_rules! impl_ledger {
                         return Ok(ClaimOutcome::Claimed);
                     }
                     if let Some(existing) = self.find(&claim.replay_key).await? {
-                        return Ok(ClaimOutcome::Existing(existing));
+                        return Ok(ClaimOutcome::Existing(Box::new(existing)));
                     }
                 }
                 Err($crate::ledger::LedgerError::Corrupt(format!(
@@ -187,7 +193,11 @@ macro_rules! impl_ledger {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn record_settled(&self, replay_key: &str, tx_id: &str) -> Result<bool, $crate::ledger::LedgerError> {
+            async fn record_settled(
+                &self,
+                replay_key: &str,
+                tx_id: &str,
+            ) -> Result<bool, $crate::ledger::LedgerError> {
                 let done = sqlx::query(&self.sql.record_settled)
                     .bind(replay_key)
                     .bind(tx_id)
@@ -197,7 +207,11 @@ macro_rules! impl_ledger {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn record_failed(&self, replay_key: &str, reason: &str) -> Result<bool, $crate::ledger::LedgerError> {
+            async fn record_failed(
+                &self,
+                replay_key: &str,
+                reason: &str,
+            ) -> Result<bool, $crate::ledger::LedgerError> {
                 let done = sqlx::query(&self.sql.record_failed)
                     .bind(replay_key)
                     .bind(reason)
@@ -208,12 +222,21 @@ macro_rules! impl_ledger {
             }
 
             async fn release(&self, replay_key: &str) -> Result<bool, $crate::ledger::LedgerError> {
-                let done = sqlx::query(&self.sql.release).bind(replay_key).execute(&self.pool).await?;
+                let done = sqlx::query(&self.sql.release)
+                    .bind(replay_key)
+                    .execute(&self.pool)
+                    .await?;
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn end_lease(&self, replay_key: &str) -> Result<bool, $crate::ledger::LedgerError> {
-                let done = sqlx::query(&self.sql.end_lease).bind(replay_key).execute(&self.pool).await?;
+            async fn end_lease(
+                &self,
+                replay_key: &str,
+            ) -> Result<bool, $crate::ledger::LedgerError> {
+                let done = sqlx::query(&self.sql.end_lease)
+                    .bind(replay_key)
+                    .execute(&self.pool)
+                    .await?;
                 Ok(done.rows_affected() == 1)
             }
 

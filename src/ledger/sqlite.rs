@@ -4,8 +4,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::Connection;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 
 use super::migrate::{CREATE_TABLE, SQLITE};
 use super::sql::{Statements, impl_ledger};
@@ -17,7 +20,11 @@ pub struct SqliteLedger {
 }
 
 impl SqliteLedger {
-    pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self, LedgerError> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, LedgerError> {
         // WAL lets readers (verify's replay check) run beside the one writer; FULL sync because
         // a claim that a crash forgets could let a payment be settled twice.
         let options = SqliteConnectOptions::from_str(url)?
@@ -30,7 +37,10 @@ impl SqliteLedger {
             .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await?;
-        Ok(SqliteLedger { pool, sql: Statements::sqlite() })
+        Ok(SqliteLedger {
+            pool,
+            sql: Statements::sqlite(),
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), LedgerError> {
@@ -38,10 +48,11 @@ impl SqliteLedger {
         sqlx::raw_sql(CREATE_TABLE).execute(&mut *conn).await?;
         for (version, name, sql) in SQLITE {
             let mut tx = conn.begin().await?;
-            let applied: Option<i64> = sqlx::query_scalar("SELECT version FROM ledger_migrations WHERE version = ?1")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let applied: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM ledger_migrations WHERE version = ?1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if applied.is_some() {
                 continue;
             }
@@ -49,12 +60,14 @@ impl SqliteLedger {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| LedgerError::Migration(format!("{name}: {e}")))?;
-            sqlx::query("INSERT INTO ledger_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)")
-                .bind(version)
-                .bind(name)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO ledger_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            )
+            .bind(version)
+            .bind(name)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
         }
         Ok(())

@@ -12,10 +12,14 @@ impl NetworkId {
         let (ns, reference) = s.split_once(':')?;
         let ok_ns = !ns.is_empty()
             && ns.len() <= 8
-            && ns.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && ns
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         let ok_ref = !reference.is_empty()
             && reference.len() <= 64
-            && reference.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && reference
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         (ok_ns && ok_ref).then(|| NetworkId(s.to_string()))
     }
 
@@ -87,7 +91,10 @@ pub fn v1_to_caip2(name: &str) -> Option<NetworkId> {
 
 /// The v1 name of a CAIP-2 id, when v1 has one.
 pub fn caip2_to_v1(id: &NetworkId) -> Option<&'static str> {
-    V1_NAMES.iter().find(|(_, c)| *c == id.as_str()).map(|(n, _)| *n)
+    V1_NAMES
+        .iter()
+        .find(|(_, c)| *c == id.as_str())
+        .map(|(n, _)| *n)
 }
 
 #[cfg(test)]
@@ -103,7 +110,11 @@ mod tests {
         assert!(NetworkId::parse(":1").is_none());
         assert!(NetworkId::parse("eip155:").is_none());
         assert!(NetworkId::parse("EIP155:1").is_none());
-        assert_eq!(NetworkId::parse("solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp").map(|n| n.eip155_chain_id()), Some(None));
+        assert_eq!(
+            NetworkId::parse("solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp")
+                .map(|n| n.eip155_chain_id()),
+            Some(None)
+        );
     }
 
     #[test]

@@ -23,7 +23,11 @@ pub enum RequestError {
     /// Not JSON, or the top-level fields are missing: HTTP 400.
     Malformed(String),
     /// Readable, but the payment itself is invalid: HTTP 200 with this reason.
-    Invalid { reason: &'static str, message: String, network: String },
+    Invalid {
+        reason: &'static str,
+        message: String,
+        network: String,
+    },
 }
 
 pub fn parse_request(body: &[u8]) -> Result<PaymentRequest, RequestError> {
@@ -32,9 +36,10 @@ pub fn parse_request(body: &[u8]) -> Result<PaymentRequest, RequestError> {
     let Value::Object(mut top) = value else {
         return Err(RequestError::Malformed("body must be a JSON object".into()));
     };
-    let (Some(Value::Object(payload)), Some(Value::Object(requirements))) =
-        (top.remove("paymentPayload"), top.remove("paymentRequirements"))
-    else {
+    let (Some(Value::Object(payload)), Some(Value::Object(requirements))) = (
+        top.remove("paymentPayload"),
+        top.remove("paymentRequirements"),
+    ) else {
         return Err(RequestError::Malformed(
             "paymentPayload and paymentRequirements must both be JSON objects".into(),
         ));
@@ -46,15 +51,18 @@ pub fn parse_request(body: &[u8]) -> Result<PaymentRequest, RequestError> {
         network: network.clone(),
     };
     let version = payload.get("x402Version").and_then(Value::as_u64);
-    if let Some(top_version) = top.get("x402Version").filter(|v| !v.is_null()) {
-        if top_version.as_u64() != version {
-            return Err(invalid(
-                reason::INVALID_X402_VERSION,
-                "x402Version differs from paymentPayload.x402Version".into(),
-            ));
-        }
+    if let Some(top_version) = top.get("x402Version").filter(|v| !v.is_null())
+        && top_version.as_u64() != version
+    {
+        return Err(invalid(
+            reason::INVALID_X402_VERSION,
+            "x402Version differs from paymentPayload.x402Version".into(),
+        ));
     }
-    let top_version = top.get("x402Version").and_then(Value::as_u64).map(|v| v as u8);
+    let top_version = top
+        .get("x402Version")
+        .and_then(Value::as_u64)
+        .map(|v| v as u8);
     match version {
         Some(1) => {
             let payment_payload = serde_json::from_value(Value::Object(payload))
@@ -185,8 +193,9 @@ impl PaymentRequest {
     /// The URL of the paid resource, when the request names one.
     pub fn resource_url(&self) -> Option<&str> {
         match self {
-            PaymentRequest::V1(r) => Some(r.payment_requirements.resource.as_str())
-                .filter(|s| !s.is_empty()),
+            PaymentRequest::V1(r) => {
+                Some(r.payment_requirements.resource.as_str()).filter(|s| !s.is_empty())
+            }
             PaymentRequest::V2(r) => r.payment_payload.resource.as_ref().map(|r| r.url.as_str()),
         }
     }

@@ -29,7 +29,11 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(reason: impl Into<String>) -> Self {
-        Rejection { reason: reason.into(), message: None, payer: None }
+        Rejection {
+            reason: reason.into(),
+            message: None,
+            payer: None,
+        }
     }
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
         self.message = Some(message.into());
@@ -118,7 +122,11 @@ pub trait SchemeHandler: Send + Sync + 'static {
     /// Runs the payment against the chain without committing it.
     async fn simulate(&self, payment: &CheckedPayment) -> Result<Option<Rejection>, SchemeError>;
     async fn prepare(&self, payment: &CheckedPayment) -> Result<Preparation, SchemeError>;
-    async fn broadcast(&self, payment: &CheckedPayment, prepared: &Prepared) -> Result<Broadcast, SchemeError>;
+    async fn broadcast(
+        &self,
+        payment: &CheckedPayment,
+        prepared: &Prepared,
+    ) -> Result<Broadcast, SchemeError>;
     async fn await_outcome(
         &self,
         payment: &CheckedPayment,

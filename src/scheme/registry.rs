@@ -56,8 +56,17 @@ impl SchemeRegistry {
         Ok(())
     }
 
-    pub fn lookup(&self, x402_version: u8, scheme: &str, network: &str) -> Result<&Arc<dyn SchemeHandler>, Miss> {
-        let key = SchemeKey { x402_version, scheme: scheme.to_string(), network: network.to_string() };
+    pub fn lookup(
+        &self,
+        x402_version: u8,
+        scheme: &str,
+        network: &str,
+    ) -> Result<&Arc<dyn SchemeHandler>, Miss> {
+        let key = SchemeKey {
+            x402_version,
+            scheme: scheme.to_string(),
+            network: network.to_string(),
+        };
         if let Some(handler) = self.handlers.get(&key) {
             return Ok(handler);
         }
@@ -65,7 +74,11 @@ impl SchemeRegistry {
             .handlers
             .keys()
             .any(|k| k.x402_version == x402_version && k.network == network);
-        Err(if network_known { Miss::Scheme } else { Miss::Network })
+        Err(if network_known {
+            Miss::Scheme
+        } else {
+            Miss::Network
+        })
     }
 
     pub fn supported(&self, extensions: Vec<String>) -> SupportedResponse {
@@ -73,7 +86,11 @@ impl SchemeRegistry {
         kinds.sort_by(|a, b| {
             (b.x402_version, &a.network, &a.scheme).cmp(&(a.x402_version, &b.network, &b.scheme))
         });
-        SupportedResponse { kinds, extensions, signers: self.signers.clone() }
+        SupportedResponse {
+            kinds,
+            extensions,
+            signers: self.signers.clone(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {

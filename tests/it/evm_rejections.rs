@@ -24,7 +24,11 @@ async fn case() -> Case {
     let chain = Chain::start().await;
     let db = Db::sqlite();
     let app = spawn(&chain, &db).await;
-    Case { chain, app, _db: db }
+    Case {
+        chain,
+        app,
+        _db: db,
+    }
 }
 
 /// Verify and settle both reject `body` with `reason`, and no money moves.
@@ -85,7 +89,12 @@ async fn smart_wallet_signature_from_an_undeployed_address() {
     let payment = harness::funded_payment(&c.chain).await;
     let mut long = payment.signature().to_vec();
     long.extend_from_slice(&[0u8; 32]);
-    rejected(&c, &payment.body_with_signature(&Bytes::from(long)), "invalid_exact_evm_payload_undeployed_smart_wallet").await;
+    rejected(
+        &c,
+        &payment.body_with_signature(&Bytes::from(long)),
+        "invalid_exact_evm_payload_undeployed_smart_wallet",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -112,7 +121,12 @@ async fn authorization_expired() {
     let c = case().await;
     let mut payment = harness::funded_payment(&c.chain).await;
     payment.valid_before = now() + 3;
-    rejected(&c, &payment.body(), "invalid_exact_evm_payload_authorization_valid_before").await;
+    rejected(
+        &c,
+        &payment.body(),
+        "invalid_exact_evm_payload_authorization_valid_before",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -120,7 +134,12 @@ async fn authorization_not_yet_valid() {
     let c = case().await;
     let mut payment = harness::funded_payment(&c.chain).await;
     payment.valid_after = now() + 3600;
-    rejected(&c, &payment.body(), "invalid_exact_evm_payload_authorization_valid_after").await;
+    rejected(
+        &c,
+        &payment.body(),
+        "invalid_exact_evm_payload_authorization_valid_after",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -128,9 +147,19 @@ async fn value_differs_from_amount() {
     let c = case().await;
     let mut payment = harness::funded_payment(&c.chain).await;
     payment.value = payment.amount + U256::from(1);
-    rejected(&c, &payment.body(), "invalid_exact_evm_payload_authorization_value_mismatch").await;
+    rejected(
+        &c,
+        &payment.body(),
+        "invalid_exact_evm_payload_authorization_value_mismatch",
+    )
+    .await;
     payment.value = payment.amount - U256::from(1);
-    rejected(&c, &payment.body(), "invalid_exact_evm_payload_authorization_value_mismatch").await;
+    rejected(
+        &c,
+        &payment.body(),
+        "invalid_exact_evm_payload_authorization_value_mismatch",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -138,7 +167,11 @@ async fn v1_value_mismatch_uses_the_v1_string() {
     let chain = Chain::start_with(84532, &[]).await;
     let db = Db::sqlite();
     let app = spawn(&chain, &db).await;
-    let c = Case { chain, app, _db: db };
+    let c = Case {
+        chain,
+        app,
+        _db: db,
+    };
     let mut payment = harness::funded_payment(&c.chain).await.v1();
     payment.value = payment.amount + U256::from(1);
     rejected(&c, &payment.body(), "invalid_exact_evm_authorization_value").await;
@@ -185,14 +218,24 @@ async fn token_version_differs_from_extra() {
     let mut payment = harness::funded_payment(&c.chain).await;
     payment.sign_version = "9".into();
     payment.extra = json!({ "name": "USD Coin", "version": "9" });
-    rejected(&c, &payment.body(), "invalid_exact_evm_token_version_mismatch").await;
+    rejected(
+        &c,
+        &payment.body(),
+        "invalid_exact_evm_token_version_mismatch",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn payer_balance_too_low() {
     let c = case().await;
     let payment = Payment::new(&c.chain);
-    rejected(&c, &payment.body(), "invalid_exact_evm_insufficient_balance").await;
+    rejected(
+        &c,
+        &payment.body(),
+        "invalid_exact_evm_insufficient_balance",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -200,7 +243,12 @@ async fn asset_without_eip3009() {
     let c = case().await;
     let mut payment = harness::funded_payment(&c.chain).await;
     payment.asset = c.chain.factory;
-    rejected(&c, &payment.body(), "invalid_exact_evm_eip3009_not_supported").await;
+    rejected(
+        &c,
+        &payment.body(),
+        "invalid_exact_evm_eip3009_not_supported",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -211,8 +259,17 @@ async fn simulation_fails_for_another_cause() {
     payment.to = Address::ZERO;
     let body = payment.body();
     let verdict = c.app.verify(&body).await;
-    assert_eq!(verdict["invalidReason"], "invalid_exact_evm_transaction_simulation_failed", "{verdict}");
-    assert!(verdict["invalidMessage"].as_str().unwrap_or_default().contains("zero address"), "{verdict}");
+    assert_eq!(
+        verdict["invalidReason"], "invalid_exact_evm_transaction_simulation_failed",
+        "{verdict}"
+    );
+    assert!(
+        verdict["invalidMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("zero address"),
+        "{verdict}"
+    );
 }
 
 #[tokio::test]
@@ -227,7 +284,12 @@ async fn permit2_payload_is_unsupported() {
 async fn malformed_authorization_fields() {
     let c = case().await;
     let body = harness::funded_payment(&c.chain).await.body();
-    for (field, value) in [("nonce", json!("0x1234")), ("value", json!("1abc")), ("from", json!("0xnope")), ("validBefore", json!(-5))] {
+    for (field, value) in [
+        ("nonce", json!("0x1234")),
+        ("value", json!("1abc")),
+        ("from", json!("0xnope")),
+        ("validBefore", json!(-5)),
+    ] {
         let mut bad = body.clone();
         bad["paymentPayload"]["payload"]["authorization"][field] = value;
         rejected(&c, &bad, "invalid_payload").await;
@@ -249,13 +311,26 @@ async fn a_failed_settle_releases_the_claim_and_burns_no_nonce() {
     let body = payment.body();
     // The payer has no tokens yet: the estimate reverts before any nonce is taken.
     let first = c.app.settle(&body).await;
-    assert_eq!(first["errorReason"], "invalid_exact_evm_insufficient_balance", "{first}");
-    c.chain.mint(c.chain.token, payment.from, U256::from(1_000_000u64)).await;
+    assert_eq!(
+        first["errorReason"], "invalid_exact_evm_insufficient_balance",
+        "{first}"
+    );
+    c.chain
+        .mint(c.chain.token, payment.from, U256::from(1_000_000u64))
+        .await;
     let second = c.app.settle(&body).await;
-    assert_eq!(second["success"], true, "the same authorization settles once funded: {second}");
+    assert_eq!(
+        second["success"], true,
+        "the same authorization settles once funded: {second}"
+    );
     let signer = c.app.signers[0].address();
     use alloy::providers::Provider;
-    let nonce = c.chain.provider.get_transaction_count(signer).await.expect("nonce");
+    let nonce = c
+        .chain
+        .provider
+        .get_transaction_count(signer)
+        .await
+        .expect("nonce");
     assert_eq!(nonce, 1, "one transaction sent, no nonce burnt");
 }
 
@@ -288,14 +363,44 @@ async fn a_transaction_that_reverts_on_chain_is_reported_with_its_hash() {
             .with_gas_limit(200_000)
             .with_max_fee_per_gas(1_000_000_000_000)
             .with_max_priority_fee_per_gas(500_000_000_000);
-        let _pending = c.chain.provider.send_transaction(tx).await.expect("front-run sent");
+        let _pending = c
+            .chain
+            .provider
+            .send_transaction(tx)
+            .await
+            .expect("front-run sent");
         c.chain.mine().await;
     };
     let (settled, ()) = tokio::join!(settle, front_run);
     c.chain.set_automine(true).await;
     assert_eq!(settled["success"], false, "{settled}");
-    assert_eq!(settled["errorReason"], "invalid_exact_evm_transaction_failed", "{settled}");
+    assert_eq!(
+        settled["errorReason"], "invalid_exact_evm_transaction_failed",
+        "{settled}"
+    );
     let tx = settled["transaction"].as_str().unwrap_or_default();
     assert_eq!(tx.len(), 66, "the reverted transaction is named: {settled}");
-    assert_eq!(c.chain.balance(c.chain.token, payment.pay_to).await, payment.amount, "paid once, by the front-runner");
+    assert_eq!(
+        c.chain.balance(c.chain.token, payment.pay_to).await,
+        payment.amount,
+        "paid once, by the front-runner"
+    );
+}
+
+#[tokio::test]
+async fn asset_outside_the_operator_allow_list() {
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let options = harness::Options::default().env(
+        "X402__NETWORKS__LOCAL__ASSETS",
+        format!("{:#x}", Address::repeat_byte(0x33)),
+    );
+    let app = harness::spawn_with(&chain, &db, options).await;
+    let c = Case {
+        chain,
+        app,
+        _db: db,
+    };
+    let body = harness::funded_payment(&c.chain).await.body();
+    rejected(&c, &body, "invalid_payment_requirements").await;
 }

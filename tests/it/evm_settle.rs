@@ -22,10 +22,19 @@ async fn happy_path(db: Db) {
     let tx = settled["transaction"].as_str().expect("transaction");
     assert!(tx.starts_with("0x") && tx.len() == 66, "{tx}");
 
-    assert_eq!(chain.balance(chain.token, payment.pay_to).await, payment.amount);
-    assert_eq!(chain.balance(chain.token, payment.from).await, U256::from(1_000_000u64) - payment.amount);
     assert_eq!(
-        db.count(&format!("SELECT count(*) FROM settlements WHERE state = 'settled' AND tx_id = '{tx}'")).await,
+        chain.balance(chain.token, payment.pay_to).await,
+        payment.amount
+    );
+    assert_eq!(
+        chain.balance(chain.token, payment.from).await,
+        U256::from(1_000_000u64) - payment.amount
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM settlements WHERE state = 'settled' AND tx_id = '{tx}'"
+        ))
+        .await,
         1
     );
     app.stop().await;
@@ -50,11 +59,17 @@ async fn replay(db: Db) {
 
     let verdict = app.verify(&body).await;
     assert_eq!(verdict["isValid"], false);
-    assert_eq!(verdict["invalidReason"], "invalid_exact_evm_nonce_already_used", "{verdict}");
+    assert_eq!(
+        verdict["invalidReason"], "invalid_exact_evm_nonce_already_used",
+        "{verdict}"
+    );
 
     let again = app.settle(&body).await;
     assert_eq!(again["success"], false);
-    assert_eq!(again["errorReason"], "invalid_exact_evm_nonce_already_used", "{again}");
+    assert_eq!(
+        again["errorReason"], "invalid_exact_evm_nonce_already_used",
+        "{again}"
+    );
     assert_eq!(again["transaction"], "");
     assert_eq!(chain.transfers_from(chain.token, payment.from).await, 1);
     app.stop().await;
@@ -86,7 +101,10 @@ async fn concurrent(db: Db) {
         );
     }
     assert_eq!(chain.transfers_from(chain.token, payment.from).await, 1);
-    assert_eq!(chain.balance(chain.token, payment.pay_to).await, payment.amount);
+    assert_eq!(
+        chain.balance(chain.token, payment.pay_to).await,
+        payment.amount
+    );
     assert_eq!(db.count("SELECT count(*) FROM settlements").await, 1);
     app.stop().await;
 }
@@ -105,7 +123,15 @@ async fn twenty_concurrent_settles_move_money_once_postgres() {
 async fn distinct_payments_settle_concurrently_on_a_signer_pool() {
     let chain = Chain::start().await;
     let db = Db::postgres().await;
-    let app = harness::spawn_with(&chain, &db, harness::Options { signers: 3, ..Default::default() }).await;
+    let app = harness::spawn_with(
+        &chain,
+        &db,
+        harness::Options {
+            signers: 3,
+            ..Default::default()
+        },
+    )
+    .await;
     let mut payments = Vec::new();
     for _ in 0..12 {
         payments.push(harness::funded_payment(&chain).await);
@@ -116,8 +142,16 @@ async fn distinct_payments_settle_concurrently_on_a_signer_pool() {
         assert_eq!(a["success"], true, "{a}");
         assert_eq!(chain.balance(chain.token, p.pay_to).await, p.amount);
     }
-    assert_eq!(db.count("SELECT count(*) FROM settlements WHERE state = 'settled'").await, 12);
-    assert_eq!(db.count("SELECT count(DISTINCT signer) FROM settlements").await, 3);
+    assert_eq!(
+        db.count("SELECT count(*) FROM settlements WHERE state = 'settled'")
+            .await,
+        12
+    );
+    assert_eq!(
+        db.count("SELECT count(DISTINCT signer) FROM settlements")
+            .await,
+        3
+    );
     app.stop().await;
 }
 
@@ -133,7 +167,10 @@ async fn v1_payload_settles() {
     let settled = app.settle(&body).await;
     assert_eq!(settled["success"], true, "{settled}");
     assert_eq!(settled["network"], "base-sepolia");
-    assert_eq!(chain.balance(chain.token, payment.pay_to).await, payment.amount);
+    assert_eq!(
+        chain.balance(chain.token, payment.pay_to).await,
+        payment.amount
+    );
     app.stop().await;
 }
 
@@ -143,7 +180,10 @@ async fn erc1271_smart_wallet_pays() {
     let mut payment = Payment::new(&chain);
     // A deployed wallet owned by the payer key; the token asks it through ERC-1271.
     let wallet = chain
-        .deploy("SmartWallet", alloy::sol_types::SolValue::abi_encode(&payment.payer.address()).into())
+        .deploy(
+            "SmartWallet",
+            alloy::sol_types::SolValue::abi_encode(&payment.payer.address()).into(),
+        )
         .await;
     payment.from = wallet;
     chain.mint(chain.token, wallet, U256::from(50_000u64)).await;
@@ -154,7 +194,10 @@ async fn erc1271_smart_wallet_pays() {
     assert_eq!(verdict["isValid"], true, "{verdict}");
     let settled = app.settle(&body).await;
     assert_eq!(settled["success"], true, "{settled}");
-    assert_eq!(chain.balance(chain.token, payment.pay_to).await, payment.amount);
+    assert_eq!(
+        chain.balance(chain.token, payment.pay_to).await,
+        payment.amount
+    );
     app.stop().await;
 }
 
@@ -167,7 +210,10 @@ async fn erc6492_counterfactual_wallet_is_deployed_and_pays() {
     payment.from = wallet;
     payment.counterfactual = Some((chain.factory, salt));
     chain.mint(chain.token, wallet, U256::from(50_000u64)).await;
-    assert!(chain.code_at(wallet).await.is_empty(), "wallet starts undeployed");
+    assert!(
+        chain.code_at(wallet).await.is_empty(),
+        "wallet starts undeployed"
+    );
     let db = Db::sqlite();
     let app = spawn(&chain, &db).await;
     let body = payment.body();
@@ -175,7 +221,13 @@ async fn erc6492_counterfactual_wallet_is_deployed_and_pays() {
     assert_eq!(verdict["isValid"], true, "{verdict}");
     let settled = app.settle(&body).await;
     assert_eq!(settled["success"], true, "{settled}");
-    assert!(!chain.code_at(wallet).await.is_empty(), "settle deployed the wallet");
-    assert_eq!(chain.balance(chain.token, payment.pay_to).await, payment.amount);
+    assert!(
+        !chain.code_at(wallet).await.is_empty(),
+        "settle deployed the wallet"
+    );
+    assert_eq!(
+        chain.balance(chain.token, payment.pay_to).await,
+        payment.amount
+    );
     app.stop().await;
 }

@@ -13,7 +13,9 @@ async fn malformed_bodies_are_400_with_a_json_error() {
     let app = spawn(&chain, &db).await;
     let valid = harness::funded_payment(&chain).await.body();
     let mut no_requirements = valid.clone();
-    no_requirements.as_object_mut().map(|o| o.remove("paymentRequirements"));
+    no_requirements
+        .as_object_mut()
+        .map(|o| o.remove("paymentRequirements"));
     let bodies: Vec<Vec<u8>> = vec![
         b"".to_vec(),
         b"not json".to_vec(),
@@ -28,9 +30,17 @@ async fn malformed_bodies_are_400_with_a_json_error() {
     for path in ["/verify", "/settle"] {
         for body in &bodies {
             let (status, text) = app.post_raw(path, body.clone()).await;
-            assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {:?} → {text}", String::from_utf8_lossy(body));
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "{path} {:?} → {text}",
+                String::from_utf8_lossy(body)
+            );
             let json: Value = serde_json::from_str(&text).expect("JSON error body");
-            assert!(json["error"].is_string() && json["errorId"].is_string(), "{text}");
+            assert!(
+                json["error"].is_string() && json["errorId"].is_string(),
+                "{text}"
+            );
         }
     }
     app.stop().await;
@@ -66,7 +76,9 @@ async fn readable_but_invalid_payments_are_200_with_a_reason() {
     unknown_scheme["paymentRequirements"]["scheme"] = json!("upto");
     unknown_scheme["paymentPayload"]["accepted"]["scheme"] = json!("upto");
     let mut missing_amount = valid.clone();
-    missing_amount["paymentRequirements"].as_object_mut().map(|o| o.remove("amount"));
+    missing_amount["paymentRequirements"]
+        .as_object_mut()
+        .map(|o| o.remove("amount"));
     let mut payload_not_object = valid.clone();
     payload_not_object["paymentPayload"]["payload"] = json!("zzz");
 
@@ -94,16 +106,36 @@ async fn readable_but_invalid_payments_are_200_with_a_reason() {
 async fn supported_lists_v2_and_v1_kinds_and_signers() {
     let chain = Chain::start_with(84532, &[]).await;
     let db = Db::sqlite();
-    let app = spawn_with(&chain, &db, Options { signers: 2, ..Default::default() }).await;
+    let app = spawn_with(
+        &chain,
+        &db,
+        Options {
+            signers: 2,
+            ..Default::default()
+        },
+    )
+    .await;
     let (status, supported) = app.get("/supported").await;
     assert_eq!(status, StatusCode::OK);
     let kinds = supported["kinds"].as_array().expect("kinds");
-    assert!(kinds.contains(&json!({ "x402Version": 2, "scheme": "exact", "network": "eip155:84532" })), "{supported}");
-    assert!(kinds.contains(&json!({ "x402Version": 1, "scheme": "exact", "network": "base-sepolia" })), "{supported}");
+    assert!(
+        kinds.contains(&json!({ "x402Version": 2, "scheme": "exact", "network": "eip155:84532" })),
+        "{supported}"
+    );
+    assert!(
+        kinds.contains(&json!({ "x402Version": 1, "scheme": "exact", "network": "base-sepolia" })),
+        "{supported}"
+    );
     assert_eq!(kinds.len(), 2);
     assert!(supported["extensions"].is_array());
-    let signers = supported["signers"]["eip155:*"].as_array().expect("signers");
-    let expected: Vec<Value> = app.signers.iter().map(|s| json!(s.address().to_checksum(None))).collect();
+    let signers = supported["signers"]["eip155:*"]
+        .as_array()
+        .expect("signers");
+    let expected: Vec<Value> = app
+        .signers
+        .iter()
+        .map(|s| json!(s.address().to_checksum(None)))
+        .collect();
     assert_eq!(signers.len(), 2);
     for s in expected {
         assert!(signers.contains(&s), "{supported}");
@@ -115,7 +147,15 @@ async fn supported_lists_v2_and_v1_kinds_and_signers() {
 async fn a_network_without_usable_signers_is_not_advertised() {
     let chain = Chain::start().await;
     let db = Db::sqlite();
-    let app = spawn_with(&chain, &db, Options { unfunded: true, ..Default::default() }).await;
+    let app = spawn_with(
+        &chain,
+        &db,
+        Options {
+            unfunded: true,
+            ..Default::default()
+        },
+    )
+    .await;
     let (_, supported) = app.get("/supported").await;
     assert_eq!(supported["kinds"], json!([]), "{supported}");
     let body = harness::funded_payment(&chain).await.body();
@@ -152,7 +192,11 @@ async fn an_unreachable_rpc_is_a_5xx_with_an_error_id_and_nothing_recorded() {
     assert_eq!(settled["success"], false);
     assert_eq!(settled["transaction"], "");
     assert_eq!(settled["network"], payment.network);
-    assert_eq!(db.count("SELECT count(*) FROM settlements").await, 0, "a failed claim is released");
+    assert_eq!(
+        db.count("SELECT count(*) FROM settlements").await,
+        0,
+        "a failed claim is released"
+    );
     app.stop().await;
 }
 

@@ -11,7 +11,9 @@ use crate::harness::Db;
 const LEASE: Duration = Duration::from_secs(30);
 
 async fn open(db: &Db) -> SharedLedger {
-    ledger::connect(&db.url(), 8, Duration::from_secs(5)).await.expect("ledger opens and migrates")
+    ledger::connect(&db.url(), 8, Duration::from_secs(5))
+        .await
+        .expect("ledger opens and migrates")
 }
 
 fn claim(key: &str) -> NewClaim {
@@ -41,7 +43,10 @@ where
 #[tokio::test]
 async fn claim_is_exclusive_and_reports_the_holder() {
     for_both(|l| async move {
-        assert_eq!(l.claim(&claim("k1"), LEASE).await.expect("claim"), ClaimOutcome::Claimed);
+        assert_eq!(
+            l.claim(&claim("k1"), LEASE).await.expect("claim"),
+            ClaimOutcome::Claimed
+        );
         match l.claim(&claim("k1"), LEASE).await.expect("claim") {
             ClaimOutcome::Existing(row) => {
                 assert_eq!(row.state, SettlementState::Claimed);
@@ -63,7 +68,13 @@ async fn concurrent_claims_have_one_winner() {
             async move { l.claim(&claim("race"), LEASE).await.expect("claim") }
         }))
         .await;
-        assert_eq!(results.iter().filter(|r| **r == ClaimOutcome::Claimed).count(), 1);
+        assert_eq!(
+            results
+                .iter()
+                .filter(|r| **r == ClaimOutcome::Claimed)
+                .count(),
+            1
+        );
     })
     .await;
 }
@@ -72,12 +83,28 @@ async fn concurrent_claims_have_one_winner() {
 async fn transitions_follow_the_state_machine() {
     for_both(|l| async move {
         l.claim(&claim("k"), LEASE).await.expect("claim");
-        assert!(!l.record_settled("k", "0xabc").await.expect("cas"), "claimed → settled is not a transition");
-        assert!(l.record_submitted("k", "0xabc", "0xsigner").await.expect("cas"));
-        assert!(!l.release("k").await.expect("cas"), "a submitted row is never released");
-        assert!(!l.record_settled("k", "0xother").await.expect("cas"), "settled only with the recorded tx");
+        assert!(
+            !l.record_settled("k", "0xabc").await.expect("cas"),
+            "claimed → settled is not a transition"
+        );
+        assert!(
+            l.record_submitted("k", "0xabc", "0xsigner")
+                .await
+                .expect("cas")
+        );
+        assert!(
+            !l.release("k").await.expect("cas"),
+            "a submitted row is never released"
+        );
+        assert!(
+            !l.record_settled("k", "0xother").await.expect("cas"),
+            "settled only with the recorded tx"
+        );
         assert!(l.record_settled("k", "0xabc").await.expect("cas"));
-        assert!(!l.record_failed("k", "x").await.expect("cas"), "settled is final");
+        assert!(
+            !l.record_failed("k", "x").await.expect("cas"),
+            "settled is final"
+        );
         let row = l.find("k").await.expect("find").expect("row");
         assert_eq!(row.state, SettlementState::Settled);
         assert_eq!(row.tx_id.as_deref(), Some("0xabc"));
@@ -97,14 +124,32 @@ async fn release_and_failed_rows_can_be_claimed_again() {
         l.claim(&claim("r"), LEASE).await.expect("claim");
         assert!(l.release("r").await.expect("release"));
         assert!(l.find("r").await.expect("find").is_none());
-        assert_eq!(l.claim(&claim("r"), LEASE).await.expect("claim"), ClaimOutcome::Claimed);
-        l.record_submitted("r", "0x1", "0xs").await.expect("submitted");
-        assert!(l.record_failed("r", "invalid_exact_evm_transaction_failed").await.expect("failed"));
+        assert_eq!(
+            l.claim(&claim("r"), LEASE).await.expect("claim"),
+            ClaimOutcome::Claimed
+        );
+        l.record_submitted("r", "0x1", "0xs")
+            .await
+            .expect("submitted");
+        assert!(
+            l.record_failed("r", "invalid_exact_evm_transaction_failed")
+                .await
+                .expect("failed")
+        );
         let failed = l.find("r").await.expect("find").expect("row");
-        assert_eq!(failed.error_reason.as_deref(), Some("invalid_exact_evm_transaction_failed"));
-        assert_eq!(l.claim(&claim("r"), LEASE).await.expect("reclaim"), ClaimOutcome::Claimed);
+        assert_eq!(
+            failed.error_reason.as_deref(),
+            Some("invalid_exact_evm_transaction_failed")
+        );
+        assert_eq!(
+            l.claim(&claim("r"), LEASE).await.expect("reclaim"),
+            ClaimOutcome::Claimed
+        );
         let again = l.find("r").await.expect("find").expect("row");
-        assert_eq!((again.state, again.attempts, again.tx_id), (SettlementState::Claimed, 2, None));
+        assert_eq!(
+            (again.state, again.attempts, again.tx_id),
+            (SettlementState::Claimed, 2, None)
+        );
     })
     .await;
 }
@@ -113,12 +158,33 @@ async fn release_and_failed_rows_can_be_claimed_again() {
 async fn take_over_needs_an_expired_lease() {
     for_both(|l| async move {
         l.claim(&claim("t"), LEASE).await.expect("claim");
-        l.record_submitted("t", "0x1", "0xs").await.expect("submitted");
-        assert!(!l.take_over("t", SettlementState::Submitted, LEASE).await.expect("cas"), "lease still held");
+        l.record_submitted("t", "0x1", "0xs")
+            .await
+            .expect("submitted");
+        assert!(
+            !l.take_over("t", SettlementState::Submitted, LEASE)
+                .await
+                .expect("cas"),
+            "lease still held"
+        );
         assert!(l.end_lease("t").await.expect("end lease"));
-        assert!(!l.take_over("t", SettlementState::Claimed, LEASE).await.expect("cas"), "wrong state");
-        assert!(l.take_over("t", SettlementState::Submitted, LEASE).await.expect("cas"));
-        assert!(!l.take_over("t", SettlementState::Submitted, LEASE).await.expect("cas"), "only one taker");
+        assert!(
+            !l.take_over("t", SettlementState::Claimed, LEASE)
+                .await
+                .expect("cas"),
+            "wrong state"
+        );
+        assert!(
+            l.take_over("t", SettlementState::Submitted, LEASE)
+                .await
+                .expect("cas")
+        );
+        assert!(
+            !l.take_over("t", SettlementState::Submitted, LEASE)
+                .await
+                .expect("cas"),
+            "only one taker"
+        );
     })
     .await;
 }
@@ -129,7 +195,10 @@ async fn migrations_are_idempotent() {
         let first = open(&db).await;
         first.claim(&claim("m"), LEASE).await.expect("claim");
         let second = open(&db).await;
-        assert!(second.find("m").await.expect("find").is_some(), "reopening keeps the data");
+        assert!(
+            second.find("m").await.expect("find").is_some(),
+            "reopening keeps the data"
+        );
         assert_eq!(db.count("SELECT count(*) FROM ledger_migrations").await, 1);
     }
 }

@@ -13,7 +13,12 @@ use crate::harness::chain::{TOKEN_NAME, TOKEN_VERSION};
 use crate::harness::{Chain, Db, spawn};
 
 /// Asks the official SDK to sign a payment for `requirements`; returns the /verify body.
-async fn sdk_sign(payer: &PrivateKeySigner, x402_version: u8, chain_id: u64, requirements: Value) -> Value {
+async fn sdk_sign(
+    payer: &PrivateKeySigner,
+    x402_version: u8,
+    chain_id: u64,
+    requirements: Value,
+) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/sign-evm.mjs");
     let job = json!({
         "privateKey": format!("0x{}", hex::encode(payer.to_bytes())),
@@ -30,10 +35,17 @@ async fn sdk_sign(payer: &PrivateKeySigner, x402_version: u8, chain_id: u64, req
         .spawn()
         .expect("node runs (scripts/test installs the SDK)");
     let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(job.to_string().as_bytes()).await.expect("job written");
+    stdin
+        .write_all(job.to_string().as_bytes())
+        .await
+        .expect("job written");
     drop(stdin);
     let out = child.wait_with_output().await.expect("node finished");
-    assert!(out.status.success(), "SDK signer failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "SDK signer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("SDK printed JSON")
 }
 
@@ -42,7 +54,9 @@ async fn sdk_payment_settles(chain_id: u64, x402_version: u8) {
     let db = Db::postgres().await;
     let app = spawn(&chain, &db).await;
     let payer = PrivateKeySigner::random();
-    chain.mint(chain.token, payer.address(), U256::from(1_000_000u64)).await;
+    chain
+        .mint(chain.token, payer.address(), U256::from(1_000_000u64))
+        .await;
     let pay_to = PrivateKeySigner::random().address();
     let requirements = json!({
         "scheme": "exact",
@@ -61,8 +75,15 @@ async fn sdk_payment_settles(chain_id: u64, x402_version: u8) {
     assert_eq!(verdict["payer"], payer.address().to_checksum(None));
     let settled = app.settle(&body).await;
     assert_eq!(settled["success"], true, "{settled}");
-    assert_eq!(chain.balance(chain.token, pay_to).await, U256::from(2500u64));
-    assert_eq!(db.count("SELECT count(*) FROM settlements WHERE state = 'settled'").await, 1);
+    assert_eq!(
+        chain.balance(chain.token, pay_to).await,
+        U256::from(2500u64)
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM settlements WHERE state = 'settled'")
+            .await,
+        1
+    );
     app.stop().await;
 }
 

@@ -40,7 +40,9 @@ impl RpcFailure {
 
     /// The revert reason when the node reported a revert.
     pub fn revert_text(&self) -> Option<String> {
-        let RpcFailure::Node(p) = self else { return None };
+        let RpcFailure::Node(p) = self else {
+            return None;
+        };
         let decoded = p
             .as_revert_data()
             .and_then(|data| alloy::sol_types::decode_revert_reason(data.as_ref()));
@@ -87,7 +89,10 @@ impl Chain {
         if providers.is_empty() {
             return Err("no RPC URL".into());
         }
-        Ok(Chain { providers, code: Mutex::default() })
+        Ok(Chain {
+            providers,
+            code: Mutex::default(),
+        })
     }
 
     /// Runs a read on the first URL that answers. A node's own error is final (another node
@@ -114,7 +119,9 @@ impl Chain {
     }
 
     pub async fn eth_call(&self, to: Address, data: Bytes) -> Result<Bytes, RpcFailure> {
-        let tx = TransactionRequest::default().to(to).input(TransactionInput::new(data));
+        let tx = TransactionRequest::default()
+            .to(to)
+            .input(TransactionInput::new(data));
         self.read(|p| {
             let tx = tx.clone();
             async move { p.call(tx).await }
@@ -126,7 +133,9 @@ impl Chain {
         if let Some(known) = self.cached_code(address) {
             return Ok(known);
         }
-        let code = self.read(|p| async move { p.get_code_at(address).await }).await?;
+        let code = self
+            .read(|p| async move { p.get_code_at(address).await })
+            .await?;
         let has = !code.is_empty();
         if let Ok(mut cache) = self.code.lock() {
             if cache.len() >= CACHE_LIMIT {

@@ -25,8 +25,8 @@ use crate::config::NetworkSettings;
 use crate::protocol::network::caip2_to_v1;
 use crate::protocol::{NetworkId, PaymentRequest, SupportedKind};
 use crate::scheme::{
-    Broadcast, Check, CheckedPayment, Prepared, Preparation, Rejection, SchemeError, SchemeFactory, SchemeHandler,
-    TxStatus,
+    Broadcast, Check, CheckedPayment, Preparation, Prepared, Rejection, SchemeError, SchemeFactory,
+    SchemeHandler, TxStatus,
 };
 
 pub const SCHEME: &str = "exact";
@@ -84,13 +84,21 @@ impl SchemeHandler for EvmExact {
             extra: None,
         }];
         if let Some(name) = self.v1_name {
-            kinds.push(SupportedKind { x402_version: 1, scheme: SCHEME.into(), network: name.into(), extra: None });
+            kinds.push(SupportedKind {
+                x402_version: 1,
+                scheme: SCHEME.into(),
+                network: name.into(),
+                extra: None,
+            });
         }
         kinds
     }
 
     fn signers(&self) -> Vec<(String, String)> {
-        self.signers.addresses().map(|a| (self.network.family_pattern(), a.to_checksum(None))).collect()
+        self.signers
+            .addresses()
+            .map(|a| (self.network.family_pattern(), a.to_checksum(None)))
+            .collect()
     }
 
     async fn check(&self, request: &PaymentRequest) -> Result<Check, SchemeError> {
@@ -105,7 +113,11 @@ impl SchemeHandler for EvmExact {
         settle::prepare(self, payment_of(payment)?).await
     }
 
-    async fn broadcast(&self, _payment: &CheckedPayment, prepared: &Prepared) -> Result<Broadcast, SchemeError> {
+    async fn broadcast(
+        &self,
+        _payment: &CheckedPayment,
+        prepared: &Prepared,
+    ) -> Result<Broadcast, SchemeError> {
         settle::broadcast(self, prepared).await
     }
 
@@ -134,7 +146,8 @@ impl SchemeFactory for EvmExactFactory {
 
     fn validate(&self, slug: &str, settings: &NetworkSettings) -> Result<(), String> {
         let network = settings.network_id().map_err(|e| e.to_string())?;
-        EvmOptions::parse(&settings.options, &network).map_err(|e| format!("networks.{slug}: {e}"))?;
+        EvmOptions::parse(&settings.options, &network)
+            .map_err(|e| format!("networks.{slug}: {e}"))?;
         let keys = settings.load_signer_keys().map_err(|e| e.to_string())?;
         SignerPool::from_keys(&keys).map_err(|e| format!("networks.{slug}: {e}"))?;
         Ok(())
@@ -146,7 +159,8 @@ impl SchemeFactory for EvmExactFactory {
         settings: &NetworkSettings,
     ) -> Result<Result<Arc<dyn SchemeHandler>, String>, String> {
         let network = settings.network_id().map_err(|e| e.to_string())?;
-        let options = EvmOptions::parse(&settings.options, &network).map_err(|e| format!("networks.{slug}: {e}"))?;
+        let options = EvmOptions::parse(&settings.options, &network)
+            .map_err(|e| format!("networks.{slug}: {e}"))?;
         let keys = settings.load_signer_keys().map_err(|e| e.to_string())?;
         let signers = SignerPool::from_keys(&keys).map_err(|e| format!("networks.{slug}: {e}"))?;
         if signers.is_empty() {
@@ -158,7 +172,11 @@ impl SchemeFactory for EvmExactFactory {
         let chain = Chain::connect(&settings.rpc_urls, options.rpc_timeout)
             .map_err(|e| format!("networks.{slug}: {e}"))?;
         let handler = EvmExact {
-            v1_name: if settings.v1 { caip2_to_v1(&network) } else { None },
+            v1_name: if settings.v1 {
+                caip2_to_v1(&network)
+            } else {
+                None
+            },
             chain_id: options.chain_id,
             network,
             chain,
@@ -185,7 +203,10 @@ impl EvmExact {
         .await;
         match chain_id {
             Ok(Ok(id)) if id != self.chain_id => {
-                return Err(format!("networks.{slug}: the RPC serves chain {id}, not {}", self.chain_id));
+                return Err(format!(
+                    "networks.{slug}: the RPC serves chain {id}, not {}",
+                    self.chain_id
+                ));
             }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
@@ -199,8 +220,14 @@ impl EvmExact {
         }
         let mut funded = 0;
         for address in self.signers.addresses() {
-            match self.chain.read(|p| async move { p.get_balance(address).await }).await {
-                Ok(b) if b.is_zero() => warn!(network = %self.network, signer = %address, "signer has no native balance for gas"),
+            match self
+                .chain
+                .read(|p| async move { p.get_balance(address).await })
+                .await
+            {
+                Ok(b) if b.is_zero() => {
+                    warn!(network = %self.network, signer = %address, "signer has no native balance for gas")
+                }
                 Ok(_) => funded += 1,
                 Err(e) => {
                     warn!(network = %self.network, error = %e.message(), "cannot read signer balances");

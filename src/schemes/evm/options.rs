@@ -56,7 +56,8 @@ pub struct EvmOptions {
 
 impl EvmOptions {
     pub fn parse(options: &Map<String, Value>, network: &NetworkId) -> Result<Self, String> {
-        let raw: Raw = serde_json::from_value(Value::Object(options.clone())).map_err(|e| e.to_string())?;
+        let raw: Raw =
+            serde_json::from_value(Value::Object(options.clone())).map_err(|e| e.to_string())?;
         let from_network = network
             .eip155_chain_id()
             .ok_or_else(|| format!("{network} is not an eip155 network"))?;
@@ -79,10 +80,15 @@ impl EvmOptions {
             max_fee_per_gas: raw.max_fee_per_gas_wei.map(u128::from),
             factories: addresses(&raw.eip6492_factories, "eip6492_factories")?,
             multicall3: match raw.multicall3 {
-                Some(s) => parse_address(&s).ok_or_else(|| format!("multicall3: `{s}` is not an address"))?,
+                Some(s) => parse_address(&s)
+                    .ok_or_else(|| format!("multicall3: `{s}` is not an address"))?,
                 None => MULTICALL3,
             },
-            assets: if raw.assets.is_empty() { None } else { Some(addresses(&raw.assets, "assets")?) },
+            assets: if raw.assets.is_empty() {
+                None
+            } else {
+                Some(addresses(&raw.assets, "assets")?)
+            },
             rpc_timeout: Duration::from_millis(raw.rpc_timeout_ms),
         })
     }

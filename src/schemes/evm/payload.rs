@@ -12,8 +12,8 @@ use super::contracts::{Erc6492Wrapper, TransferWithAuthorization};
 
 /// The 32-byte suffix that marks an ERC-6492 wrapped signature.
 pub const ERC6492_MAGIC: [u8; 32] = [
-    0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92,
-    0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92,
+    0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92,
+    0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92,
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +57,9 @@ pub fn parse(payload: &Map<String, Value>) -> Result<ParsedPayload, PayloadError
         ));
     }
     let Some(Value::Object(auth)) = payload.get("authorization") else {
-        return Err(PayloadError::UnsupportedType("payload.authorization is missing".into()));
+        return Err(PayloadError::UnsupportedType(
+            "payload.authorization is missing".into(),
+        ));
     };
     let authorization = Authorization {
         from: address(auth, "from")?,
@@ -68,11 +70,17 @@ pub fn parse(payload: &Map<String, Value>) -> Result<ParsedPayload, PayloadError
         nonce: nonce(auth)?,
     };
     let raw = match payload.get("signature") {
-        Some(Value::String(s)) => hex_bytes(s).ok_or_else(|| bad("signature", "is not 0x-prefixed hex"))?,
+        Some(Value::String(s)) => {
+            hex_bytes(s).ok_or_else(|| bad("signature", "is not 0x-prefixed hex"))?
+        }
         _ => return Err(bad("signature", "is missing")),
     };
     let (signature, deployment) = unwrap_6492(raw)?;
-    Ok(ParsedPayload { authorization, signature, deployment })
+    Ok(ParsedPayload {
+        authorization,
+        signature,
+        deployment,
+    })
 }
 
 /// Splits an ERC-6492 wrapper into its deployment data and inner signature.
@@ -81,15 +89,28 @@ fn unwrap_6492(raw: Bytes) -> Result<(Bytes, Option<Deployment>), PayloadError> 
         return Ok((raw, None));
     }
     let body = &raw[..raw.len() - 32];
-    let wrapper = Erc6492Wrapper::abi_decode_params(body)
-        .map_err(|e| bad("signature", &format!("has the ERC-6492 suffix but no valid wrapper: {e}")))?;
-    let deployment = (!wrapper.factory.is_zero() && !wrapper.factoryCalldata.is_empty())
-        .then(|| Deployment { factory: wrapper.factory, calldata: wrapper.factoryCalldata });
+    let wrapper = Erc6492Wrapper::abi_decode_params(body).map_err(|e| {
+        bad(
+            "signature",
+            &format!("has the ERC-6492 suffix but no valid wrapper: {e}"),
+        )
+    })?;
+    let deployment =
+        (!wrapper.factory.is_zero() && !wrapper.factoryCalldata.is_empty()).then(|| Deployment {
+            factory: wrapper.factory,
+            calldata: wrapper.factoryCalldata,
+        });
     Ok((wrapper.signature, deployment))
 }
 
 /// The EIP-712 hash the payer signed, with the domain built from the requirements (digest §4.2).
-pub fn signing_hash(auth: &Authorization, name: &str, version: &str, chain_id: u64, asset: Address) -> B256 {
+pub fn signing_hash(
+    auth: &Authorization,
+    name: &str,
+    version: &str,
+    chain_id: u64,
+    asset: Address,
+) -> B256 {
     let domain = Eip712Domain::new(
         Some(name.to_string().into()),
         Some(version.to_string().into()),
@@ -113,7 +134,8 @@ fn bad(field: &str, what: &str) -> PayloadError {
 }
 
 fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a Value, PayloadError> {
-    obj.get(name).ok_or_else(|| bad(&format!("authorization.{name}"), "is missing"))
+    obj.get(name)
+        .ok_or_else(|| bad(&format!("authorization.{name}"), "is missing"))
 }
 
 fn address(obj: &Map<String, Value>, name: &str) -> Result<Address, PayloadError> {
@@ -130,7 +152,12 @@ fn uint(obj: &Map<String, Value>, name: &str) -> Result<U256, PayloadError> {
         Value::Number(n) => n.as_u64().map(U256::from),
         _ => None,
     };
-    parsed.ok_or_else(|| bad(&format!("authorization.{name}"), "is not a non-negative decimal integer"))
+    parsed.ok_or_else(|| {
+        bad(
+            &format!("authorization.{name}"),
+            "is not a non-negative decimal integer",
+        )
+    })
 }
 
 fn nonce(obj: &Map<String, Value>) -> Result<B256, PayloadError> {
@@ -143,7 +170,9 @@ fn nonce(obj: &Map<String, Value>) -> Result<B256, PayloadError> {
 
 /// A 20-byte hex address; case is not checked, as the SDKs send checksummed and lower case alike.
 pub fn parse_address(s: &str) -> Option<Address> {
-    (s.len() == 42 && s.starts_with("0x")).then(|| Address::from_str(s).ok()).flatten()
+    (s.len() == 42 && s.starts_with("0x"))
+        .then(|| Address::from_str(s).ok())
+        .flatten()
 }
 
 /// A decimal string of at most 78 digits with no sign, spaces or other characters (x402-rs PR #97).
@@ -194,7 +223,13 @@ mod tests {
         let wrapped = format!("0x{}{}", hex::encode(body), hex::encode(ERC6492_MAGIC));
         let p = parse(&payload(&wrapped)).expect("parses");
         assert_eq!(p.signature, inner);
-        assert_eq!(p.deployment, Some(Deployment { factory, calldata: Bytes::from(vec![1u8, 2, 3]) }));
+        assert_eq!(
+            p.deployment,
+            Some(Deployment {
+                factory,
+                calldata: Bytes::from(vec![1u8, 2, 3])
+            })
+        );
     }
 
     #[test]
@@ -206,7 +241,14 @@ mod tests {
         assert!(matches!(parse(&p), Err(PayloadError::Malformed(_))));
         let mut permit2 = Map::new();
         permit2.insert("permit2Authorization".into(), json!({}));
-        assert!(matches!(parse(&permit2), Err(PayloadError::UnsupportedType(_))));
-        assert!(parse_decimal("").is_none() && parse_decimal(" 1").is_none() && parse_decimal(&"9".repeat(79)).is_none());
+        assert!(matches!(
+            parse(&permit2),
+            Err(PayloadError::UnsupportedType(_))
+        ));
+        assert!(
+            parse_decimal("").is_none()
+                && parse_decimal(" 1").is_none()
+                && parse_decimal(&"9".repeat(79)).is_none()
+        );
     }
 }

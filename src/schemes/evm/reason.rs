@@ -29,13 +29,19 @@ pub const TRANSFER_EVENT_MISMATCH: &str = "invalid_exact_evm_transfer_event_mism
 pub fn from_revert(text: &str) -> &'static str {
     let t = text.to_ascii_lowercase();
     let has = |s: &str| t.contains(s);
-    if has("authorization is expired") || has("authorizationexpired") || (has("authorization") && has("valid before")) {
+    if has("authorization is expired")
+        || has("authorizationexpired")
+        || (has("authorization") && has("valid before"))
+    {
         VALID_BEFORE
     } else if has("not yet valid") || has("authorizationnotyetvalid") {
         VALID_AFTER
     } else if (has("authorization") && has("used")) || has("authorizationalreadyused") {
         NONCE_ALREADY_USED
-    } else if has("exceeds balance") || has("insufficient balance") || has("erc20insufficientbalance") {
+    } else if has("exceeds balance")
+        || has("insufficient balance")
+        || has("erc20insufficientbalance")
+    {
         INSUFFICIENT_BALANCE
     } else if has("invalid signature") || has("signermismatch") || has("invalidsignature") {
         SIGNATURE
@@ -50,11 +56,26 @@ mod tests {
 
     #[test]
     fn maps_fiat_token_reverts() {
-        assert_eq!(from_revert("execution reverted: FiatTokenV2: authorization is expired"), VALID_BEFORE);
-        assert_eq!(from_revert("FiatTokenV2: authorization is not yet valid"), VALID_AFTER);
-        assert_eq!(from_revert("FiatTokenV2: authorization is used or canceled"), NONCE_ALREADY_USED);
-        assert_eq!(from_revert("ERC20: transfer amount exceeds balance"), INSUFFICIENT_BALANCE);
-        assert_eq!(from_revert("ECRecover: invalid signature 's' value"), SIGNATURE);
+        assert_eq!(
+            from_revert("execution reverted: FiatTokenV2: authorization is expired"),
+            VALID_BEFORE
+        );
+        assert_eq!(
+            from_revert("FiatTokenV2: authorization is not yet valid"),
+            VALID_AFTER
+        );
+        assert_eq!(
+            from_revert("FiatTokenV2: authorization is used or canceled"),
+            NONCE_ALREADY_USED
+        );
+        assert_eq!(
+            from_revert("ERC20: transfer amount exceeds balance"),
+            INSUFFICIENT_BALANCE
+        );
+        assert_eq!(
+            from_revert("ECRecover: invalid signature 's' value"),
+            SIGNATURE
+        );
         assert_eq!(from_revert("out of gas"), TRANSACTION_FAILED);
     }
 }

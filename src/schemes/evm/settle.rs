@@ -6,8 +6,8 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy::eips::eip2718::Encodable2718;
 use alloy::eips::eip1559::Eip1559Estimation;
+use alloy::eips::eip2718::Encodable2718;
 use alloy::primitives::{B256, Bytes, TxKind, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{TransactionInput, TransactionReceipt, TransactionRequest};
@@ -19,7 +19,7 @@ use super::chain::RpcFailure;
 use super::contracts::IEip3009;
 use super::verify::{diagnose, rpc, settlement_call};
 use super::{EvmExact, EvmPayment, reason};
-use crate::scheme::{Broadcast, Prepared, Preparation, Rejection, SchemeError, TxStatus};
+use crate::scheme::{Broadcast, Preparation, Prepared, Rejection, SchemeError, TxStatus};
 
 /// Fee estimates are reused this long: one `eth_feeHistory` per block, not per settle.
 const FEE_TTL: Duration = Duration::from_secs(2);
@@ -46,7 +46,14 @@ pub(super) async fn prepare(h: &EvmExact, p: &EvmPayment) -> Result<Preparation,
         .to(to)
         .input(TransactionInput::new(data.clone()));
     // Estimate before a nonce is taken: a reverting estimate must not burn one.
-    let gas = match h.chain.read(|pr| { let r = request.clone(); async move { pr.estimate_gas(r).await } }).await {
+    let gas = match h
+        .chain
+        .read(|pr| {
+            let r = request.clone();
+            async move { pr.estimate_gas(r).await }
+        })
+        .await
+    {
         Ok(gas) => gas,
         Err(failure @ RpcFailure::Node(_)) => {
             let text = failure.revert_text().unwrap_or_else(|| failure.message());
@@ -56,22 +63,28 @@ pub(super) async fn prepare(h: &EvmExact, p: &EvmPayment) -> Result<Preparation,
         Err(transport) => return Err(rpc(transport)),
     };
     if gas > h.options.max_gas_limit {
-        return Ok(Preparation::Rejected(Rejection::new(reason::SIMULATION_FAILED).with_message(format!(
-            "gas estimate {gas} exceeds this network's cap of {}",
-            h.options.max_gas_limit
-        ))));
+        return Ok(Preparation::Rejected(
+            Rejection::new(reason::SIMULATION_FAILED).with_message(format!(
+                "gas estimate {gas} exceeds this network's cap of {}",
+                h.options.max_gas_limit
+            )),
+        ));
     }
     let gas_limit = (gas * GAS_MARGIN_NUM / GAS_MARGIN_DEN).min(h.options.max_gas_limit);
     let fees = fees(h).await?;
-    if let Some(cap) = h.options.max_fee_per_gas {
-        if fees.max_fee_per_gas > cap {
-            return Err(SchemeError::Unavailable(format!(
-                "network fee {} wei/gas is above the configured cap {cap}",
-                fees.max_fee_per_gas
-            )));
-        }
+    if let Some(cap) = h.options.max_fee_per_gas
+        && fees.max_fee_per_gas > cap
+    {
+        return Err(SchemeError::Unavailable(format!(
+            "network fee {} wei/gas is above the configured cap {cap}",
+            fees.max_fee_per_gas
+        )));
     }
-    let nonce = h.signers.take_nonce(signer_index, &h.chain).await.map_err(rpc)?;
+    let nonce = h
+        .signers
+        .take_nonce(signer_index, &h.chain)
+        .await
+        .map_err(rpc)?;
     let tx = TxEip1559 {
         chain_id: h.chain_id,
         nonce,
@@ -95,16 +108,20 @@ pub(super) async fn prepare(h: &EvmExact, p: &EvmPayment) -> Result<Preparation,
     Ok(Preparation::Ready(Prepared {
         tx_id,
         signer: signer.address.to_checksum(None),
-        details: Box::new(SignedTx { raw: envelope.encoded_2718().into(), signer_index, nonce }),
+        details: Box::new(SignedTx {
+            raw: envelope.encoded_2718().into(),
+            signer_index,
+            nonce,
+        }),
     }))
 }
 
 async fn fees(h: &EvmExact) -> Result<Eip1559Estimation, SchemeError> {
     let mut cached = h.fees.lock().await;
-    if let Some((at, fees)) = cached.as_ref() {
-        if at.elapsed() < FEE_TTL {
-            return Ok(*fees);
-        }
+    if let Some((at, fees)) = cached.as_ref()
+        && at.elapsed() < FEE_TTL
+    {
+        return Ok(*fees);
     }
     let fees = h
         .chain
@@ -116,10 +133,9 @@ async fn fees(h: &EvmExact) -> Result<Eip1559Estimation, SchemeError> {
 }
 
 pub(super) async fn broadcast(h: &EvmExact, prepared: &Prepared) -> Result<Broadcast, SchemeError> {
-    let signed = prepared
-        .details
-        .downcast_ref::<SignedTx>()
-        .ok_or_else(|| SchemeError::Internal("EVM handler given a transaction it did not sign".into()))?;
+    let signed = prepared.details.downcast_ref::<SignedTx>().ok_or_else(|| {
+        SchemeError::Internal("EVM handler given a transaction it did not sign".into())
+    })?;
     let failure = match h.chain.sender().send_raw_transaction(&signed.raw).await {
         Ok(_) => return Ok(Broadcast::Sent),
         Err(e) => RpcFailure::from(e),
@@ -132,25 +148,39 @@ pub(super) async fn broadcast(h: &EvmExact, prepared: &Prepared) -> Result<Broad
     if has("already known") || has("known transaction") || has("already imported") {
         return Ok(Broadcast::Sent);
     }
-    if has("nonce too low") || has("nonce too high") || has("replacement") || has("nonce has already been used") {
+    if has("nonce too low")
+        || has("nonce too high")
+        || has("replacement")
+        || has("nonce has already been used")
+    {
         // Another transaction holds this nonce (another process, or our view was stale):
         // this one can never be mined. Re-read the nonce and sign again.
         h.signers.resync(signed.signer_index).await;
         return Ok(Broadcast::Retry(payload.message.to_string()));
     }
     // Whatever else the node refused never entered its mempool: the nonce goes back.
-    h.signers.release_nonce(signed.signer_index, signed.nonce).await;
+    h.signers
+        .release_nonce(signed.signer_index, signed.nonce)
+        .await;
     if has("insufficient funds") {
-        return Err(SchemeError::Signer(format!("signer {} cannot pay for gas", prepared.signer)));
+        return Err(SchemeError::Signer(format!(
+            "signer {} cannot pay for gas",
+            prepared.signer
+        )));
     }
     if has("fee cap") || has("base fee") || has("underpriced") || has("intrinsic gas") {
         *h.fees.lock().await = None;
         return Ok(Broadcast::Retry(payload.message.to_string()));
     }
     if let Some(text) = failure.revert_text() {
-        return Ok(Broadcast::Rejected(Rejection::new(reason::from_revert(&text)).with_message(text)));
+        return Ok(Broadcast::Rejected(
+            Rejection::new(reason::from_revert(&text)).with_message(text),
+        ));
     }
-    Err(SchemeError::Rpc(format!("node refused the transaction: {}", payload.message)))
+    Err(SchemeError::Rpc(format!(
+        "node refused the transaction: {}",
+        payload.message
+    )))
 }
 
 pub(super) async fn await_outcome(
@@ -159,11 +189,16 @@ pub(super) async fn await_outcome(
     tx_id: &str,
     deadline: Instant,
 ) -> Result<TxStatus, SchemeError> {
-    let hash = B256::from_str(tx_id).map_err(|_| SchemeError::Internal(format!("bad transaction id {tx_id}")))?;
+    let hash = B256::from_str(tx_id)
+        .map_err(|_| SchemeError::Internal(format!("bad transaction id {tx_id}")))?;
     let mut last_error = None;
     let mut answered = false;
     loop {
-        match h.chain.read(|pr| async move { pr.get_transaction_receipt(hash).await }).await {
+        match h
+            .chain
+            .read(|pr| async move { pr.get_transaction_receipt(hash).await })
+            .await
+        {
             Ok(Some(receipt)) => return Ok(judge(p, &receipt)),
             Ok(None) => answered = true,
             Err(e) => {
@@ -188,7 +223,8 @@ fn judge(p: &EvmPayment, receipt: &TransactionReceipt) -> TxStatus {
     let block = receipt.block_number.unwrap_or_default();
     if !receipt.status() {
         return TxStatus::Failed(
-            Rejection::new(reason::TRANSACTION_FAILED).with_message(format!("reverted in block {block}")),
+            Rejection::new(reason::TRANSACTION_FAILED)
+                .with_message(format!("reverted in block {block}")),
         );
     }
     let a = &p.authorization;
@@ -200,9 +236,11 @@ fn judge(p: &EvmPayment, receipt: &TransactionReceipt) -> TxStatus {
     if paid {
         TxStatus::Confirmed
     } else {
-        TxStatus::Failed(Rejection::new(reason::TRANSFER_EVENT_MISMATCH).with_message(format!(
-            "mined in block {block} without Transfer({}, {}, {}) from the asset",
-            a.from, a.to, a.value
-        )))
+        TxStatus::Failed(
+            Rejection::new(reason::TRANSFER_EVENT_MISMATCH).with_message(format!(
+                "mined in block {block} without Transfer({}, {}, {}) from the asset",
+                a.from, a.to, a.value
+            )),
+        )
     }
 }

@@ -50,9 +50,16 @@ impl SignerPool {
             if signers.iter().any(|s: &PoolSigner| s.address == address) {
                 return Err(format!("signer {address} is configured twice"));
             }
-            signers.push(PoolSigner { key, address, nonce: Mutex::default() });
+            signers.push(PoolSigner {
+                key,
+                address,
+                nonce: Mutex::default(),
+            });
         }
-        Ok(SignerPool { signers, cursor: AtomicUsize::new(0) })
+        Ok(SignerPool {
+            signers,
+            cursor: AtomicUsize::new(0),
+        })
     }
 
     pub fn is_empty(&self) -> bool {

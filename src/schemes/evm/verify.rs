@@ -22,7 +22,8 @@ use crate::scheme::{Check, CheckedPayment, Rejection, SchemeError};
 /// `validBefore` must leave this many seconds for the transaction to land (digest §4.4 step 6).
 const EXPIRY_BUFFER_SECS: u64 = 6;
 /// secp256k1 n / 2: tokens reject signatures with a larger `s` (EIP-2).
-const SECP256K1N_HALF: U256 = uint!(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0_U256);
+const SECP256K1N_HALF: U256 =
+    uint!(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0_U256);
 
 pub(super) async fn check(h: &EvmExact, req: &PaymentRequest) -> Result<Check, SchemeError> {
     match check_inner(h, req).await? {
@@ -31,28 +32,54 @@ pub(super) async fn check(h: &EvmExact, req: &PaymentRequest) -> Result<Check, S
     }
 }
 
-async fn check_inner(h: &EvmExact, req: &PaymentRequest) -> Result<Result<CheckedPayment, Rejection>, SchemeError> {
+async fn check_inner(
+    h: &EvmExact,
+    req: &PaymentRequest,
+) -> Result<Result<CheckedPayment, Rejection>, SchemeError> {
     let no = |reason: &str, message: String| Ok(Err(Rejection::new(reason).with_message(message)));
     if req.payload_scheme() != SCHEME || req.scheme() != SCHEME {
         return no(reason::SCHEME, format!("scheme must be `{SCHEME}`"));
     }
     let extra = req.extra();
-    let text = |key: &str| extra.and_then(|e| e.get(key)).and_then(Value::as_str).map(str::to_string);
+    let text = |key: &str| {
+        extra
+            .and_then(|e| e.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let (Some(domain_name), Some(domain_version)) = (text("name"), text("version")) else {
-        return no(reason::MISSING_EIP712_DOMAIN, "requirements.extra.name and extra.version are required".into());
+        return no(
+            reason::MISSING_EIP712_DOMAIN,
+            "requirements.extra.name and extra.version are required".into(),
+        );
     };
     if req.payload_network() != req.network() {
-        return no(reason::NETWORK_MISMATCH, format!("paid on {}, required {}", req.payload_network(), req.network()));
+        return no(
+            reason::NETWORK_MISMATCH,
+            format!(
+                "paid on {}, required {}",
+                req.payload_network(),
+                req.network()
+            ),
+        );
     }
-    let (Some(asset), Some(pay_to), Some(amount)) =
-        (parse_address(req.asset()), parse_address(req.pay_to()), parse_decimal(req.amount()))
-    else {
-        return no(generic::INVALID_PAYMENT_REQUIREMENTS, "asset, payTo or amount is malformed".into());
+    let (Some(asset), Some(pay_to), Some(amount)) = (
+        parse_address(req.asset()),
+        parse_address(req.pay_to()),
+        parse_decimal(req.amount()),
+    ) else {
+        return no(
+            generic::INVALID_PAYMENT_REQUIREMENTS,
+            "asset, payTo or amount is malformed".into(),
+        );
     };
-    if let Some(allowed) = &h.options.assets {
-        if !allowed.contains(&asset) {
-            return no(generic::INVALID_PAYMENT_REQUIREMENTS, format!("asset {asset} is not accepted here"));
-        }
+    if let Some(allowed) = &h.options.assets
+        && !allowed.contains(&asset)
+    {
+        return no(
+            generic::INVALID_PAYMENT_REQUIREMENTS,
+            format!("asset {asset} is not accepted here"),
+        );
     }
     let parsed = match payload::parse(req.scheme_payload()) {
         Ok(p) => p,
@@ -69,23 +96,42 @@ async fn check_inner(h: &EvmExact, req: &PaymentRequest) -> Result<Result<Checke
         Err(rejection) => return with_payer(rejection),
     };
     if auth.to != pay_to {
-        return with_payer(Rejection::new(reason::RECIPIENT_MISMATCH).with_message(format!("authorization pays {}", auth.to)));
+        return with_payer(
+            Rejection::new(reason::RECIPIENT_MISMATCH)
+                .with_message(format!("authorization pays {}", auth.to)),
+        );
     }
     let now = U256::from(unix_now());
     if auth.valid_before < now + U256::from(EXPIRY_BUFFER_SECS) {
-        return with_payer(Rejection::new(reason::VALID_BEFORE).with_message("authorization expired or expires within 6 s"));
+        return with_payer(
+            Rejection::new(reason::VALID_BEFORE)
+                .with_message("authorization expired or expires within 6 s"),
+        );
     }
     if auth.valid_after > now {
-        return with_payer(Rejection::new(reason::VALID_AFTER).with_message("authorization is not valid yet"));
+        return with_payer(
+            Rejection::new(reason::VALID_AFTER).with_message("authorization is not valid yet"),
+        );
     }
     if auth.value != amount {
-        let reason = if req.x402_version() == 1 { reason::VALUE_MISMATCH_V1 } else { reason::VALUE_MISMATCH };
-        return with_payer(Rejection::new(reason).with_message(format!("authorization value {} ≠ required {amount}", auth.value)));
+        let reason = if req.x402_version() == 1 {
+            reason::VALUE_MISMATCH_V1
+        } else {
+            reason::VALUE_MISMATCH
+        };
+        return with_payer(Rejection::new(reason).with_message(format!(
+            "authorization value {} ≠ required {amount}",
+            auth.value
+        )));
     }
     if !h.chain.has_code(asset).await.map_err(rpc)? {
-        return with_payer(Rejection::new(reason::ASSET_NOT_DEPLOYED).with_message(format!("no contract at {asset}")));
+        return with_payer(
+            Rejection::new(reason::ASSET_NOT_DEPLOYED)
+                .with_message(format!("no contract at {asset}")),
+        );
     }
-    let replay_key = format!("{}/{asset:#x}/{:#x}/{}", h.network, auth.from, auth.nonce).to_ascii_lowercase();
+    let replay_key =
+        format!("{}/{asset:#x}/{:#x}/{}", h.network, auth.from, auth.nonce).to_ascii_lowercase();
     Ok(Ok(CheckedPayment {
         network: h.network.clone(),
         payer,
@@ -116,35 +162,44 @@ async fn classify_signature(
     hash: B256,
 ) -> Result<Result<SignatureRoute, Rejection>, SchemeError> {
     let from = parsed.authorization.from;
-    if let Some(deployment) = &parsed.deployment {
-        if !h.chain.has_code(from).await.map_err(rpc)? {
-            if !h.options.factories.contains(&deployment.factory) {
-                return Ok(Err(Rejection::new(reason::FACTORY_NOT_ALLOWED)
-                    .with_message(format!("ERC-6492 factory {} is not allow-listed", deployment.factory))));
-            }
-            return Ok(Ok(SignatureRoute::Counterfactual(deployment.clone())));
+    if let Some(deployment) = &parsed.deployment
+        && !h.chain.has_code(from).await.map_err(rpc)?
+    {
+        if !h.options.factories.contains(&deployment.factory) {
+            return Ok(Err(Rejection::new(reason::FACTORY_NOT_ALLOWED)
+                .with_message(format!(
+                    "ERC-6492 factory {} is not allow-listed",
+                    deployment.factory
+                ))));
         }
-        // Already deployed: ERC-6492 says to check the inner signature as usual.
+        return Ok(Ok(SignatureRoute::Counterfactual(deployment.clone())));
     }
+    // A deployed wallet's ERC-6492 signature is checked as its inner signature (ERC-6492).
     let sig = &parsed.signature;
-    if sig.len() == 65 {
-        if let Ok(signature) = Signature::from_raw(sig) {
-            if signature.recover_address_from_prehash(&hash).ok() == Some(from) {
-                if signature.s() > SECP256K1N_HALF {
-                    return Ok(Err(Rejection::new(reason::SIGNATURE).with_message("signature s is in the upper half")));
-                }
-                return Ok(Ok(SignatureRoute::Eoa));
-            }
+    let recovered = (sig.len() == 65)
+        .then(|| Signature::from_raw(sig).ok())
+        .flatten()
+        .filter(|s| s.recover_address_from_prehash(&hash).ok() == Some(from));
+    if let Some(signature) = recovered {
+        if signature.s() > SECP256K1N_HALF {
+            return Ok(Err(
+                Rejection::new(reason::SIGNATURE).with_message("signature s is in the upper half")
+            ));
         }
+        return Ok(Ok(SignatureRoute::Eoa));
     }
     if h.chain.has_code(from).await.map_err(rpc)? {
         return Ok(Ok(SignatureRoute::ContractWallet));
     }
     if sig.len() == 65 {
-        Ok(Err(Rejection::new(reason::SIGNATURE).with_message("signature does not recover to authorization.from")))
+        Ok(Err(Rejection::new(reason::SIGNATURE).with_message(
+            "signature does not recover to authorization.from",
+        )))
     } else {
         Ok(Err(Rejection::new(reason::UNDEPLOYED_SMART_WALLET)
-            .with_message("smart-wallet signature, but the payer has no code and no ERC-6492 deployment data")))
+            .with_message(
+                "smart-wallet signature, but the payer has no code and no ERC-6492 deployment data",
+            )))
     }
 }
 
@@ -186,10 +241,21 @@ pub(super) fn settlement_call(h: &EvmExact, p: &EvmPayment) -> (Address, Bytes) 
     match &p.route {
         SignatureRoute::Counterfactual(d) => {
             let calls = vec![
-                IMulticall3::Call3 { target: d.factory, allowFailure: true, callData: d.calldata.clone() },
-                IMulticall3::Call3 { target: p.asset, allowFailure: false, callData: transfer },
+                IMulticall3::Call3 {
+                    target: d.factory,
+                    allowFailure: true,
+                    callData: d.calldata.clone(),
+                },
+                IMulticall3::Call3 {
+                    target: p.asset,
+                    allowFailure: false,
+                    callData: transfer,
+                },
             ];
-            (h.options.multicall3, IMulticall3::aggregate3Call { calls }.abi_encode().into())
+            (
+                h.options.multicall3,
+                IMulticall3::aggregate3Call { calls }.abi_encode().into(),
+            )
         }
         _ => (p.asset, transfer),
     }
@@ -204,15 +270,22 @@ fn split_vrs(sig: &Bytes) -> (B256, B256, u8) {
 }
 
 /// Runs the payment with `eth_call`; `Some` is why it would fail.
-pub(super) async fn simulate(h: &EvmExact, p: &EvmPayment) -> Result<Option<Rejection>, SchemeError> {
+pub(super) async fn simulate(
+    h: &EvmExact,
+    p: &EvmPayment,
+) -> Result<Option<Rejection>, SchemeError> {
     let (to, data) = settlement_call(h, p);
     let payer = p.authorization.from.to_checksum(None);
     match h.chain.eth_call(to, data).await {
         Ok(out) => {
             if let SignatureRoute::Counterfactual(_) = p.route {
-                let results = IMulticall3::aggregate3Call::abi_decode_returns(&out).map_err(|e| {
-                    SchemeError::Internal(format!("Multicall3 at {} answered unreadably: {e}", h.options.multicall3))
-                })?;
+                let results =
+                    IMulticall3::aggregate3Call::abi_decode_returns(&out).map_err(|e| {
+                        SchemeError::Internal(format!(
+                            "Multicall3 at {} answered unreadably: {e}",
+                            h.options.multicall3
+                        ))
+                    })?;
                 if results.get(1).map(|r| r.success) != Some(true) {
                     let text = results
                         .get(1)
@@ -233,11 +306,21 @@ pub(super) async fn simulate(h: &EvmExact, p: &EvmPayment) -> Result<Option<Reje
 
 /// Names the cause of a failed simulation: one round of reads, mapped in the priority of
 /// digest §4.4 step 10, with the raw revert text as the message.
-pub(super) async fn diagnose(h: &EvmExact, p: &EvmPayment, revert: &str) -> Result<Rejection, SchemeError> {
+pub(super) async fn diagnose(
+    h: &EvmExact,
+    p: &EvmPayment,
+    revert: &str,
+) -> Result<Rejection, SchemeError> {
     let a = &p.authorization;
     let read = |data: Vec<u8>| h.chain.eth_call(p.asset, data.into());
     let (state, name, version, balance) = tokio::join!(
-        read(IEip3009::authorizationStateCall { authorizer: a.from, nonce: a.nonce }.abi_encode()),
+        read(
+            IEip3009::authorizationStateCall {
+                authorizer: a.from,
+                nonce: a.nonce
+            }
+            .abi_encode()
+        ),
         read(IEip3009::nameCall {}.abi_encode()),
         read(IEip3009::versionCall {}.abi_encode()),
         read(IEip3009::balanceOfCall { account: a.from }.abi_encode()),
@@ -251,9 +334,8 @@ pub(super) async fn diagnose(h: &EvmExact, p: &EvmPayment, revert: &str) -> Resu
     if let Some(m) = transport {
         return Err(SchemeError::Rpc(m));
     }
-    let decode_string = |r: &Result<Bytes, RpcFailure>| {
-        r.as_ref().ok().and_then(|b| String::abi_decode(b).ok())
-    };
+    let decode_string =
+        |r: &Result<Bytes, RpcFailure>| r.as_ref().ok().and_then(|b| String::abi_decode(b).ok());
     let rejection = |reason: &str| Rejection::new(reason).with_message(revert.to_string());
     match state.as_ref().ok().and_then(|b| bool::abi_decode(b).ok()) {
         None => return Ok(rejection(reason::EIP3009_NOT_SUPPORTED)),
@@ -266,11 +348,20 @@ pub(super) async fn diagnose(h: &EvmExact, p: &EvmPayment, revert: &str) -> Resu
     if decode_string(&version).is_some_and(|v| v != p.domain_version) {
         return Ok(rejection(reason::TOKEN_VERSION_MISMATCH));
     }
-    if balance.as_ref().ok().and_then(|b| U256::abi_decode(b).ok()).is_some_and(|b| b < p.amount) {
+    if balance
+        .as_ref()
+        .ok()
+        .and_then(|b| U256::abi_decode(b).ok())
+        .is_some_and(|b| b < p.amount)
+    {
         return Ok(rejection(reason::INSUFFICIENT_BALANCE));
     }
     let mapped = reason::from_revert(revert);
-    Ok(rejection(if mapped == reason::TRANSACTION_FAILED { reason::SIMULATION_FAILED } else { mapped }))
+    Ok(rejection(if mapped == reason::TRANSACTION_FAILED {
+        reason::SIMULATION_FAILED
+    } else {
+        mapped
+    }))
 }
 
 pub(super) fn rpc(failure: RpcFailure) -> SchemeError {
@@ -278,5 +369,8 @@ pub(super) fn rpc(failure: RpcFailure) -> SchemeError {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }

@@ -42,7 +42,9 @@ pub async fn spawn(chain: &Chain, db: &Db) -> TestApp {
 }
 
 pub async fn spawn_with(chain: &Chain, db: &Db, options: Options) -> TestApp {
-    let signers: Vec<PrivateKeySigner> = (0..options.signers.max(1)).map(|_| PrivateKeySigner::random()).collect();
+    let signers: Vec<PrivateKeySigner> = (0..options.signers.max(1))
+        .map(|_| PrivateKeySigner::random())
+        .collect();
     if !options.unfunded {
         for s in &signers {
             chain.fund(s.address(), U256::from(10u128.pow(20))).await;
@@ -58,16 +60,24 @@ pub async fn spawn_with(chain: &Chain, db: &Db, options: Options) -> TestApp {
         ("X402__DATABASE__URL".into(), db.url()),
         ("X402__DATABASE__MAX_CONNECTIONS".into(), "8".into()),
         ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS".into(), "5000".into()),
-        ("X402__NETWORKS__LOCAL__NETWORK".into(), format!("eip155:{}", chain.chain_id)),
+        (
+            "X402__NETWORKS__LOCAL__NETWORK".into(),
+            format!("eip155:{}", chain.chain_id),
+        ),
         ("X402__NETWORKS__LOCAL__RPC_URLS".into(), chain.url.clone()),
         ("X402__NETWORKS__LOCAL__SIGNER_KEYS".into(), keys),
         ("X402__NETWORKS__LOCAL__RECEIPT_POLL_MS".into(), "20".into()),
-        ("X402__NETWORKS__LOCAL__EIP6492_FACTORIES".into(), format!("{:#x}", chain.factory)),
+        (
+            "X402__NETWORKS__LOCAL__EIP6492_FACTORIES".into(),
+            format!("{:#x}", chain.factory),
+        ),
     ];
     env.extend(options.env);
     let settings = Settings::load_with_env(None, env).expect("test settings are valid");
     x402_facilitator::telemetry::init(settings.server.log_format);
-    let app = Application::build(&settings).await.expect("application builds");
+    let app = Application::build(&settings)
+        .await
+        .expect("application builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async {
@@ -75,7 +85,10 @@ pub async fn spawn_with(chain: &Chain, db: &Db, options: Options) -> TestApp {
     }));
     TestApp {
         base,
-        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client"),
         signers,
         stop: Some(stop),
         task: Some(task),
@@ -84,14 +97,25 @@ pub async fn spawn_with(chain: &Chain, db: &Db, options: Options) -> TestApp {
 
 impl TestApp {
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let resp = self.http.post(format!("{}{path}", self.base)).json(body).send().await.expect("request sent");
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
         let status = resp.status();
         let text = resp.text().await.expect("body");
-        let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}"));
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}"));
         (status, json)
     }
 
-    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, String) {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, String) {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
@@ -105,7 +129,12 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let resp = self.http.get(format!("{}{path}", self.base)).send().await.expect("request sent");
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request sent");
         let status = resp.status();
         (status, resp.json().await.expect("JSON"))
     }

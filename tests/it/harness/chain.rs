@@ -48,8 +48,10 @@ fn anvil_bin() -> PathBuf {
 }
 
 pub fn artifact(name: &str) -> (Bytes, Bytes) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("contracts/artifacts/{name}.json"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("contracts/artifacts/{name}.json"));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let json: Value = serde_json::from_str(&text).expect("artifact JSON");
     let hex = |k: &str| json[k].as_str().expect(k).parse::<Bytes>().expect("hex");
     (hex("bytecode"), hex("deployedBytecode"))
@@ -63,19 +65,34 @@ impl Chain {
     /// Starts anvil with `--port 0` and reads the port it reports.
     pub async fn start_with(chain_id: u64, extra_args: &[&str]) -> Self {
         let mut child = Command::new(anvil_bin())
-            .args(["--host", "127.0.0.1", "--port", "0", "--chain-id", &chain_id.to_string()])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--chain-id",
+                &chain_id.to_string(),
+            ])
             .args(extra_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start anvil ({}): {e}; run scripts/test", anvil_bin().display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start anvil ({}): {e}; run scripts/test",
+                    anvil_bin().display()
+                )
+            });
         let stdout = child.stdout.take().expect("piped");
         let mut lines = BufReader::new(stdout).lines();
         let port = tokio::time::timeout(Duration::from_secs(20), async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(addr) = line.strip_prefix("Listening on ") {
-                    return addr.rsplit(':').next().and_then(|p| p.trim().parse::<u16>().ok());
+                    return addr
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.trim().parse::<u16>().ok());
                 }
             }
             None
@@ -99,7 +116,14 @@ impl Chain {
             .raw_request("anvil_setCode".into(), (MULTICALL3, multicall_code))
             .await
             .expect("anvil_setCode");
-        let mut chain = Chain { _anvil: child, url, chain_id, provider, token: Address::ZERO, factory: Address::ZERO };
+        let mut chain = Chain {
+            _anvil: child,
+            url,
+            chain_id,
+            provider,
+            token: Address::ZERO,
+            factory: Address::ZERO,
+        };
         chain.token = chain.deploy_token(TOKEN_NAME, TOKEN_VERSION).await;
         chain.factory = chain.deploy("WalletFactory", Bytes::new()).await;
         chain
@@ -122,7 +146,13 @@ impl Chain {
     }
 
     pub async fn deploy_token(&self, name: &str, version: &str) -> Address {
-        self.deploy("TestToken", (name.to_string(), version.to_string()).abi_encode_params().into()).await
+        self.deploy(
+            "TestToken",
+            (name.to_string(), version.to_string())
+                .abi_encode_params()
+                .into(),
+        )
+        .await
     }
 
     pub async fn send(&self, to: Address, data: Vec<u8>) {
@@ -139,7 +169,8 @@ impl Chain {
     }
 
     pub async fn mint(&self, token: Address, to: Address, amount: U256) {
-        self.send(token, ITestToken::mintCall { to, amount }.abi_encode()).await;
+        self.send(token, ITestToken::mintCall { to, amount }.abi_encode())
+            .await;
     }
 
     pub async fn balance(&self, token: Address, who: Address) -> U256 {
@@ -169,7 +200,11 @@ impl Chain {
             .event("Transfer(address,address,uint256)")
             .topic1(from.into_word())
             .from_block(0);
-        self.provider.get_logs(&filter).await.expect("get_logs").len()
+        self.provider
+            .get_logs(&filter)
+            .await
+            .expect("get_logs")
+            .len()
     }
 
     pub async fn code_at(&self, who: Address) -> Bytes {
@@ -178,14 +213,25 @@ impl Chain {
 
     /// Turns automatic mining on or off (to hold transactions in the mempool).
     pub async fn set_automine(&self, on: bool) {
-        let _: Value = self.provider.raw_request("evm_setAutomine".into(), (on,)).await.expect("evm_setAutomine");
+        let _: Value = self
+            .provider
+            .raw_request("evm_setAutomine".into(), (on,))
+            .await
+            .expect("evm_setAutomine");
     }
 
     pub async fn mine(&self) {
-        let _: Value = self.provider.raw_request("evm_mine".into(), ()).await.expect("evm_mine");
+        let _: Value = self
+            .provider
+            .raw_request("evm_mine".into(), ())
+            .await
+            .expect("evm_mine");
     }
 }
 
 async fn set_balance<P: Provider>(provider: &P, who: Address, wei: U256) {
-    let _: Value = provider.raw_request("anvil_setBalance".into(), (who, wei)).await.expect("anvil_setBalance");
+    let _: Value = provider
+        .raw_request("anvil_setBalance".into(), (who, wei))
+        .await
+        .expect("anvil_setBalance");
 }

@@ -18,12 +18,17 @@ impl Db {
             "TEST_DATABASE_URL is not set: run the suite with scripts/test, which starts a throwaway Postgres",
         );
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test Postgres");
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("connect to the test Postgres");
         sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .await
             .expect("create test database");
-        let base = admin.rsplit_once('/').map(|(b, _)| b).expect("URL has a database path");
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .expect("URL has a database path");
         Db::Postgres(format!("{base}/{name}"))
     }
 
@@ -45,12 +50,20 @@ impl Db {
     pub async fn count(&self, sql: &str) -> i64 {
         match self {
             Db::Sqlite(_) => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.url()).await.expect("open SQLite");
-                sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("query")
+                let mut conn = sqlx::SqliteConnection::connect(&self.url())
+                    .await
+                    .expect("open SQLite");
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("query")
             }
             Db::Postgres(url) => {
                 let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
-                sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("query")
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("query")
             }
         }
     }

@@ -16,6 +16,8 @@ use alloy::primitives::U256;
 /// A chain, a funded payer with `payment` ready to sign, and nothing else.
 pub async fn funded_payment(chain: &Chain) -> Payment {
     let payment = Payment::new(chain);
-    chain.mint(chain.token, payment.from, U256::from(1_000_000u64)).await;
+    chain
+        .mint(chain.token, payment.from, U256::from(1_000_000u64))
+        .await;
     payment
 }

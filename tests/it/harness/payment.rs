@@ -30,7 +30,10 @@ pub fn random_b256() -> B256 {
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
 }
 
 #[derive(Clone)]
@@ -118,7 +121,11 @@ impl Payment {
         match self.counterfactual {
             None => inner,
             Some((factory, salt)) => {
-                let calldata = deployCall { owner: self.payer.address(), salt }.abi_encode();
+                let calldata = deployCall {
+                    owner: self.payer.address(),
+                    salt,
+                }
+                .abi_encode();
                 let mut wrapped = (factory, Bytes::from(calldata), inner).abi_encode_params();
                 wrapped.extend_from_slice(&[0x64, 0x92].repeat(16));
                 wrapped.into()
