@@ -12,3 +12,6 @@ mod types;
 pub use network::NetworkId;
 pub use request::{PaymentRequest, RequestError, parse_request};
 pub use types::*;
+
+#[cfg(test)]
+mod tests;

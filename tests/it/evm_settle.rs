@@ -231,3 +231,46 @@ async fn erc6492_counterfactual_wallet_is_deployed_and_pays() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_signer_nonce_taken_elsewhere_is_recovered_from() {
+    use alloy::network::{EthereumWallet, TransactionBuilder};
+    use alloy::providers::{Provider, ProviderBuilder};
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let app = spawn(&chain, &db).await;
+    let first = harness::funded_payment(&chain).await;
+    assert_eq!(app.settle(&first.body()).await["success"], true);
+    // Another process uses the facilitator's key behind its back: the cached nonce is stale,
+    // the node answers "nonce too low", and the settle must re-read the nonce and still succeed.
+    let key = app.signers[0].clone();
+    let intruder = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(key.clone()))
+        .connect_http(chain.url.parse().expect("url"));
+    let tx = alloy::rpc::types::TransactionRequest::default()
+        .with_to(key.address())
+        .with_value(U256::from(1));
+    intruder
+        .send_transaction(tx)
+        .await
+        .expect("sent")
+        .get_receipt()
+        .await
+        .expect("mined");
+    let second = harness::funded_payment(&chain).await;
+    let settled = app.settle(&second.body()).await;
+    assert_eq!(settled["success"], true, "{settled}");
+    assert_eq!(
+        chain.balance(chain.token, second.pay_to).await,
+        second.amount
+    );
+    assert_eq!(
+        chain
+            .provider
+            .get_transaction_count(key.address())
+            .await
+            .expect("nonce"),
+        3
+    );
+    app.stop().await;
+}

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod cli;
 mod evm_rejections;
 mod evm_settle;
 mod http_surface;
