@@ -1,5 +1,5 @@
-//! Building and running the service: ledger, plugins, registry, router, listener, and a
-//! graceful shutdown that lets in-flight settles record what they sent.
+//! Building and running the service: ledger, signer leases, plugins, registry, reconciler,
+//! router, listener, and a graceful shutdown that lets in-flight settles record what they sent.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Settings;
-use crate::facilitator::Facilitator;
+use crate::facilitator::leases::SignerLeases;
+use crate::facilitator::{Facilitator, SettleTiming, reconcile};
 use crate::http::{AppState, router};
 use crate::ledger::{self, LedgerError};
-use crate::scheme::SchemeRegistry;
+use crate::scheme::{SchemeRegistry, SignerGate};
 use crate::schemes;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,8 @@ pub struct Application {
     port: u16,
     settles: TaskTracker,
     grace: Duration,
+    background: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -46,15 +50,37 @@ impl Application {
             Duration::from_millis(settings.database.acquire_timeout_ms),
         )
         .await?;
-        let registry = build_registry(settings).await?;
+        let leases = SignerLeases::new(
+            ledger.clone(),
+            Duration::from_millis(settings.settlement.signer_lease_ttl_ms),
+        );
+        let registry = build_registry(settings, leases.clone()).await?;
         if registry.is_empty() {
             warn!("no network is served: /supported is empty (see config/examples/)");
         }
-        let facilitator = Arc::new(Facilitator::new(
-            registry,
-            ledger,
-            Duration::from_millis(settings.settlement.confirm_timeout_ms),
-        ));
+        leases.renew().await;
+        let timing = SettleTiming {
+            confirm_timeout: Duration::from_millis(settings.settlement.confirm_timeout_ms),
+            lease_margin: Duration::from_millis(settings.settlement.lease_margin_ms),
+        };
+        let facilitator = Arc::new(Facilitator::new(registry, ledger, leases.clone(), timing));
+        // Finish what an earlier run left unfinished before taking new work.
+        let finished = reconcile::pass(&facilitator).await;
+        if finished > 0 {
+            info!(
+                rows = finished,
+                "start-up reconcile finished rows left by an earlier run"
+            );
+        }
+        let background = CancellationToken::new();
+        let tasks = vec![
+            leases.spawn_keeper(background.clone()),
+            reconcile::spawn(
+                facilitator.clone(),
+                Duration::from_millis(settings.settlement.reconcile_interval_ms),
+                background.clone(),
+            ),
+        ];
         let supported_json = serde_json::to_vec(facilitator.supported())
             .map(Bytes::from)
             .map_err(|e| AppError::Network(format!("cannot serialise /supported: {e}")))?;
@@ -63,6 +89,7 @@ impl Application {
             facilitator,
             supported_json,
             settles: settles.clone(),
+            receipts_token: settings.server.receipts_token.clone(),
         };
         let router = router(
             state,
@@ -86,6 +113,8 @@ impl Application {
             port,
             settles,
             grace: Duration::from_millis(settings.server.shutdown_grace_ms),
+            background,
+            tasks,
         })
     }
 
@@ -93,7 +122,8 @@ impl Application {
         self.port
     }
 
-    /// Serves until `stop` completes, then waits (bounded) for in-flight settles.
+    /// Serves until `stop` completes, waits (bounded) for in-flight settles, then stops the
+    /// background tasks and gives up this process's signer leases.
     pub async fn run_until(
         self,
         stop: impl Future<Output = ()> + Send + 'static,
@@ -111,12 +141,19 @@ impl Application {
                 "shutdown grace ran out with settles in flight; their ledger rows will be reconciled"
             );
         }
+        self.background.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
         served
     }
 }
 
 /// Matches every enabled network to the plugins for its namespace and schemes.
-async fn build_registry(settings: &Settings) -> Result<SchemeRegistry, AppError> {
+async fn build_registry(
+    settings: &Settings,
+    leases: Arc<SignerLeases>,
+) -> Result<SchemeRegistry, AppError> {
     let factories = schemes::builtin();
     let mut registry = SchemeRegistry::default();
     for (slug, network) in settings.enabled_networks() {
@@ -130,12 +167,16 @@ async fn build_registry(settings: &Settings) -> Result<SchemeRegistry, AppError>
                 .ok_or_else(|| {
                     AppError::Network(format!("networks.{slug}: no `{scheme}` plugin for {id}"))
                 })?;
+            let gate: Arc<dyn SignerGate> = leases.clone();
             match factory
-                .build(slug, network)
+                .build(slug, network, gate)
                 .await
                 .map_err(AppError::Network)?
             {
-                Ok(handler) => registry.register(handler).map_err(AppError::Network)?,
+                Ok(handler) => {
+                    leases.register(handler.signer_keys());
+                    registry.register(handler).map_err(AppError::Network)?;
+                }
                 Err(why) => warn!(network = %id, %scheme, "not advertised: {why}"),
             }
         }

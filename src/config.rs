@@ -106,6 +106,9 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     pub log_format: LogFormat,
     pub shutdown_grace_ms: u64,
+    /// When set, `/settlements` requires `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub receipts_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +130,12 @@ pub struct DatabaseSettings {
 pub struct SettlementSettings {
     /// How long `/settle` waits for confirmation before answering `settlement_pending`.
     pub confirm_timeout_ms: u64,
+    /// A settle holds its ledger row for `confirm_timeout_ms` plus this margin.
+    pub lease_margin_ms: u64,
+    /// How often the reconciler looks for unfinished rows.
+    pub reconcile_interval_ms: u64,
+    /// Lifetime of a signer lease; renewed every third of it.
+    pub signer_lease_ttl_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -229,6 +238,12 @@ impl Settings {
                  or a slow chain would cut settles off before they can answer settlement_pending",
                 self.server.request_timeout_ms, self.settlement.confirm_timeout_ms
             ));
+        }
+        if self.settlement.signer_lease_ttl_ms < 300 || self.settlement.reconcile_interval_ms == 0 {
+            return bad(
+                "settlement.signer_lease_ttl_ms must be ≥ 300 and reconcile_interval_ms positive"
+                    .into(),
+            );
         }
         let url = self.database.url.expose();
         if !(url.starts_with("sqlite:")

@@ -10,16 +10,46 @@ CREATE TABLE settlements (
     asset         TEXT NOT NULL,
     amount        TEXT NOT NULL,
     resource_url  TEXT,
+    payment_id    TEXT,
+    -- The facilitator request as received, so a reconciler can finish the payment without it.
+    request       TEXT NOT NULL,
     state         TEXT NOT NULL CHECK (state IN ('claimed', 'submitted', 'settled', 'failed')),
+    -- Whoever holds the row: every transition by a holder names its token (a fencing token).
+    claim_token   TEXT NOT NULL,
     tx_id         TEXT,
+    -- The signed transaction, recorded before it is broadcast; resent verbatim if the chain lost it.
+    raw_tx        TEXT,
     signer        TEXT,
     error_reason  TEXT,
     attempts      BIGINT NOT NULL DEFAULT 1,
+    reconciles    BIGINT NOT NULL DEFAULT 0,
     lease_until   BIGINT NOT NULL,
     created_at    BIGINT NOT NULL,
     updated_at    BIGINT NOT NULL,
+    settled_at    BIGINT,
     CHECK (state IN ('claimed', 'failed') OR tx_id IS NOT NULL)
 );
 
 CREATE INDEX settlements_tx_id ON settlements (tx_id);
-CREATE INDEX settlements_unfinished ON settlements (updated_at) WHERE state IN ('claimed', 'submitted');
+CREATE INDEX settlements_unfinished ON settlements (lease_until) WHERE state IN ('claimed', 'submitted');
+-- Receipts are looked up by address without regard to case (EVM checksums).
+CREATE INDEX settlements_payer ON settlements (lower(payer), created_at);
+CREATE INDEX settlements_pay_to ON settlements (lower(pay_to), created_at);
+CREATE INDEX settlements_created ON settlements (created_at);
+
+-- payment-identifier extension: one request fingerprint per id, and the settle answer once final.
+CREATE TABLE payment_identifiers (
+    id            TEXT PRIMARY KEY,
+    request_hash  TEXT NOT NULL,
+    response      TEXT,
+    created_at    BIGINT NOT NULL
+);
+
+-- Which process may sign with which key. A replica settles only with keys it holds a live lease
+-- on; the fence grows on every change of holder and is checked when a transaction is recorded.
+CREATE TABLE signer_leases (
+    signer        TEXT PRIMARY KEY,
+    holder        TEXT NOT NULL,
+    fence         BIGINT NOT NULL,
+    expires_at    BIGINT NOT NULL
+);

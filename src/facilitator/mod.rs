@@ -1,11 +1,16 @@
 //! The core: pick the plugin, check the payment, consult the ledger, and for settles run
-//! claim → sign → record → broadcast → confirm → record.
+//! claim → sign → record → broadcast → confirm → record; reconcile what a crash or a slow chain
+//! left unfinished.
 //!
 //! The ledger rule (digest §8.2): a payment's replay key is claimed in the ledger before anything
 //! is signed, and a transaction id is recorded before its transaction is broadcast, so that a
 //! concurrent or replayed settle can never broadcast twice and a crash leaves a row that says
 //! what may be on chain.
 
+pub mod leases;
+pub mod metrics;
+mod payment_id;
+pub mod reconcile;
 mod settle;
 
 use std::sync::Arc;
@@ -13,6 +18,8 @@ use std::time::Duration;
 
 use tracing::Span;
 
+use self::leases::SignerLeases;
+use self::metrics::Metrics;
 use crate::ledger::{LedgerError, SettlementState, SharedLedger};
 use crate::protocol::{PaymentRequest, SettleResponse, SupportedResponse, VerifyResponse, reason};
 use crate::scheme::{
@@ -26,23 +33,47 @@ pub enum FacilitatorError {
     Scheme(#[from] SchemeError),
     #[error("ledger unavailable: {0}")]
     Ledger(#[from] LedgerError),
+    /// The payment-identifier was used before with a different payment (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Timing of the settle path.
+#[derive(Debug, Clone, Copy)]
+pub struct SettleTiming {
+    /// How long a settle waits for the outcome before answering `settlement_pending`.
+    pub confirm_timeout: Duration,
+    /// Lease beyond the confirm bound, so a live settle is never taken over.
+    pub lease_margin: Duration,
 }
 
 pub struct Facilitator {
     registry: SchemeRegistry,
     ledger: SharedLedger,
-    confirm_timeout: Duration,
+    leases: Arc<SignerLeases>,
+    timing: SettleTiming,
     supported: SupportedResponse,
+    pub metrics: Metrics,
 }
 
+/// Extension keys this facilitator implements, advertised in `/supported`.
+pub const EXTENSIONS: &[&str] = &[payment_id::EXTENSION];
+
 impl Facilitator {
-    pub fn new(registry: SchemeRegistry, ledger: SharedLedger, confirm_timeout: Duration) -> Self {
-        let supported = registry.supported(Vec::new());
+    pub fn new(
+        registry: SchemeRegistry,
+        ledger: SharedLedger,
+        leases: Arc<SignerLeases>,
+        timing: SettleTiming,
+    ) -> Self {
+        let supported = registry.supported(EXTENSIONS.iter().map(|e| e.to_string()).collect());
         Facilitator {
             registry,
             ledger,
-            confirm_timeout,
+            leases,
+            timing,
             supported,
+            metrics: Metrics::default(),
         }
     }
 
@@ -58,11 +89,22 @@ impl Facilitator {
         &self,
         request: &PaymentRequest,
     ) -> Result<VerifyResponse, FacilitatorError> {
-        let checked = match self.check(request).await? {
+        let answer = self.verify_inner(request).await;
+        self.metrics.count_verify(&answer);
+        answer
+    }
+
+    async fn verify_inner(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<VerifyResponse, FacilitatorError> {
+        let (handler, payment) = match self.check(request).await? {
             Ok(checked) => checked,
             Err(rejection) => return Ok(invalid(rejection)),
         };
-        let (handler, payment) = checked;
+        if let Err(rejection) = payment_id::check(self, request).await? {
+            return Ok(invalid(rejection.with_payer(payment.payer.clone())));
+        }
         if let Some(rejection) = self.replay_rejection(&payment).await? {
             return Ok(invalid(rejection));
         }
@@ -82,12 +124,44 @@ impl Facilitator {
         &self,
         request: &PaymentRequest,
     ) -> Result<SettleResponse, FacilitatorError> {
+        let answer = self.settle_inner(request).await;
+        self.metrics.count_settle(&answer);
+        answer
+    }
+
+    async fn settle_inner(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<SettleResponse, FacilitatorError> {
         let network = request.payload_network().to_string();
         let (handler, payment) = match self.check(request).await? {
             Ok(checked) => checked,
             Err(rejection) => return Ok(settle_failure(rejection, "", &network)),
         };
-        settle::run(self, handler.as_ref(), &payment, request, network).await
+        let payment_id = match payment_id::check(self, request).await? {
+            Ok(payment_id::Seen::Answered(stored)) => return Ok(*stored),
+            Ok(payment_id::Seen::Fresh(id)) => id,
+            Err(rejection) => {
+                return Ok(settle_failure(
+                    rejection.with_payer(payment.payer.clone()),
+                    "",
+                    &network,
+                ));
+            }
+        };
+        let answer = settle::run(
+            self,
+            handler.as_ref(),
+            &payment,
+            request,
+            network,
+            payment_id.clone(),
+        )
+        .await?;
+        if let Some(id) = payment_id.filter(|_| answer.success) {
+            payment_id::store(self, &id, &answer).await?;
+        }
+        Ok(answer)
     }
 
     /// Dispatch and the plugin's checks. `Err` inside `Ok` is a business rejection.
@@ -98,25 +172,10 @@ impl Facilitator {
         let span = Span::current();
         span.record("network", request.network());
         span.record("scheme", request.scheme());
-        let handler =
-            match self
-                .registry
-                .lookup(request.x402_version(), request.scheme(), request.network())
-            {
-                Ok(handler) => handler.clone(),
-                Err(miss) => {
-                    let (reason, what) = match miss {
-                        Miss::Network => (reason::INVALID_NETWORK, "network"),
-                        Miss::Scheme => (reason::UNSUPPORTED_SCHEME, "scheme"),
-                    };
-                    return Ok(Err(Rejection::new(reason).with_message(format!(
-                        "this facilitator has no v{} `{}` on `{}` ({what} not supported)",
-                        request.x402_version(),
-                        request.scheme(),
-                        request.network()
-                    ))));
-                }
-            };
+        let handler = match self.handler(request) {
+            Ok(handler) => handler,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
         match handler.check(request).await? {
             Check::Valid(payment) => {
                 span.record("payer", payment.payer.as_str());
@@ -129,6 +188,24 @@ impl Facilitator {
                 Ok(Err(rejection))
             }
         }
+    }
+
+    fn handler(&self, request: &PaymentRequest) -> Result<Arc<dyn SchemeHandler>, Rejection> {
+        self.registry
+            .lookup(request.x402_version(), request.scheme(), request.network())
+            .cloned()
+            .map_err(|miss| {
+                let (reason, what) = match miss {
+                    Miss::Network => (reason::INVALID_NETWORK, "network"),
+                    Miss::Scheme => (reason::UNSUPPORTED_SCHEME, "scheme"),
+                };
+                Rejection::new(reason).with_message(format!(
+                    "this facilitator has no v{} `{}` on `{}` ({what} not supported)",
+                    request.x402_version(),
+                    request.scheme(),
+                    request.network()
+                ))
+            })
     }
 
     /// A payment whose replay key is claimed, in flight or settled is not valid again.

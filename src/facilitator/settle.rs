@@ -1,23 +1,24 @@
 //! The settle sequence around the ledger: claim → prepare → record → broadcast → confirm → record.
 //!
 //! Each branch leaves the ledger row in a state that tells the truth about the chain: `claimed`
-//! rows are deleted when nothing was broadcast, `submitted` rows keep the transaction id whenever
-//! it may be on chain, and a settle that cannot see the outcome in time gives up its lease and
-//! answers `settlement_pending`, so the next identical settle reconciles instead of broadcasting.
+//! rows are deleted when nothing was broadcast, `submitted` rows keep the transaction (id and
+//! bytes) whenever it may be on chain, and a settle that cannot see the outcome in time gives up
+//! its lease and answers `settlement_pending`, so the next identical settle reconciles instead of
+//! broadcasting.
 
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
 use super::{Facilitator, FacilitatorError, settle_failure};
-use crate::ledger::{ClaimOutcome, NewClaim, SettlementRecord, SettlementState, now_ms};
+use crate::ledger::{
+    ClaimOutcome, ClaimToken, NewClaim, SettlementRecord, SettlementState, Submission, now_ms,
+};
 use crate::protocol::{PaymentRequest, SettleResponse, reason};
 use crate::scheme::{
     Broadcast, CheckedPayment, Preparation, Rejection, SchemeError, SchemeHandler, TxStatus,
 };
 
-/// Extra lease time beyond the confirmation bound, so that a live settle is never taken over.
-const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// Re-signing rounds when a nonce turns out to be taken.
 const MAX_PREPARE_ROUNDS: usize = 3;
 
@@ -27,13 +28,14 @@ pub(super) async fn run(
     payment: &CheckedPayment,
     request: &PaymentRequest,
     network: String,
+    payment_id: Option<String>,
 ) -> Result<SettleResponse, FacilitatorError> {
     let run = Run {
         fac,
         handler,
         payment,
         network,
-        deadline: Instant::now() + fac.confirm_timeout,
+        deadline: Instant::now() + fac.timing.confirm_timeout,
     };
     let claim = NewClaim {
         replay_key: payment.replay_key.clone(),
@@ -45,11 +47,28 @@ pub(super) async fn run(
         asset: payment.asset.clone(),
         amount: payment.amount.clone(),
         resource_url: request.resource_url().map(str::to_string),
+        payment_id,
+        request: request.to_json(),
     };
     match fac.ledger.claim(&claim, run.lease()).await? {
-        ClaimOutcome::Claimed => run.submit().await,
+        ClaimOutcome::Claimed(token) => {
+            fault_point("after_claim");
+            run.submit(&token).await
+        }
         ClaimOutcome::Existing(row) => run.existing(*row).await,
     }
+}
+
+/// Test builds (`--features fault-injection`) can die here, to prove a crash between two steps
+/// loses nothing: `X402_FAULT_CRASH_AT=<point>` aborts the process at that point. A crash cannot
+/// be caused for real at an exact instruction, so this is the one simulated fault.
+fn fault_point(point: &str) {
+    #[cfg(feature = "fault-injection")]
+    if std::env::var("X402_FAULT_CRASH_AT").is_ok_and(|p| p == point) {
+        eprintln!("fault injection: crashing at {point}");
+        std::process::abort();
+    }
+    let _ = point;
 }
 
 struct Run<'a> {
@@ -62,7 +81,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn lease(&self) -> Duration {
-        self.fac.confirm_timeout + LEASE_MARGIN
+        self.fac.timing.confirm_timeout + self.fac.timing.lease_margin
     }
 
     fn key(&self) -> &str {
@@ -87,6 +106,7 @@ impl Run<'_> {
                 &tx,
             )
         };
+        let ledger = &self.fac.ledger;
         match row.state {
             SettlementState::Settled => Ok(self.fail(
                 Rejection::new(self.payment.replay_reason)
@@ -95,30 +115,32 @@ impl Run<'_> {
             )),
             _ if row.lease_active(now_ms()) => Ok(duplicate()),
             // The holder stopped before broadcasting anything (crash or lost connection).
-            SettlementState::Claimed => {
-                if self
-                    .fac
-                    .ledger
-                    .take_over(self.key(), SettlementState::Claimed, self.lease())
-                    .await?
-                {
-                    self.submit().await
-                } else {
-                    Ok(duplicate())
-                }
-            }
-            // A transaction is recorded: find out what became of it, never broadcast again.
+            SettlementState::Claimed => match ledger
+                .take_over(self.key(), SettlementState::Claimed, self.lease())
+                .await?
+            {
+                Some(token) => self.submit(&token).await,
+                None => Ok(duplicate()),
+            },
+            // A transaction is recorded: find out what became of it, never broadcast anew.
             SettlementState::Submitted => {
-                if self
-                    .fac
-                    .ledger
+                match ledger
                     .take_over(self.key(), SettlementState::Submitted, self.lease())
                     .await?
                 {
-                    info!(tx = %tx, "reconciling a previously submitted settlement");
-                    self.confirm(&tx).await
-                } else {
-                    Ok(duplicate())
+                    Some(token) => {
+                        info!(tx = %tx, "reconciling a previously submitted settlement");
+                        let raw = row.raw_tx.as_deref().and_then(hex_decode);
+                        let status = self
+                            .handler
+                            .reconcile(self.payment, &tx, raw.as_deref())
+                            .await;
+                        match status {
+                            Ok(TxStatus::Pending) => self.confirm(&token, &tx).await,
+                            other => self.finish(&token, &tx, other).await,
+                        }
+                    }
+                    None => Ok(duplicate()),
                 }
             }
             // `claim` re-claims failed rows itself; seeing one here means we lost that race.
@@ -126,76 +148,118 @@ impl Run<'_> {
         }
     }
 
-    async fn submit(&self) -> Result<SettleResponse, FacilitatorError> {
+    async fn submit(&self, token: &ClaimToken) -> Result<SettleResponse, FacilitatorError> {
+        let ledger = &self.fac.ledger;
         for _ in 0..MAX_PREPARE_ROUNDS {
             let prepared = match self.handler.prepare(self.payment).await {
                 Ok(Preparation::Ready(prepared)) => prepared,
                 Ok(Preparation::Rejected(rejection)) => {
-                    self.fac.ledger.release(self.key()).await?;
+                    self.abandon(token).await?;
                     return Ok(self.fail(rejection, ""));
                 }
                 Err(e) => {
-                    self.fac.ledger.release(self.key()).await?;
+                    self.abandon(token).await?;
                     return Err(e.into());
                 }
             };
-            if !self
-                .fac
-                .ledger
-                .record_submitted(self.key(), &prepared.tx_id, &prepared.signer)
+            let fence = self.fac.leases.fence_of(&prepared.lease);
+            let raw = hex_encode(&prepared.raw);
+            let submission = Submission {
+                tx_id: &prepared.tx_id,
+                raw_tx: &raw,
+                signer: &prepared.signer,
+                fence: &fence,
+            };
+            if !ledger
+                .record_submitted(self.key(), token, &submission)
                 .await?
             {
-                // Our claim is gone: nothing was sent, and someone else owns the payment now.
-                return Err(
-                    SchemeError::Internal(format!("lost the claim on {}", self.key())).into(),
-                );
+                // Our claim or our signer lease is gone: nothing was sent, and nothing will be.
+                self.abandon(token).await?;
+                return Err(SchemeError::Signer(format!(
+                    "the lease on {} or the claim on this payment was lost before broadcast",
+                    prepared.signer
+                ))
+                .into());
             }
+            fault_point("after_record");
             match self.handler.broadcast(self.payment, &prepared).await {
-                Ok(Broadcast::Sent) => return self.confirm(&prepared.tx_id).await,
+                Ok(Broadcast::Sent) => {
+                    fault_point("after_broadcast");
+                    return self.confirm(token, &prepared.tx_id).await;
+                }
                 Ok(Broadcast::Ambiguous(why)) => {
                     warn!(tx = %prepared.tx_id, %why, "broadcast outcome unknown; confirming by id");
-                    return self.confirm(&prepared.tx_id).await;
+                    return self.confirm(token, &prepared.tx_id).await;
                 }
                 Ok(Broadcast::Retry(why)) => {
                     warn!(tx = %prepared.tx_id, %why, "transaction cannot be mined as signed; signing again");
                 }
                 Ok(Broadcast::Rejected(rejection)) => {
-                    self.fac
-                        .ledger
-                        .record_failed(self.key(), &rejection.reason)
+                    ledger
+                        .record_failed(self.key(), token, &rejection.reason)
                         .await?;
                     return Ok(self.fail(rejection, ""));
                 }
                 Err(e) => {
-                    self.fac
-                        .ledger
-                        .record_failed(self.key(), reason::UNEXPECTED_SETTLE_ERROR)
+                    ledger
+                        .record_failed(self.key(), token, reason::UNEXPECTED_SETTLE_ERROR)
                         .await?;
                     return Err(e.into());
                 }
             }
         }
-        self.fac
-            .ledger
-            .record_failed(self.key(), reason::UNEXPECTED_SETTLE_ERROR)
+        ledger
+            .record_failed(self.key(), token, reason::UNEXPECTED_SETTLE_ERROR)
             .await?;
         Err(SchemeError::Signer(format!("nonce conflicts in {MAX_PREPARE_ROUNDS} rounds")).into())
     }
 
-    async fn confirm(&self, tx: &str) -> Result<SettleResponse, FacilitatorError> {
+    /// Ends a claim under which nothing can have been broadcast.
+    async fn abandon(&self, token: &ClaimToken) -> Result<(), FacilitatorError> {
+        let ledger = &self.fac.ledger;
+        // A first round deletes the row; a later round (after a Retry) has a superseded
+        // transaction recorded that can never be mined, so the row is marked failed instead.
+        if !ledger.release(self.key(), token).await? {
+            ledger
+                .record_failed(self.key(), token, reason::UNEXPECTED_SETTLE_ERROR)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn confirm(
+        &self,
+        token: &ClaimToken,
+        tx: &str,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let status = self
+            .handler
+            .await_outcome(self.payment, tx, self.deadline)
+            .await;
+        if matches!(status, Ok(TxStatus::Confirmed)) {
+            fault_point("after_confirm");
+        }
+        self.finish(token, tx, status).await
+    }
+
+    /// Records what the chain said and answers.
+    async fn finish(
+        &self,
+        token: &ClaimToken,
+        tx: &str,
+        status: Result<TxStatus, SchemeError>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let ledger = &self.fac.ledger;
         let pending = |message: String| {
             self.fail(
                 Rejection::new(reason::SETTLEMENT_PENDING).with_message(message),
                 tx,
             )
         };
-        match self
-            .handler
-            .await_outcome(self.payment, tx, self.deadline)
-            .await
-        {
+        match status {
             Ok(TxStatus::Confirmed) => {
-                self.fac.ledger.record_settled(self.key(), tx).await?;
+                ledger.record_settled(self.key(), token, tx).await?;
                 Ok(SettleResponse {
                     success: true,
                     error_reason: None,
@@ -207,24 +271,59 @@ impl Run<'_> {
                 })
             }
             Ok(TxStatus::Failed(rejection)) => {
-                self.fac
-                    .ledger
-                    .record_failed(self.key(), &rejection.reason)
+                ledger
+                    .record_failed(self.key(), token, &rejection.reason)
                     .await?;
                 Ok(self.fail(rejection, tx))
             }
             Ok(TxStatus::Pending) => {
-                self.fac.ledger.end_lease(self.key()).await?;
-                Ok(pending("not confirmed within the settle bound; settle again with the same payload to reconcile".into()))
+                ledger.end_lease(self.key(), token).await?;
+                Ok(pending(
+                    "not confirmed within the settle bound; settle again with the same payload to reconcile".into(),
+                ))
             }
             Err(e) => {
-                // It may be on chain: the row keeps the id and the next settle reconciles it.
+                // It may be on chain: the row keeps the transaction and the next settle (or the
+                // reconciler) finds out.
                 warn!(tx, error = %e, "cannot read the outcome of a broadcast transaction");
-                self.fac.ledger.end_lease(self.key()).await?;
+                ledger.end_lease(self.key(), token).await?;
                 Ok(pending(format!(
                     "outcome unknown ({e}); settle again with the same payload to reconcile"
                 )))
             }
         }
+    }
+}
+
+pub(crate) fn hex_encode(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
+}
+
+pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        let bytes = [0u8, 1, 0xab, 0xff];
+        assert_eq!(hex_encode(&bytes), "0001abff");
+        assert_eq!(hex_decode("0001abff").as_deref(), Some(&bytes[..]));
+        assert!(hex_decode("abc").is_none() && hex_decode("zz").is_none());
     }
 }

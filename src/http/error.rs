@@ -15,6 +15,9 @@ use crate::facilitator::FacilitatorError;
 use crate::protocol::reason;
 use crate::scheme::SchemeError;
 
+/// Reason sent with HTTP 409 when a payment-identifier is reused for another payment.
+pub const PAYMENT_ID_CONFLICT: &str = "payment_identifier_conflict";
+
 /// Which endpoint failed, so that the fault body has that endpoint's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -45,22 +48,30 @@ impl ApiError {
         err: &FacilitatorError,
     ) -> Self {
         let status = match err {
+            FacilitatorError::Conflict(_) => StatusCode::CONFLICT,
             FacilitatorError::Scheme(SchemeError::Internal(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             FacilitatorError::Scheme(SchemeError::Rpc(_)) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         error!(error_id = request_id, error = %err, status = status.as_u16(), "request failed");
         let message = format!("{err} (error id {request_id})");
+        let (verify_reason, settle_reason) = match err {
+            FacilitatorError::Conflict(_) => (PAYMENT_ID_CONFLICT, PAYMENT_ID_CONFLICT),
+            _ => (
+                reason::UNEXPECTED_VERIFY_ERROR,
+                reason::UNEXPECTED_SETTLE_ERROR,
+            ),
+        };
         let body = match endpoint {
             Endpoint::Verify => json!({
                 "isValid": false,
-                "invalidReason": reason::UNEXPECTED_VERIFY_ERROR,
+                "invalidReason": verify_reason,
                 "invalidMessage": message,
                 "errorId": request_id,
             }),
             Endpoint::Settle => json!({
                 "success": false,
-                "errorReason": reason::UNEXPECTED_SETTLE_ERROR,
+                "errorReason": settle_reason,
                 "errorMessage": message,
                 "transaction": "",
                 "network": network,

@@ -2,6 +2,7 @@
 
 pub mod error;
 mod payment;
+mod receipts;
 mod request_id;
 
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub struct AppState {
     /// Settles run as tracked tasks: a client that hangs up does not cut one off half-way, and
     /// shutdown waits for them.
     pub settles: TaskTracker,
+    /// When set, receipts require it as a bearer token.
+    pub receipts_token: Option<crate::config::Secret>,
 }
 
 pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> Router {
@@ -37,6 +40,9 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> 
         .route("/settle", post(payment::settle))
         .route("/supported", get(supported))
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/settlements", get(receipts::list))
+        .route("/settlements/{transaction}", get(receipts::one))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |req, next| {
@@ -49,6 +55,14 @@ async fn supported(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         state.supported_json.clone(),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.facilitator.metrics.render(),
     )
         .into_response()
 }

@@ -52,7 +52,7 @@ impl SettlementState {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, LedgerError> {
+    pub fn parse(s: &str) -> Result<Self, LedgerError> {
         Ok(match s {
             "claimed" => SettlementState::Claimed,
             "submitted" => SettlementState::Submitted,
@@ -75,6 +75,9 @@ pub struct NewClaim {
     pub asset: String,
     pub amount: String,
     pub resource_url: Option<String>,
+    pub payment_id: Option<String>,
+    /// The facilitator request JSON, kept so that reconciliation needs nothing else.
+    pub request: String,
 }
 
 /// A ledger row.
@@ -89,15 +92,21 @@ pub struct SettlementRecord {
     pub asset: String,
     pub amount: String,
     pub resource_url: Option<String>,
+    pub payment_id: Option<String>,
+    pub request: String,
     pub state: SettlementState,
+    pub claim_token: String,
     pub tx_id: Option<String>,
+    pub raw_tx: Option<String>,
     pub signer: Option<String>,
     pub error_reason: Option<String>,
     pub attempts: i64,
-    /// Unix ms until which the request that holds the row may act on it alone.
+    pub reconciles: i64,
+    /// Unix ms until which the holder of `claim_token` may act on the row alone.
     pub lease_until: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    pub settled_at: Option<i64>,
 }
 
 impl SettlementRecord {
@@ -106,12 +115,66 @@ impl SettlementRecord {
     }
 }
 
+/// Proof of holding a row: every transition by the holder names it, so a holder that lost the
+/// row (its lease expired and someone took over) can no longer change it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimToken(pub String);
+
+impl ClaimToken {
+    fn new() -> Self {
+        ClaimToken(uuid::Uuid::new_v4().simple().to_string())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
     /// The row is ours: nothing else may act on this payment until we record or release it.
-    Claimed,
+    Claimed(ClaimToken),
     /// Someone claimed it first; here is their row.
     Existing(Box<SettlementRecord>),
+}
+
+/// The signer lease a transaction is recorded under (see `signer_leases`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub signer: String,
+    pub holder: String,
+    pub fence: i64,
+}
+
+/// What a transaction records before it is broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission<'a> {
+    pub tx_id: &'a str,
+    pub raw_tx: &'a str,
+    pub signer: &'a str,
+    pub fence: &'a Fence,
+}
+
+/// The first sight of a payment-identifier, or what was stored for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentIdOutcome {
+    New,
+    Existing {
+        request_hash: String,
+        response: Option<String>,
+    },
+}
+
+/// Filters of the receipts list; `None` matches anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceiptQuery {
+    pub payer: Option<String>,
+    pub pay_to: Option<String>,
+    pub network: Option<String>,
+    /// Unix ms, inclusive.
+    pub from_ms: Option<i64>,
+    /// Unix ms, exclusive.
+    pub to_ms: Option<i64>,
+    pub state: Option<SettlementState>,
+    /// Keyset cursor: rows strictly older than this (created_at, replay_key).
+    pub before: Option<(i64, String)>,
+    pub limit: i64,
 }
 
 #[async_trait]
@@ -119,28 +182,58 @@ pub trait Ledger: Send + Sync + 'static {
     async fn find(&self, replay_key: &str) -> Result<Option<SettlementRecord>, LedgerError>;
     /// Insert a `claimed` row holding a lease, or re-claim a `failed` one.
     async fn claim(&self, claim: &NewClaim, lease: Duration) -> Result<ClaimOutcome, LedgerError>;
-    /// Take the lease of a row in `state` whose lease has expired.
+    /// Take a row in `state` whose lease has expired; the new token replaces the old holder's.
     async fn take_over(
         &self,
         replay_key: &str,
         state: SettlementState,
         lease: Duration,
-    ) -> Result<bool, LedgerError>;
-    /// `claimed | submitted → submitted(tx_id)`; called before the transaction is broadcast.
+    ) -> Result<Option<ClaimToken>, LedgerError>;
+    /// `claimed | submitted → submitted(tx)`, before the broadcast, only while `fence` is live.
     async fn record_submitted(
         &self,
         replay_key: &str,
-        tx_id: &str,
-        signer: &str,
+        token: &ClaimToken,
+        submission: &Submission<'_>,
     ) -> Result<bool, LedgerError>;
     /// `submitted(tx_id) → settled`.
-    async fn record_settled(&self, replay_key: &str, tx_id: &str) -> Result<bool, LedgerError>;
+    async fn record_settled(
+        &self,
+        replay_key: &str,
+        token: &ClaimToken,
+        tx_id: &str,
+    ) -> Result<bool, LedgerError>;
     /// `claimed | submitted → failed(reason)`.
-    async fn record_failed(&self, replay_key: &str, reason: &str) -> Result<bool, LedgerError>;
+    async fn record_failed(
+        &self,
+        replay_key: &str,
+        token: &ClaimToken,
+        reason: &str,
+    ) -> Result<bool, LedgerError>;
     /// Delete a `claimed` row: nothing was broadcast, so the payment may be retried.
-    async fn release(&self, replay_key: &str) -> Result<bool, LedgerError>;
-    /// Give up the lease early (the request is answering `settlement_pending`).
-    async fn end_lease(&self, replay_key: &str) -> Result<bool, LedgerError>;
+    async fn release(&self, replay_key: &str, token: &ClaimToken) -> Result<bool, LedgerError>;
+    /// Give up the lease early (answering `settlement_pending`), counting a reconcile round.
+    async fn end_lease(&self, replay_key: &str, token: &ClaimToken) -> Result<bool, LedgerError>;
+    /// Unfinished rows whose lease has expired, oldest first: the reconciler's work list.
+    async fn stale(&self, limit: i64) -> Result<Vec<SettlementRecord>, LedgerError>;
+    /// The row that recorded transaction `tx_id`.
+    async fn by_transaction(&self, tx_id: &str) -> Result<Option<SettlementRecord>, LedgerError>;
+    /// Rows matching `query`, newest first.
+    async fn list(&self, query: &ReceiptQuery) -> Result<Vec<SettlementRecord>, LedgerError>;
+    async fn remember_payment_id(
+        &self,
+        id: &str,
+        request_hash: &str,
+    ) -> Result<PaymentIdOutcome, LedgerError>;
+    async fn store_payment_response(&self, id: &str, response: &str) -> Result<(), LedgerError>;
+    /// Acquires or renews the lease on `signer` for `holder`; `Some(fence)` when held.
+    async fn lease_signer(
+        &self,
+        signer: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<i64>, LedgerError>;
+    async fn release_signer(&self, signer: &str, holder: &str) -> Result<(), LedgerError>;
     async fn ping(&self) -> Result<(), LedgerError>;
 }
 

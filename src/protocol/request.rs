@@ -107,6 +107,15 @@ fn best_effort_network(payload: &Map<String, Value>, requirements: &Map<String, 
 }
 
 impl PaymentRequest {
+    /// The request as canonical JSON (object keys sorted), for storage and fingerprints.
+    pub fn to_json(&self) -> String {
+        let encoded = match self {
+            PaymentRequest::V1(r) => serde_json::to_string(r),
+            PaymentRequest::V2(r) => serde_json::to_string(r),
+        };
+        encoded.unwrap_or_default()
+    }
+
     pub fn x402_version(&self) -> u8 {
         match self {
             PaymentRequest::V1(_) => 1,

@@ -68,8 +68,29 @@ pub enum Check {
 /// A signed transaction, not yet sent.
 pub struct Prepared {
     pub tx_id: String,
+    /// The signer's public address, as the chain shows it.
     pub signer: String,
+    /// The signer lease it was signed under; the core records it only while the lease is live.
+    pub lease: SignerLease,
+    /// The exact bytes to broadcast (and to broadcast again if the chain loses them).
+    pub raw: Vec<u8>,
+    /// What the plugin needs to broadcast it (e.g. which key and nonce).
     pub details: Box<dyn Any + Send + Sync>,
+}
+
+/// A lease on one signer key, granted by the core (see [`SignerGate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerLease {
+    /// The lease key, e.g. `eip155:8453/0xabc…`.
+    pub signer: String,
+    pub fence: i64,
+}
+
+/// Which signer keys this process may use right now. Replicas share keys safely because each key
+/// is leased to one process at a time (the core keeps the leases in the ledger).
+pub trait SignerGate: Send + Sync {
+    /// The fence of the live lease on `signer`, or `None` when another process holds it.
+    fn fence(&self, signer: &str) -> Option<i64>;
 }
 
 pub enum Preparation {
@@ -133,6 +154,20 @@ pub trait SchemeHandler: Send + Sync + 'static {
         tx_id: &str,
         deadline: Instant,
     ) -> Result<TxStatus, SchemeError>;
+    /// Parses a stored request back into a payment without the time or chain checks, so a
+    /// recorded transaction can be reconciled after the authorization's window closed.
+    fn revive(&self, request: &PaymentRequest) -> Result<CheckedPayment, Rejection>;
+    /// What became of a recorded transaction. If the chain has no trace of it, `raw` is sent
+    /// again (the same bytes, so it can only ever be mined once); `Failed` when it can no
+    /// longer be mined and the payment did not happen.
+    async fn reconcile(
+        &self,
+        payment: &CheckedPayment,
+        tx_id: &str,
+        raw: Option<&[u8]>,
+    ) -> Result<TxStatus, SchemeError>;
+    /// Lease keys of every signer this handler may use.
+    fn signer_keys(&self) -> Vec<String>;
 }
 
 /// Builds the handler of one scheme for one configured network of its chain family.
@@ -149,5 +184,6 @@ pub trait SchemeFactory: Send + Sync {
         &self,
         slug: &str,
         settings: &NetworkSettings,
+        gate: std::sync::Arc<dyn SignerGate>,
     ) -> Result<Result<std::sync::Arc<dyn SchemeHandler>, String>, String>;
 }

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use x402_facilitator::ledger::{self, ClaimOutcome, NewClaim, SettlementState, SharedLedger};
+use x402_facilitator::ledger::{
+    self, ClaimOutcome, ClaimToken, Fence, NewClaim, PaymentIdOutcome, ReceiptQuery,
+    SettlementState, SharedLedger, Submission,
+};
 
 use crate::harness::Db;
 
@@ -27,7 +30,42 @@ fn claim(key: &str) -> NewClaim {
         asset: "0xasset".into(),
         amount: "10000".into(),
         resource_url: Some("http://127.0.0.1/x".into()),
+        payment_id: None,
+        request: "{}".into(),
     }
+}
+
+async fn claimed(l: &SharedLedger, key: &str) -> ClaimToken {
+    match l.claim(&claim(key), LEASE).await.expect("claim") {
+        ClaimOutcome::Claimed(token) => token,
+        other => panic!("expected to win the claim: {other:?}"),
+    }
+}
+
+/// A live signer lease to record transactions under.
+async fn lease(l: &SharedLedger) -> Fence {
+    let fence = l
+        .lease_signer("net/0xsigner", "me", LEASE)
+        .await
+        .expect("lease")
+        .expect("granted");
+    Fence {
+        signer: "net/0xsigner".into(),
+        holder: "me".into(),
+        fence,
+    }
+}
+
+async fn submit(l: &SharedLedger, key: &str, token: &ClaimToken, tx: &str, fence: &Fence) -> bool {
+    let s = Submission {
+        tx_id: tx,
+        raw_tx: "02f8",
+        signer: "0xsigner",
+        fence,
+    };
+    l.record_submitted(key, token, &s)
+        .await
+        .expect("record_submitted")
 }
 
 async fn for_both<F, Fut>(f: F)
@@ -43,10 +81,7 @@ where
 #[tokio::test]
 async fn claim_is_exclusive_and_reports_the_holder() {
     for_both(|l| async move {
-        assert_eq!(
-            l.claim(&claim("k1"), LEASE).await.expect("claim"),
-            ClaimOutcome::Claimed
-        );
+        claimed(&l, "k1").await;
         match l.claim(&claim("k1"), LEASE).await.expect("claim") {
             ClaimOutcome::Existing(row) => {
                 assert_eq!(row.state, SettlementState::Claimed);
@@ -71,7 +106,7 @@ async fn concurrent_claims_have_one_winner() {
         assert_eq!(
             results
                 .iter()
-                .filter(|r| **r == ClaimOutcome::Claimed)
+                .filter(|r| matches!(r, ClaimOutcome::Claimed(_)))
                 .count(),
             1
         );
@@ -82,38 +117,133 @@ async fn concurrent_claims_have_one_winner() {
 #[tokio::test]
 async fn transitions_follow_the_state_machine() {
     for_both(|l| async move {
-        l.claim(&claim("k"), LEASE).await.expect("claim");
+        let fence = lease(&l).await;
+        let token = claimed(&l, "k").await;
         assert!(
-            !l.record_settled("k", "0xabc").await.expect("cas"),
+            !l.record_settled("k", &token, "0xabc").await.expect("cas"),
             "claimed → settled is not a transition"
         );
+        assert!(submit(&l, "k", &token, "0xabc", &fence).await);
         assert!(
-            l.record_submitted("k", "0xabc", "0xsigner")
-                .await
-                .expect("cas")
-        );
-        assert!(
-            !l.release("k").await.expect("cas"),
+            !l.release("k", &token).await.expect("cas"),
             "a submitted row is never released"
         );
         assert!(
-            !l.record_settled("k", "0xother").await.expect("cas"),
+            !l.record_settled("k", &token, "0xother").await.expect("cas"),
             "settled only with the recorded tx"
         );
-        assert!(l.record_settled("k", "0xabc").await.expect("cas"));
+        assert!(l.record_settled("k", &token, "0xabc").await.expect("cas"));
         assert!(
-            !l.record_failed("k", "x").await.expect("cas"),
+            !l.record_failed("k", &token, "x").await.expect("cas"),
             "settled is final"
         );
         let row = l.find("k").await.expect("find").expect("row");
         assert_eq!(row.state, SettlementState::Settled);
         assert_eq!(row.tx_id.as_deref(), Some("0xabc"));
+        assert_eq!(row.raw_tx.as_deref(), Some("02f8"));
         assert_eq!(row.signer.as_deref(), Some("0xsigner"));
+        assert!(row.settled_at.is_some());
         assert!(!row.lease_active(ledger_now()));
         match l.claim(&claim("k"), LEASE).await.expect("claim") {
             ClaimOutcome::Existing(r) => assert_eq!(r.state, SettlementState::Settled),
             other => panic!("{other:?}"),
         }
+        assert_eq!(
+            l.by_transaction("0xabc")
+                .await
+                .expect("by tx")
+                .map(|r| r.replay_key),
+            Some("k".into())
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_the_token_holder_can_move_a_row() {
+    for_both(|l| async move {
+        let fence = lease(&l).await;
+        let token = claimed(&l, "h").await;
+        let stranger = ClaimToken("not-the-holder".into());
+        assert!(!submit(&l, "h", &stranger, "0x1", &fence).await);
+        assert!(!l.release("h", &stranger).await.expect("cas"));
+        assert!(!l.record_failed("h", &stranger, "x").await.expect("cas"));
+        // After a take-over the old holder is locked out.
+        assert!(l.end_lease("h", &token).await.expect("end"));
+        let new = l
+            .take_over("h", SettlementState::Claimed, LEASE)
+            .await
+            .expect("cas")
+            .expect("taken");
+        assert!(
+            !submit(&l, "h", &token, "0x1", &fence).await,
+            "the old holder can no longer record"
+        );
+        assert!(submit(&l, "h", &new, "0x1", &fence).await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn recording_needs_a_live_signer_lease() {
+    for_both(|l| async move {
+        let fence = lease(&l).await;
+        let token = claimed(&l, "f").await;
+        let stale = Fence {
+            fence: fence.fence - 1,
+            ..fence.clone()
+        };
+        assert!(
+            !submit(&l, "f", &token, "0x1", &stale).await,
+            "an old fence cannot record"
+        );
+        let other = Fence {
+            holder: "someone-else".into(),
+            ..fence.clone()
+        };
+        assert!(
+            !submit(&l, "f", &token, "0x1", &other).await,
+            "a non-holder cannot record"
+        );
+        assert!(submit(&l, "f", &token, "0x1", &fence).await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn signer_leases_are_exclusive_and_fenced() {
+    for_both(|l| async move {
+        let short = Duration::from_millis(300);
+        let a = l
+            .lease_signer("s", "a", short)
+            .await
+            .expect("lease")
+            .expect("a gets it");
+        assert_eq!(
+            l.lease_signer("s", "b", short).await.expect("lease"),
+            None,
+            "b must wait"
+        );
+        assert_eq!(
+            l.lease_signer("s", "a", short).await.expect("renew"),
+            Some(a),
+            "renewal keeps the fence"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let b = l
+            .lease_signer("s", "b", short)
+            .await
+            .expect("lease")
+            .expect("expired lease passes to b");
+        assert!(b > a, "the fence grows with a new holder");
+        l.release_signer("s", "b").await.expect("release");
+        assert!(
+            l.lease_signer("s", "a", short)
+                .await
+                .expect("lease")
+                .is_some(),
+            "released lease is free"
+        );
     })
     .await;
 }
@@ -121,18 +251,14 @@ async fn transitions_follow_the_state_machine() {
 #[tokio::test]
 async fn release_and_failed_rows_can_be_claimed_again() {
     for_both(|l| async move {
-        l.claim(&claim("r"), LEASE).await.expect("claim");
-        assert!(l.release("r").await.expect("release"));
+        let fence = lease(&l).await;
+        let token = claimed(&l, "r").await;
+        assert!(l.release("r", &token).await.expect("release"));
         assert!(l.find("r").await.expect("find").is_none());
-        assert_eq!(
-            l.claim(&claim("r"), LEASE).await.expect("claim"),
-            ClaimOutcome::Claimed
-        );
-        l.record_submitted("r", "0x1", "0xs")
-            .await
-            .expect("submitted");
+        let token = claimed(&l, "r").await;
+        assert!(submit(&l, "r", &token, "0x1", &fence).await);
         assert!(
-            l.record_failed("r", "invalid_exact_evm_transaction_failed")
+            l.record_failed("r", &token, "invalid_exact_evm_transaction_failed")
                 .await
                 .expect("failed")
         );
@@ -141,10 +267,7 @@ async fn release_and_failed_rows_can_be_claimed_again() {
             failed.error_reason.as_deref(),
             Some("invalid_exact_evm_transaction_failed")
         );
-        assert_eq!(
-            l.claim(&claim("r"), LEASE).await.expect("reclaim"),
-            ClaimOutcome::Claimed
-        );
+        claimed(&l, "r").await;
         let again = l.find("r").await.expect("find").expect("row");
         assert_eq!(
             (again.state, again.attempts, again.tx_id),
@@ -157,34 +280,134 @@ async fn release_and_failed_rows_can_be_claimed_again() {
 #[tokio::test]
 async fn take_over_needs_an_expired_lease() {
     for_both(|l| async move {
-        l.claim(&claim("t"), LEASE).await.expect("claim");
-        l.record_submitted("t", "0x1", "0xs")
-            .await
-            .expect("submitted");
+        let fence = lease(&l).await;
+        let token = claimed(&l, "t").await;
+        assert!(submit(&l, "t", &token, "0x1", &fence).await);
         assert!(
-            !l.take_over("t", SettlementState::Submitted, LEASE)
+            l.take_over("t", SettlementState::Submitted, LEASE)
                 .await
-                .expect("cas"),
+                .expect("cas")
+                .is_none(),
             "lease still held"
         );
-        assert!(l.end_lease("t").await.expect("end lease"));
+        assert!(l.stale(10).await.expect("stale").is_empty());
+        assert!(l.end_lease("t", &token).await.expect("end lease"));
+        assert_eq!(
+            l.stale(10).await.expect("stale").len(),
+            1,
+            "an expired unfinished row is stale"
+        );
         assert!(
-            !l.take_over("t", SettlementState::Claimed, LEASE)
+            l.take_over("t", SettlementState::Claimed, LEASE)
                 .await
-                .expect("cas"),
+                .expect("cas")
+                .is_none(),
             "wrong state"
         );
         assert!(
             l.take_over("t", SettlementState::Submitted, LEASE)
                 .await
                 .expect("cas")
+                .is_some()
         );
         assert!(
-            !l.take_over("t", SettlementState::Submitted, LEASE)
+            l.take_over("t", SettlementState::Submitted, LEASE)
                 .await
-                .expect("cas"),
+                .expect("cas")
+                .is_none(),
             "only one taker"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn payment_identifiers_remember_the_first_payment() {
+    for_both(|l| async move {
+        assert_eq!(
+            l.remember_payment_id("pay_0123456789abcdef", "h1")
+                .await
+                .expect("id"),
+            PaymentIdOutcome::New
+        );
+        l.store_payment_response("pay_0123456789abcdef", "{\"success\":true}")
+            .await
+            .expect("store");
+        assert_eq!(
+            l.remember_payment_id("pay_0123456789abcdef", "h2")
+                .await
+                .expect("id"),
+            PaymentIdOutcome::Existing {
+                request_hash: "h1".into(),
+                response: Some("{\"success\":true}".into())
+            }
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn receipts_filter_and_paginate() {
+    for_both(|l| async move {
+        let fence = lease(&l).await;
+        for i in 0..5 {
+            let key = format!("p{i}");
+            let mut c = claim(&key);
+            c.payer = if i % 2 == 0 {
+                "0xAbC".into()
+            } else {
+                "0xdef".into()
+            };
+            let ClaimOutcome::Claimed(token) = l.claim(&c, LEASE).await.expect("claim") else {
+                panic!("claim")
+            };
+            assert!(submit(&l, &key, &token, &format!("0xt{i}"), &fence).await);
+            assert!(
+                l.record_settled(&key, &token, &format!("0xt{i}"))
+                    .await
+                    .expect("settled")
+            );
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        let q = ReceiptQuery {
+            payer: Some("0xabc".into()),
+            limit: 2,
+            ..Default::default()
+        };
+        let first = l.list(&q).await.expect("list");
+        assert_eq!(
+            first
+                .iter()
+                .map(|r| r.replay_key.as_str())
+                .collect::<Vec<_>>(),
+            ["p4", "p2"],
+            "newest first, case-insensitive"
+        );
+        let last = first.last().expect("row");
+        let next = ReceiptQuery {
+            before: Some((last.created_at, last.replay_key.clone())),
+            ..q.clone()
+        };
+        let second = l.list(&next).await.expect("list");
+        assert_eq!(
+            second
+                .iter()
+                .map(|r| r.replay_key.as_str())
+                .collect::<Vec<_>>(),
+            ["p0"]
+        );
+        let settled = ReceiptQuery {
+            state: Some(SettlementState::Settled),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(l.list(&settled).await.expect("list").len(), 5);
+        let none = ReceiptQuery {
+            network: Some("eip155:1".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        assert!(l.list(&none).await.expect("list").is_empty());
     })
     .await;
 }

@@ -26,7 +26,7 @@ use crate::protocol::network::caip2_to_v1;
 use crate::protocol::{NetworkId, PaymentRequest, SupportedKind};
 use crate::scheme::{
     Broadcast, Check, CheckedPayment, Preparation, Prepared, Rejection, SchemeError, SchemeFactory,
-    SchemeHandler, TxStatus,
+    SchemeHandler, SignerGate, TxStatus,
 };
 
 pub const SCHEME: &str = "exact";
@@ -63,6 +63,7 @@ pub struct EvmExact {
     v1_name: Option<&'static str>,
     chain: Chain,
     signers: SignerPool,
+    gate: Arc<dyn SignerGate>,
     options: EvmOptions,
     fees: tokio::sync::Mutex<Option<(Instant, alloy::eips::eip1559::Eip1559Estimation)>>,
 }
@@ -129,6 +130,33 @@ impl SchemeHandler for EvmExact {
     ) -> Result<TxStatus, SchemeError> {
         settle::await_outcome(self, payment_of(payment)?, tx_id, deadline).await
     }
+
+    fn revive(&self, request: &PaymentRequest) -> Result<CheckedPayment, Rejection> {
+        verify::revive(self, request)
+    }
+
+    async fn reconcile(
+        &self,
+        payment: &CheckedPayment,
+        tx_id: &str,
+        raw: Option<&[u8]>,
+    ) -> Result<TxStatus, SchemeError> {
+        settle::reconcile(self, payment_of(payment)?, tx_id, raw).await
+    }
+
+    fn signer_keys(&self) -> Vec<String> {
+        self.signers
+            .addresses()
+            .map(|a| self.lease_key(a))
+            .collect()
+    }
+}
+
+impl EvmExact {
+    /// The signer-lease key of one of our addresses on this network.
+    fn lease_key(&self, address: Address) -> String {
+        format!("{}/{address:#x}", self.network)
+    }
 }
 
 /// Builds [`EvmExact`] handlers for `eip155:` networks.
@@ -157,6 +185,7 @@ impl SchemeFactory for EvmExactFactory {
         &self,
         slug: &str,
         settings: &NetworkSettings,
+        gate: Arc<dyn SignerGate>,
     ) -> Result<Result<Arc<dyn SchemeHandler>, String>, String> {
         let network = settings.network_id().map_err(|e| e.to_string())?;
         let options = EvmOptions::parse(&settings.options, &network)
@@ -181,6 +210,7 @@ impl SchemeFactory for EvmExactFactory {
             network,
             chain,
             signers,
+            gate,
             options,
             fees: tokio::sync::Mutex::new(None),
         };

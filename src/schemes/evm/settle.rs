@@ -8,18 +8,20 @@ use std::time::{Duration, Instant};
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::eip1559::Eip1559Estimation;
 use alloy::eips::eip2718::Encodable2718;
-use alloy::primitives::{B256, Bytes, TxKind, U256};
+use alloy::primitives::{B256, TxKind, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{TransactionInput, TransactionReceipt, TransactionRequest};
 use alloy::signers::SignerSync;
-use alloy::sol_types::SolEvent;
+use alloy::sol_types::{SolCall, SolEvent, SolValue};
 use tracing::warn;
 
 use super::chain::RpcFailure;
 use super::contracts::IEip3009;
 use super::verify::{diagnose, rpc, settlement_call};
 use super::{EvmExact, EvmPayment, reason};
-use crate::scheme::{Broadcast, Preparation, Prepared, Rejection, SchemeError, TxStatus};
+use crate::scheme::{
+    Broadcast, Preparation, Prepared, Rejection, SchemeError, SignerLease, TxStatus,
+};
 
 /// Fee estimates are reused this long: one `eth_feeHistory` per block, not per settle.
 const FEE_TTL: Duration = Duration::from_secs(2);
@@ -29,18 +31,23 @@ const GAS_MARGIN_DEN: u64 = 5;
 
 /// What `prepare` hands `broadcast`.
 struct SignedTx {
-    raw: Bytes,
     signer_index: usize,
     nonce: u64,
 }
 
 pub(super) async fn prepare(h: &EvmExact, p: &EvmPayment) -> Result<Preparation, SchemeError> {
     let (to, data) = settlement_call(h, p);
-    let signer_index = h.signers.pick();
+    let Some((signer_index, fence)) = h.signers.pick(|a| h.gate.fence(&h.lease_key(a))).await
+    else {
+        return Err(SchemeError::Signer(format!(
+            "this process holds no signer lease on {}; another replica settles for now",
+            h.network
+        )));
+    };
     let signer = h
         .signers
         .get(signer_index)
-        .ok_or_else(|| SchemeError::Signer("the pool is empty".into()))?;
+        .ok_or_else(|| SchemeError::Internal("signer index out of range".into()))?;
     let request = TransactionRequest::default()
         .from(signer.address)
         .to(to)
@@ -108,8 +115,12 @@ pub(super) async fn prepare(h: &EvmExact, p: &EvmPayment) -> Result<Preparation,
     Ok(Preparation::Ready(Prepared {
         tx_id,
         signer: signer.address.to_checksum(None),
+        lease: SignerLease {
+            signer: h.lease_key(signer.address),
+            fence,
+        },
+        raw: envelope.encoded_2718(),
         details: Box::new(SignedTx {
-            raw: envelope.encoded_2718().into(),
             signer_index,
             nonce,
         }),
@@ -136,7 +147,7 @@ pub(super) async fn broadcast(h: &EvmExact, prepared: &Prepared) -> Result<Broad
     let signed = prepared.details.downcast_ref::<SignedTx>().ok_or_else(|| {
         SchemeError::Internal("EVM handler given a transaction it did not sign".into())
     })?;
-    let failure = match h.chain.sender().send_raw_transaction(&signed.raw).await {
+    let failure = match h.chain.sender().send_raw_transaction(&prepared.raw).await {
         Ok(_) => return Ok(Broadcast::Sent),
         Err(e) => RpcFailure::from(e),
     };
@@ -216,6 +227,95 @@ pub(super) async fn await_outcome(
         Some(e) if !answered => Err(rpc(e)),
         _ => Ok(TxStatus::Pending),
     }
+}
+
+/// Finds what became of a recorded transaction; resends its bytes if the chain lost them.
+pub(super) async fn reconcile(
+    h: &EvmExact,
+    p: &EvmPayment,
+    tx_id: &str,
+    raw: Option<&[u8]>,
+) -> Result<TxStatus, SchemeError> {
+    let hash = B256::from_str(tx_id)
+        .map_err(|_| SchemeError::Internal(format!("bad transaction id {tx_id}")))?;
+    if let Some(receipt) = h
+        .chain
+        .read(|pr| async move { pr.get_transaction_receipt(hash).await })
+        .await
+        .map_err(rpc)?
+    {
+        return Ok(judge(p, &receipt));
+    }
+    let known = h
+        .chain
+        .read(|pr| async move { pr.get_transaction_by_hash(hash).await })
+        .await
+        .map_err(rpc)?;
+    if known.is_some() {
+        return Ok(TxStatus::Pending);
+    }
+    // The chain has no trace of it: it was never sent (a crash between record and broadcast)
+    // or a node dropped it. Unless the authorization is spent or expired, send the same bytes.
+    let a = &p.authorization;
+    let used = authorization_used(h, p).await?;
+    if used {
+        return Ok(TxStatus::Failed(Rejection::new(reason::NONCE_ALREADY_USED).with_message(format!(
+            "transaction {tx_id} never executed; the authorization was used by another transaction"
+        ))));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    if a.valid_before <= U256::from(now) {
+        return Ok(TxStatus::Failed(Rejection::new(reason::VALID_BEFORE).with_message(format!(
+            "transaction {tx_id} never executed and the authorization has expired; no money moved"
+        ))));
+    }
+    let Some(raw) = raw else {
+        return Ok(TxStatus::Pending);
+    };
+    match h
+        .chain
+        .sender()
+        .send_raw_transaction(raw)
+        .await
+        .map_err(RpcFailure::from)
+    {
+        Ok(_) => Ok(TxStatus::Pending),
+        Err(RpcFailure::Node(e)) => {
+            let m = e.message.to_ascii_lowercase();
+            if m.contains("already known") || m.contains("known transaction") {
+                Ok(TxStatus::Pending)
+            } else if m.contains("nonce too low") || m.contains("nonce has already been used") {
+                // Its nonce went to another transaction: this one can never be mined, and the
+                // authorization is unused, so the payment may be settled afresh.
+                Ok(TxStatus::Failed(
+                    Rejection::new(reason::TRANSACTION_FAILED).with_message(format!(
+                        "transaction {tx_id} was dropped (its nonce was reused); no money moved"
+                    )),
+                ))
+            } else {
+                Err(SchemeError::Rpc(format!(
+                    "resending {tx_id} failed: {}",
+                    e.message
+                )))
+            }
+        }
+        Err(transport) => Err(rpc(transport)),
+    }
+}
+
+async fn authorization_used(h: &EvmExact, p: &EvmPayment) -> Result<bool, SchemeError> {
+    let a = &p.authorization;
+    let call = IEip3009::authorizationStateCall {
+        authorizer: a.from,
+        nonce: a.nonce,
+    }
+    .abi_encode();
+    let out = h.chain.eth_call(p.asset, call.into()).await.map_err(rpc)?;
+    bool::abi_decode(&out)
+        .map_err(|e| SchemeError::Rpc(format!("authorizationState unreadable: {e}")))
 }
 
 /// A mined transaction is a payment only if it succeeded and the asset emitted the transfer.

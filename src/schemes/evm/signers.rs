@@ -22,6 +22,9 @@ pub struct PoolSigner {
     pub key: PrivateKeySigner,
     pub address: Address,
     nonce: Mutex<NonceState>,
+    /// The lease fence the nonce view was built under: a new fence means another process may
+    /// have used the key meanwhile, so the view is re-read.
+    fence: std::sync::atomic::AtomicI64,
 }
 
 #[derive(Default)]
@@ -54,6 +57,7 @@ impl SignerPool {
                 key,
                 address,
                 nonce: Mutex::default(),
+                fence: std::sync::atomic::AtomicI64::new(0),
             });
         }
         Ok(SignerPool {
@@ -70,9 +74,21 @@ impl SignerPool {
         self.signers.iter().map(|s| s.address)
     }
 
-    /// The next signer in turn, by index.
-    pub fn pick(&self) -> usize {
-        self.cursor.fetch_add(1, Ordering::Relaxed) % self.signers.len().max(1)
+    /// The next signer in turn whose lease `fence_of` grants, with that fence.
+    pub async fn pick(&self, fence_of: impl Fn(Address) -> Option<i64>) -> Option<(usize, i64)> {
+        let n = self.signers.len();
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            let index = (start + i) % n;
+            let signer = &self.signers[index];
+            if let Some(fence) = fence_of(signer.address) {
+                if signer.fence.swap(fence, Ordering::AcqRel) != fence {
+                    self.resync(index).await;
+                }
+                return Some((index, fence));
+            }
+        }
+        None
     }
 
     pub fn get(&self, index: usize) -> Option<&PoolSigner> {

@@ -32,11 +32,15 @@ pub(super) async fn check(h: &EvmExact, req: &PaymentRequest) -> Result<Check, S
     }
 }
 
-async fn check_inner(
-    h: &EvmExact,
-    req: &PaymentRequest,
-) -> Result<Result<CheckedPayment, Rejection>, SchemeError> {
-    let no = |reason: &str, message: String| Ok(Err(Rejection::new(reason).with_message(message)));
+/// What the request says, parsed and statically checked (digest §4.4 steps 1–3), with no chain
+/// access and no clock: shared by `check` and by `revive`.
+struct Parsed {
+    payment: EvmPayment,
+    deployment: Option<payload::Deployment>,
+}
+
+fn parse(h: &EvmExact, req: &PaymentRequest) -> Result<Parsed, Rejection> {
+    let no = |reason: &str, message: String| Err(Rejection::new(reason).with_message(message));
     if req.payload_scheme() != SCHEME || req.scheme() != SCHEME {
         return no(reason::SCHEME, format!("scheme must be `{SCHEME}`"));
     }
@@ -86,16 +90,75 @@ async fn check_inner(
         Err(PayloadError::UnsupportedType(m)) => return no(reason::UNSUPPORTED_PAYLOAD_TYPE, m),
         Err(PayloadError::Malformed(m)) => return no(generic::INVALID_PAYLOAD, m),
     };
-    let auth = parsed.authorization.clone();
+    // Until the signature is classified, assume what its shape suggests.
+    let route = match &parsed.deployment {
+        Some(d) => SignatureRoute::Counterfactual(d.clone()),
+        None if parsed.signature.len() == 65 => SignatureRoute::Eoa,
+        None => SignatureRoute::ContractWallet,
+    };
+    Ok(Parsed {
+        deployment: parsed.deployment,
+        payment: EvmPayment {
+            x402_version: req.x402_version(),
+            asset,
+            pay_to,
+            amount,
+            authorization: parsed.authorization,
+            signature: parsed.signature,
+            route,
+            domain_name,
+            domain_version,
+        },
+    })
+}
+
+fn checked(h: &EvmExact, p: EvmPayment) -> CheckedPayment {
+    let a = &p.authorization;
+    CheckedPayment {
+        network: h.network.clone(),
+        payer: a.from.to_checksum(None),
+        replay_key: format!("{}/{:#x}/{:#x}/{}", h.network, p.asset, a.from, a.nonce)
+            .to_ascii_lowercase(),
+        replay_reason: reason::NONCE_ALREADY_USED,
+        pay_to: p.pay_to.to_checksum(None),
+        asset: p.asset.to_checksum(None),
+        amount: p.amount.to_string(),
+        details: Box::new(p),
+    }
+}
+
+/// A stored request as a payment, for reconciling its recorded transaction.
+pub(super) fn revive(h: &EvmExact, req: &PaymentRequest) -> Result<CheckedPayment, Rejection> {
+    parse(h, req).map(|parsed| checked(h, parsed.payment))
+}
+
+async fn check_inner(
+    h: &EvmExact,
+    req: &PaymentRequest,
+) -> Result<Result<CheckedPayment, Rejection>, SchemeError> {
+    let Parsed {
+        mut payment,
+        deployment,
+    } = match parse(h, req) {
+        Ok(parsed) => parsed,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    let auth = payment.authorization.clone();
     let payer = auth.from.to_checksum(None);
     let with_payer = |r: Rejection| Ok(Err(r.with_payer(payer.clone())));
-
-    let hash = payload::signing_hash(&auth, &domain_name, &domain_version, h.chain_id, asset);
-    let route = match classify_signature(h, &parsed, hash).await? {
-        Ok(route) => route,
-        Err(rejection) => return with_payer(rejection),
-    };
-    if auth.to != pay_to {
+    let hash = payload::signing_hash(
+        &auth,
+        &payment.domain_name,
+        &payment.domain_version,
+        h.chain_id,
+        payment.asset,
+    );
+    payment.route =
+        match classify_signature(h, &auth, &payment.signature, deployment.as_ref(), hash).await? {
+            Ok(route) => route,
+            Err(rejection) => return with_payer(rejection),
+        };
+    if auth.to != payment.pay_to {
         return with_payer(
             Rejection::new(reason::RECIPIENT_MISMATCH)
                 .with_message(format!("authorization pays {}", auth.to)),
@@ -113,56 +176,37 @@ async fn check_inner(
             Rejection::new(reason::VALID_AFTER).with_message("authorization is not valid yet"),
         );
     }
-    if auth.value != amount {
+    if auth.value != payment.amount {
         let reason = if req.x402_version() == 1 {
             reason::VALUE_MISMATCH_V1
         } else {
             reason::VALUE_MISMATCH
         };
         return with_payer(Rejection::new(reason).with_message(format!(
-            "authorization value {} ≠ required {amount}",
-            auth.value
+            "authorization value {} ≠ required {}",
+            auth.value, payment.amount
         )));
     }
-    if !h.chain.has_code(asset).await.map_err(rpc)? {
+    if !h.chain.has_code(payment.asset).await.map_err(rpc)? {
         return with_payer(
             Rejection::new(reason::ASSET_NOT_DEPLOYED)
-                .with_message(format!("no contract at {asset}")),
+                .with_message(format!("no contract at {}", payment.asset)),
         );
     }
-    let replay_key =
-        format!("{}/{asset:#x}/{:#x}/{}", h.network, auth.from, auth.nonce).to_ascii_lowercase();
-    Ok(Ok(CheckedPayment {
-        network: h.network.clone(),
-        payer,
-        replay_key,
-        replay_reason: reason::NONCE_ALREADY_USED,
-        pay_to: pay_to.to_checksum(None),
-        asset: asset.to_checksum(None),
-        amount: amount.to_string(),
-        details: Box::new(EvmPayment {
-            x402_version: req.x402_version(),
-            asset,
-            pay_to,
-            amount,
-            authorization: auth,
-            signature: parsed.signature,
-            route,
-            domain_name,
-            domain_version,
-        }),
-    }))
+    Ok(Ok(checked(h, payment)))
 }
 
 /// Decides how the token will check the signature, rejecting what cannot pass (digest §4.4
 /// step 4 and its newer-upstream strict form).
 async fn classify_signature(
     h: &EvmExact,
-    parsed: &payload::ParsedPayload,
+    auth: &payload::Authorization,
+    sig: &Bytes,
+    deployment: Option<&payload::Deployment>,
     hash: B256,
 ) -> Result<Result<SignatureRoute, Rejection>, SchemeError> {
-    let from = parsed.authorization.from;
-    if let Some(deployment) = &parsed.deployment
+    let from = auth.from;
+    if let Some(deployment) = deployment
         && !h.chain.has_code(from).await.map_err(rpc)?
     {
         if !h.options.factories.contains(&deployment.factory) {
@@ -175,7 +219,6 @@ async fn classify_signature(
         return Ok(Ok(SignatureRoute::Counterfactual(deployment.clone())));
     }
     // A deployed wallet's ERC-6492 signature is checked as its inner signature (ERC-6492).
-    let sig = &parsed.signature;
     let recovered = (sig.len() == 65)
         .then(|| Signature::from_raw(sig).ok())
         .flatten()

@@ -60,6 +60,11 @@ pub async fn spawn_with(chain: &Chain, db: &Db, options: Options) -> TestApp {
         ("X402__DATABASE__URL".into(), db.url()),
         ("X402__DATABASE__MAX_CONNECTIONS".into(), "8".into()),
         ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS".into(), "5000".into()),
+        ("X402__SETTLEMENT__LEASE_MARGIN_MS".into(), "500".into()),
+        (
+            "X402__SETTLEMENT__RECONCILE_INTERVAL_MS".into(),
+            "200".into(),
+        ),
         (
             "X402__NETWORKS__LOCAL__NETWORK".into(),
             format!("eip155:{}", chain.chain_id),
