@@ -59,14 +59,17 @@ pub(super) async fn run(
     }
 }
 
-/// Test builds (`--features fault-injection`) can die here, to prove a crash between two steps
-/// loses nothing: `X402_FAULT_CRASH_AT=<point>` aborts the process at that point. A crash cannot
-/// be caused for real at an exact instruction, so this is the one simulated fault.
+/// Test builds (`--features fault-injection`) can stop dead here so that a test can SIGKILL the
+/// process between two settle steps: `X402_FAULT_PAUSE_AT=<point>` freezes the settle at that
+/// point and says so on stderr. A kill cannot be aimed at an exact instruction otherwise, so this
+/// is the one simulated part of the crash tests; the kill and the restart are real.
 fn fault_point(point: &str) {
     #[cfg(feature = "fault-injection")]
-    if std::env::var("X402_FAULT_CRASH_AT").is_ok_and(|p| p == point) {
-        eprintln!("fault injection: crashing at {point}");
-        std::process::abort();
+    if std::env::var("X402_FAULT_PAUSE_AT").is_ok_and(|p| p == point) {
+        eprintln!("fault injection: paused at {point}");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
     }
     let _ = point;
 }
@@ -306,7 +309,7 @@ pub(crate) fn hex_encode(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

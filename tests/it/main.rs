@@ -6,6 +6,7 @@ mod harness;
 mod cli;
 mod evm_rejections;
 mod evm_settle;
+mod exactly_once;
 mod http_surface;
 mod ledger_contract;
 mod sdk_interop;

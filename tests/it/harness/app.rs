@@ -28,6 +28,8 @@ pub struct Options {
     pub signers: usize,
     pub env: Vec<(String, String)>,
     pub unfunded: bool,
+    /// Talk to the chain through this URL (e.g. a misbehaving proxy) instead of anvil's.
+    pub rpc_url: Option<String>,
 }
 
 impl Options {
@@ -41,42 +43,56 @@ pub async fn spawn(chain: &Chain, db: &Db) -> TestApp {
     spawn_with(chain, db, Options::default()).await
 }
 
-pub async fn spawn_with(chain: &Chain, db: &Db, options: Options) -> TestApp {
-    let signers: Vec<PrivateKeySigner> = (0..options.signers.max(1))
-        .map(|_| PrivateKeySigner::random())
-        .collect();
-    if !options.unfunded {
+/// Fresh signer keys, funded with gas money on `chain` unless `unfunded`.
+pub async fn signers(chain: &Chain, n: usize, unfunded: bool) -> Vec<PrivateKeySigner> {
+    let signers: Vec<PrivateKeySigner> =
+        (0..n.max(1)).map(|_| PrivateKeySigner::random()).collect();
+    if !unfunded {
         for s in &signers {
             chain.fund(s.address(), U256::from(10u128.pow(20))).await;
         }
     }
+    signers
+}
+
+/// The settings an operator would give to serve `chain` (through `rpc_url`) with `signers` on `db`.
+pub fn env_for(
+    chain: &Chain,
+    rpc_url: &str,
+    db: &Db,
+    signers: &[PrivateKeySigner],
+) -> Vec<(String, String)> {
     let keys = signers
         .iter()
         .map(|s| format!("0x{}", alloy::primitives::hex::encode(s.to_bytes())))
         .collect::<Vec<_>>()
         .join(",");
-    let mut env = vec![
-        ("X402__SERVER__PORT".to_string(), "0".to_string()),
-        ("X402__DATABASE__URL".into(), db.url()),
-        ("X402__DATABASE__MAX_CONNECTIONS".into(), "8".into()),
-        ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS".into(), "5000".into()),
-        ("X402__SETTLEMENT__LEASE_MARGIN_MS".into(), "500".into()),
+    let pairs = [
+        ("X402__SERVER__PORT", "0".to_string()),
+        ("X402__DATABASE__URL", db.url()),
+        ("X402__DATABASE__MAX_CONNECTIONS", "8".into()),
+        ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "5000".into()),
+        ("X402__SETTLEMENT__LEASE_MARGIN_MS", "500".into()),
+        ("X402__SETTLEMENT__RECONCILE_INTERVAL_MS", "200".into()),
         (
-            "X402__SETTLEMENT__RECONCILE_INTERVAL_MS".into(),
-            "200".into(),
-        ),
-        (
-            "X402__NETWORKS__LOCAL__NETWORK".into(),
+            "X402__NETWORKS__LOCAL__NETWORK",
             format!("eip155:{}", chain.chain_id),
         ),
-        ("X402__NETWORKS__LOCAL__RPC_URLS".into(), chain.url.clone()),
-        ("X402__NETWORKS__LOCAL__SIGNER_KEYS".into(), keys),
-        ("X402__NETWORKS__LOCAL__RECEIPT_POLL_MS".into(), "20".into()),
+        ("X402__NETWORKS__LOCAL__RPC_URLS", rpc_url.to_string()),
+        ("X402__NETWORKS__LOCAL__SIGNER_KEYS", keys),
+        ("X402__NETWORKS__LOCAL__RECEIPT_POLL_MS", "20".into()),
         (
-            "X402__NETWORKS__LOCAL__EIP6492_FACTORIES".into(),
+            "X402__NETWORKS__LOCAL__EIP6492_FACTORIES",
             format!("{:#x}", chain.factory),
         ),
     ];
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+pub async fn spawn_with(chain: &Chain, db: &Db, options: Options) -> TestApp {
+    let signers = signers(chain, options.signers, options.unfunded).await;
+    let rpc_url = options.rpc_url.clone().unwrap_or_else(|| chain.url.clone());
+    let mut env = env_for(chain, &rpc_url, db, &signers);
     env.extend(options.env);
     let settings = Settings::load_with_env(None, env).expect("test settings are valid");
     x402_facilitator::telemetry::init(settings.server.log_format);

@@ -220,6 +220,14 @@ impl Chain {
             .expect("evm_setAutomine");
     }
 
+    /// Any parameterless JSON-RPC method (e.g. `txpool_status`).
+    pub async fn raw(&self, method: &'static str) -> Value {
+        self.provider
+            .raw_request(method.into(), ())
+            .await
+            .expect(method)
+    }
+
     pub async fn mine(&self) {
         let _: Value = self
             .provider

@@ -5,6 +5,8 @@ pub mod app;
 pub mod chain;
 pub mod db;
 pub mod payment;
+pub mod process;
+pub mod proxy;
 
 pub use app::{Options, TestApp, spawn, spawn_with};
 pub use chain::Chain;

@@ -58,6 +58,8 @@ pub struct Payment {
     pub extra: Value,
     /// Set for ERC-6492 payments: the factory and the wallet's salt.
     pub counterfactual: Option<(Address, B256)>,
+    /// `paymentPayload.extensions` (v2).
+    pub extensions: Option<Value>,
 }
 
 impl Payment {
@@ -84,6 +86,7 @@ impl Payment {
             sign_version: TOKEN_VERSION.into(),
             extra: json!({ "name": TOKEN_NAME, "version": TOKEN_VERSION }),
             counterfactual: None,
+            extensions: None,
         }
     }
 
@@ -176,6 +179,10 @@ impl Payment {
                 "payload": payload,
             })
         };
+        let mut payment_payload = payment_payload;
+        if let Some(ext) = &self.extensions {
+            payment_payload["extensions"] = ext.clone();
+        }
         json!({ "x402Version": self.x402_version, "paymentPayload": payment_payload, "paymentRequirements": requirements })
     }
 
