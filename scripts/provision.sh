@@ -28,3 +28,25 @@ if [ ! -f "$stamp" ] || ! cmp -s "$interop/package-lock.json" "$stamp"; then
   (cd "$interop" && npm ci --silent --no-audit --no-fund >&2)
   cp "$interop/package-lock.json" "$stamp"
 fi
+
+# The official Python SDK (PyPI `x402`), pinned with everything it pulls in by
+# tests/interop/python-requirements.txt, in a venv keyed by that file's hash. Exports X402_PYTHON.
+py_req="$interop/python-requirements.txt"
+py_venv="$X402_CACHE/python-x402-$(sha256sum "$py_req" | cut -c1-16)"
+if [ ! -f "$py_venv/.complete" ]; then
+  echo "provision: installing the Python x402 SDK into $py_venv" >&2
+  rm -rf "$py_venv"
+  if ! python3 -m venv "$py_venv" >&2; then
+    rm -rf "$py_venv"
+    echo "provision: python3 -m venv failed (on Debian: apt-get install python3-venv)" >&2
+    exit 1
+  fi
+  if ! "$py_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+      -r "$py_req" >&2; then
+    rm -rf "$py_venv"
+    echo "provision: pip install -r $py_req failed" >&2
+    exit 1
+  fi
+  touch "$py_venv/.complete"
+fi
+export X402_PYTHON="$py_venv/bin/python"

@@ -8,5 +8,6 @@ mod evm_rejections;
 mod evm_settle;
 mod exactly_once;
 mod http_surface;
+mod interop_suite;
 mod ledger_contract;
 mod sdk_interop;

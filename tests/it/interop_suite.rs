@@ -1,0 +1,694 @@
+//! The official x402 SDKs, unchanged, against our facilitator on a real chain:
+//!
+//! - v2: an `@x402/express` seller (its `HTTPFacilitatorClient` pointed at us, the network learned
+//!   from our `/supported`) and an `@x402/fetch` + `@x402/evm` buyer (tests/interop/e2e-v2.mjs);
+//! - v1: the legacy `x402-express` seller and `x402-fetch` buyer (tests/interop/e2e-v1.mjs);
+//! - Python: the PyPI `x402` SDK's facilitator client and EVM signer
+//!   (tests/interop/python_facilitator.py, run by the venv in `X402_PYTHON`);
+//! - our EVM reason strings against those of the installed `@x402/evm`
+//!   (tests/interop/reasons.mjs), with the deliberate differences listed.
+//!
+//! Each script run is bounded by [`SCRIPT_TIMEOUT`]; the scripts bound themselves too.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256, hex};
+use alloy::signers::local::PrivateKeySigner;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use x402_facilitator::protocol::reason as generic;
+use x402_facilitator::schemes::evm::reason;
+
+use crate::harness::chain::{TOKEN_NAME, TOKEN_VERSION};
+use crate::harness::{Chain, Db, TestApp, spawn};
+
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+const PRICE: u64 = 2500;
+const MINTED: u64 = 1_000_000;
+
+fn interop(file: &str) -> String {
+    format!("{}/tests/interop/{file}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `program args…` with `job` (if any) on stdin; returns the JSON it prints.
+async fn run_script(program: &str, args: &[String], job: Option<&Value>) -> Value {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if job.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start {program} (run the suite with scripts/test): {e}")
+        });
+    if let Some(job) = job {
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(job.to_string().as_bytes())
+            .await
+            .expect("job written");
+    }
+    let out = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{args:?} did not finish within {SCRIPT_TIMEOUT:?}"))
+        .expect("script ran");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?} failed: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?} printed no JSON ({e}): {}\nstderr: {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+async fn node(script: &str, job: &Value) -> Value {
+    run_script("node", &[interop(script)], Some(job)).await
+}
+
+async fn python(job: &Value) -> Value {
+    let python = std::env::var("X402_PYTHON").expect(
+        "X402_PYTHON is not set: run the suite with scripts/test, which provisions the Python SDK",
+    );
+    run_script(&python, &[interop("python_facilitator.py")], Some(job)).await
+}
+
+/// A chain, our app on it, and a buyer holding `MINTED` test tokens.
+struct World {
+    chain: Chain,
+    db: Db,
+    app: TestApp,
+    payer: PrivateKeySigner,
+    pay_to: Address,
+}
+
+async fn world(chain_id: u64, db: Db) -> World {
+    let chain = Chain::start_with(chain_id, &[]).await;
+    let app = spawn(&chain, &db).await;
+    let payer = PrivateKeySigner::random();
+    chain
+        .mint(chain.token, payer.address(), U256::from(MINTED))
+        .await;
+    let pay_to = PrivateKeySigner::random().address();
+    World {
+        chain,
+        db,
+        app,
+        payer,
+        pay_to,
+    }
+}
+
+impl World {
+    fn job(&self) -> Value {
+        json!({
+            "facilitatorUrl": self.app.base,
+            "rpcUrl": self.chain.url,
+            "chainId": self.chain.chain_id,
+            "token": self.chain.token.to_checksum(None),
+            "tokenName": TOKEN_NAME,
+            "tokenVersion": TOKEN_VERSION,
+            "privateKey": format!("0x{}", hex::encode(self.payer.to_bytes())),
+            "payTo": self.pay_to.to_checksum(None),
+            "amount": PRICE.to_string(),
+        })
+    }
+
+    fn payer(&self) -> String {
+        self.payer.address().to_checksum(None)
+    }
+
+    /// Money moved on chain for `settled` payments, and for nothing else.
+    async fn assert_settled_on_chain(&self, settled: u64) {
+        let token = self.chain.token;
+        assert_eq!(
+            self.chain.balance(token, self.pay_to).await,
+            U256::from(settled * PRICE),
+            "payTo balance"
+        );
+        assert_eq!(
+            self.chain.balance(token, self.payer.address()).await,
+            U256::from(MINTED - settled * PRICE),
+            "payer balance"
+        );
+        assert_eq!(
+            self.chain.transfers_from(token, self.payer.address()).await,
+            settled as usize,
+            "Transfer events from the payer"
+        );
+    }
+
+    /// The ledger holds exactly `settled` rows, all settled.
+    async fn assert_ledger(&self, settled: i64) {
+        assert_eq!(
+            self.db
+                .count("SELECT count(*) FROM settlements WHERE state = 'settled'")
+                .await,
+            settled,
+            "settled ledger rows"
+        );
+        assert_eq!(
+            self.db.count("SELECT count(*) FROM settlements").await,
+            settled,
+            "ledger rows (a rejected payment must leave none)"
+        );
+    }
+
+    /// The ledger has the settled row for `tx`, for this payment.
+    async fn assert_ledger_row(&self, tx: &str, x402_version: u8) {
+        let tx = tx.to_ascii_lowercase();
+        assert!(
+            tx.len() == 66
+                && tx.starts_with("0x")
+                && tx[2..].chars().all(|c| c.is_ascii_hexdigit()),
+            "transaction {tx} is not a 0x tx hash"
+        );
+        let sql = format!(
+            "SELECT count(*) FROM settlements WHERE state = 'settled' AND lower(tx_id) = '{tx}' \
+             AND amount = '{PRICE}' AND x402_version = {x402_version}"
+        );
+        assert_eq!(self.db.count(&sql).await, 1, "ledger row for {tx}");
+    }
+}
+
+/// A settle response the SDK seller handed to its buyer: a success on `network` by our payer.
+fn assert_paid(case: &Value, payer: &str, network: &str) -> String {
+    assert_eq!(case["status"], 200, "{case:#}");
+    assert_eq!(case["body"]["weather"], "sunny", "{case:#}");
+    let settled = &case["paymentResponse"];
+    assert_eq!(settled["success"], true, "{case:#}");
+    assert_eq!(settled["network"], network, "{case:#}");
+    assert_eq!(settled["payer"], payer, "{case:#}");
+    settled["transaction"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no transaction: {case:#}"))
+        .to_string()
+}
+
+/// Nothing moved during the case, and the resource handler never ran.
+fn assert_nothing_settled(case: &Value) {
+    assert_eq!(
+        case["payToBalanceBefore"], case["payToBalanceAfter"],
+        "money moved: {case:#}"
+    );
+    assert_eq!(case["handlerRuns"], 0, "the handler ran: {case:#}");
+}
+
+/// The one of two concurrent identical payments that lost: refused with our reason, either at
+/// verify (`refusal_at_verify`) or at settle (a failed settle response carried back, naming no
+/// transaction or the winner's, `won_tx`, when that one was already recorded).
+fn assert_concurrent_loser(loser: &Value, refusal_at_verify: &Value, network: &str, won_tx: &str) {
+    assert_eq!(loser["status"], 402, "{loser:#}");
+    let ours = [generic::DUPLICATE_SETTLEMENT, reason::NONCE_ALREADY_USED];
+    let settle = &loser["paymentResponse"];
+    if settle.is_object() {
+        assert_eq!(settle["success"], false, "{loser:#}");
+        assert!(
+            ours.iter().any(|r| settle["errorReason"] == *r),
+            "{loser:#}"
+        );
+        assert!(
+            settle["transaction"] == "" || settle["transaction"] == won_tx,
+            "{loser:#}"
+        );
+        assert_eq!(settle["network"], network, "{loser:#}");
+    } else {
+        assert!(ours.iter().any(|r| *refusal_at_verify == *r), "{loser:#}");
+    }
+}
+
+#[tokio::test]
+async fn sdk_v2_express_seller_and_fetch_buyer_pay_through_us() {
+    let w = world(31337, Db::postgres().await).await;
+    let network = "eip155:31337";
+    let out = node("e2e-v2.mjs", &w.job()).await;
+    let payer = w.payer();
+
+    // The seller learned our network from /supported and priced the route in the test token.
+    assert_eq!(
+        out["sellerSupportedKind"],
+        json!({"x402Version": 2, "scheme": "exact", "network": network}),
+        "{out:#}"
+    );
+    let unpaid = &out["unpaid"];
+    assert_eq!(unpaid["status"], 402, "{unpaid:#}");
+    let offered = &unpaid["paymentRequired"]["accepts"][0];
+    assert_eq!(offered["network"], network, "{unpaid:#}");
+    assert_eq!(offered["amount"], PRICE.to_string(), "{unpaid:#}");
+    assert_eq!(
+        offered["extra"],
+        json!({"name": TOKEN_NAME, "version": TOKEN_VERSION}),
+        "{unpaid:#}"
+    );
+
+    // Paid: the resource arrives with PAYMENT-RESPONSE = our settle response, verbatim.
+    let paid = &out["paid"];
+    let tx = assert_paid(paid, &payer, network);
+    let ours = paid["facilitatorCalls"]
+        .as_array()
+        .and_then(|calls| calls.iter().find(|c| c["op"] == "settle"))
+        .map(|c| c["answer"].clone())
+        .unwrap_or_else(|| panic!("the seller never settled: {paid:#}"));
+    assert_eq!(
+        paid["paymentResponse"], ours,
+        "PAYMENT-RESPONSE is not our settle response"
+    );
+    assert_eq!(
+        ours,
+        json!({"success": true, "payer": payer, "transaction": tx, "network": network})
+    );
+    assert_eq!(paid["payToBalanceAfter"], PRICE.to_string(), "{paid:#}");
+    w.assert_ledger_row(&tx, 2).await;
+
+    // Rejections reach the buyer as our reason in PAYMENT-REQUIRED, and settle nothing.
+    for (case, expected) in [
+        ("underpaid", reason::VALUE_MISMATCH),
+        ("expired", reason::VALID_BEFORE),
+    ] {
+        let c = &out[case];
+        assert_eq!(c["status"], 402, "{case}: {c:#}");
+        assert_eq!(c["paymentRequired"]["error"], expected, "{case}: {c:#}");
+        assert!(c["paymentResponse"].is_null(), "{case}: {c:#}");
+        assert_nothing_settled(c);
+    }
+
+    let replay = &out["replay"];
+    let first_tx = assert_paid(&replay["first"], &payer, network);
+    w.assert_ledger_row(&first_tx, 2).await;
+    assert_eq!(replay["second"]["status"], 402, "{replay:#}");
+    assert_eq!(
+        replay["second"]["paymentRequired"]["error"],
+        reason::NONCE_ALREADY_USED,
+        "{replay:#}"
+    );
+    assert_eq!(replay["handlerRuns"], 1, "{replay:#}");
+
+    let answers = out["concurrent"]["answers"]
+        .as_array()
+        .expect("two answers");
+    let (winners, losers): (Vec<&Value>, Vec<&Value>) =
+        answers.iter().partition(|a| a["status"] == 200);
+    assert_eq!((winners.len(), losers.len()), (1, 1), "{answers:#?}");
+    let won_tx = assert_paid(winners[0], &payer, network);
+    w.assert_ledger_row(&won_tx, 2).await;
+    assert_concurrent_loser(
+        losers[0],
+        &losers[0]["paymentRequired"]["error"],
+        network,
+        &won_tx,
+    );
+
+    // paid + replay's first + the concurrent winner; nothing else.
+    w.assert_settled_on_chain(3).await;
+    w.assert_ledger(3).await;
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn sdk_v1_legacy_express_seller_and_fetch_buyer_pay_through_us() {
+    // The v1 packages only know legacy names, so the local chain poses as base-sepolia.
+    let w = world(84532, Db::sqlite()).await;
+    let network = "base-sepolia";
+    let out = node("e2e-v1.mjs", &w.job()).await;
+    let payer = w.payer();
+
+    assert_eq!(
+        out["network"], network,
+        "the seller's network from /supported: {out:#}"
+    );
+    assert_eq!(out["unpaid"]["status"], 402, "{out:#}");
+    assert_eq!(
+        out["unpaid"]["body"]["accepts"][0]["network"], network,
+        "{out:#}"
+    );
+
+    let paid = &out["paid"];
+    let tx = assert_paid(paid, &payer, network);
+    assert_eq!(
+        paid["paymentResponse"],
+        json!({"success": true, "payer": payer, "transaction": tx, "network": network}),
+        "X-PAYMENT-RESPONSE is not our settle response"
+    );
+    w.assert_ledger_row(&tx, 1).await;
+
+    // v1 sellers put the reason in the 402 body's `error`.
+    for (case, expected) in [
+        ("underpaid", reason::VALUE_MISMATCH_V1),
+        ("expired", reason::VALID_BEFORE),
+    ] {
+        let c = &out[case];
+        assert_eq!(c["status"], 402, "{case}: {c:#}");
+        assert_eq!(c["body"]["error"], expected, "{case}: {c:#}");
+        assert_eq!(c["body"]["payer"], payer.as_str(), "{case}: {c:#}");
+        assert!(c["paymentResponse"].is_null(), "{case}: {c:#}");
+        assert_nothing_settled(c);
+    }
+
+    let replay = &out["replay"];
+    let first_tx = assert_paid(&replay["first"], &payer, network);
+    w.assert_ledger_row(&first_tx, 1).await;
+    assert_eq!(replay["second"]["status"], 402, "{replay:#}");
+    assert_eq!(
+        replay["second"]["body"]["error"],
+        reason::NONCE_ALREADY_USED,
+        "{replay:#}"
+    );
+
+    let answers = out["concurrent"]["answers"]
+        .as_array()
+        .expect("two answers");
+    let (winners, losers): (Vec<&Value>, Vec<&Value>) =
+        answers.iter().partition(|a| a["status"] == 200);
+    assert_eq!((winners.len(), losers.len()), (1, 1), "{answers:#?}");
+    let won_tx = assert_paid(winners[0], &payer, network);
+    w.assert_ledger_row(&won_tx, 1).await;
+    // A v1 seller reports both verify and settle refusals as the body's `error`.
+    assert_concurrent_loser(losers[0], &losers[0]["body"]["error"], network, &won_tx);
+
+    w.assert_settled_on_chain(3).await;
+    w.assert_ledger(3).await;
+    w.app.stop().await;
+}
+
+async fn python_sdk_through_us(chain_id: u64, x402_version: u8, db: Db) {
+    let w = world(chain_id, db).await;
+    let mut job = w.job();
+    job["x402Version"] = json!(x402_version);
+    let out = python(&job).await;
+    let payer = w.payer();
+    let (network, value_mismatch) = if x402_version == 2 {
+        (format!("eip155:{chain_id}"), reason::VALUE_MISMATCH)
+    } else {
+        ("base-sepolia".to_string(), reason::VALUE_MISMATCH_V1)
+    };
+
+    assert_eq!(
+        out["kind"],
+        json!({"x402Version": x402_version, "scheme": "exact", "network": network}),
+        "{out:#}"
+    );
+    assert_eq!(
+        out["verify"]["answer"],
+        json!({"isValid": true, "payer": payer}),
+        "{out:#}"
+    );
+    let settled = &out["settle"]["answer"];
+    assert_eq!(settled["success"], true, "{out:#}");
+    assert_eq!(settled["network"], network.as_str(), "{out:#}");
+    assert_eq!(settled["payer"], payer.as_str(), "{out:#}");
+    let tx = settled["transaction"].as_str().expect("transaction");
+    w.assert_ledger_row(tx, x402_version).await;
+
+    for (step, expected) in [
+        ("replayVerify", reason::NONCE_ALREADY_USED),
+        ("underpaidVerify", value_mismatch),
+    ] {
+        let a = &out[step]["answer"];
+        assert_eq!(a["isValid"], false, "{step}: {out:#}");
+        assert_eq!(a["invalidReason"], expected, "{step}: {out:#}");
+    }
+    for (step, expected) in [
+        ("replaySettle", reason::NONCE_ALREADY_USED),
+        ("underpaidSettle", value_mismatch),
+    ] {
+        let a = &out[step]["answer"];
+        assert_eq!(a["success"], false, "{step}: {out:#}");
+        assert_eq!(a["errorReason"], expected, "{step}: {out:#}");
+        assert_eq!(a["transaction"], "", "{step}: {out:#}");
+        assert_eq!(a["network"], network.as_str(), "{step}: {out:#}");
+    }
+
+    w.assert_settled_on_chain(1).await;
+    w.assert_ledger(1).await;
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn python_sdk_v2_verifies_and_settles_through_us() {
+    python_sdk_through_us(31337, 2, Db::postgres().await).await;
+}
+
+#[tokio::test]
+async fn python_sdk_v1_verifies_and_settles_through_us() {
+    python_sdk_through_us(84532, 1, Db::sqlite()).await;
+}
+
+// ---- reason strings --------------------------------------------------------------------------
+
+/// Each of our EVM reasons and the `@x402/evm` exact-facilitator constant it must equal.
+const SAME_AS_SDK: &[(&str, &str, &str)] = &[
+    ("SCHEME", reason::SCHEME, "ErrInvalidScheme"),
+    (
+        "NETWORK_MISMATCH",
+        reason::NETWORK_MISMATCH,
+        "ErrNetworkMismatch",
+    ),
+    (
+        "MISSING_EIP712_DOMAIN",
+        reason::MISSING_EIP712_DOMAIN,
+        "ErrMissingEip712Domain",
+    ),
+    (
+        "RECIPIENT_MISMATCH",
+        reason::RECIPIENT_MISMATCH,
+        "ErrRecipientMismatch",
+    ),
+    ("SIGNATURE", reason::SIGNATURE, "ErrInvalidSignature"),
+    (
+        "VALID_BEFORE",
+        reason::VALID_BEFORE,
+        "ErrValidBeforeExpired",
+    ),
+    ("VALID_AFTER", reason::VALID_AFTER, "ErrValidAfterInFuture"),
+    (
+        "VALUE_MISMATCH",
+        reason::VALUE_MISMATCH,
+        "ErrAuthorizationValueMismatch",
+    ),
+    (
+        "VALUE_MISMATCH_V1",
+        reason::VALUE_MISMATCH_V1,
+        "ErrInvalidAuthorizationValue",
+    ),
+    (
+        "FACTORY_NOT_ALLOWED",
+        reason::FACTORY_NOT_ALLOWED,
+        "ErrFactoryNotAllowed",
+    ),
+    (
+        "ASSET_NOT_DEPLOYED",
+        reason::ASSET_NOT_DEPLOYED,
+        "ErrAssetNotDeployedContract",
+    ),
+    (
+        "TRANSACTION_FAILED",
+        reason::TRANSACTION_FAILED,
+        "ErrTransactionFailed",
+    ),
+    (
+        "TOKEN_NAME_MISMATCH",
+        reason::TOKEN_NAME_MISMATCH,
+        "ErrEip3009TokenNameMismatch",
+    ),
+    (
+        "TOKEN_VERSION_MISMATCH",
+        reason::TOKEN_VERSION_MISMATCH,
+        "ErrEip3009TokenVersionMismatch",
+    ),
+    (
+        "EIP3009_NOT_SUPPORTED",
+        reason::EIP3009_NOT_SUPPORTED,
+        "ErrEip3009NotSupported",
+    ),
+    (
+        "NONCE_ALREADY_USED",
+        reason::NONCE_ALREADY_USED,
+        "ErrEip3009NonceAlreadyUsed",
+    ),
+    (
+        "INSUFFICIENT_BALANCE",
+        reason::INSUFFICIENT_BALANCE,
+        "ErrEip3009InsufficientBalance",
+    ),
+    (
+        "SIMULATION_FAILED",
+        reason::SIMULATION_FAILED,
+        "ErrEip3009SimulationFailed",
+    ),
+    (
+        "UNSUPPORTED_PAYLOAD_TYPE",
+        reason::UNSUPPORTED_PAYLOAD_TYPE,
+        "ErrUnsupportedPayloadType",
+    ),
+    (
+        "TRANSFER_EVENT_MISMATCH",
+        reason::TRANSFER_EVENT_MISMATCH,
+        "ErrTransferEventMismatch",
+    ),
+    (
+        "protocol SETTLEMENT_PENDING",
+        generic::SETTLEMENT_PENDING,
+        "ErrSettlementPending",
+    ),
+];
+
+/// Allow-list: our EVM reasons whose use deliberately differs from the installed SDK (README
+/// "Reason strings"). Each names the SDK constant and what must hold for the entry to stay true.
+const DELIBERATE: &[(&str, &str, &str)] = &[(
+    "UNDEPLOYED_SMART_WALLET",
+    "ErrUndeployedSmartWallet",
+    "the SDK still defines it but no longer sends it (it sends the vaguer \
+     invalid_exact_evm_signature); we keep the specific string",
+)];
+
+/// Allow-list: `@x402/evm` exact constants (outside the Permit2 / ERC-20 approval / EIP-2612
+/// families, which we do not implement) that we never send, and why.
+const SDK_ONLY: &[(&str, &str)] = &[
+    (
+        "ErrFailedToParseSignature",
+        "an unparsable payload or signature is invalid_payload / invalid_exact_evm_signature here",
+    ),
+    (
+        "ErrSmartWalletDeploymentFailed",
+        "we deploy an ERC-6492 wallet and pay in one Multicall3 transaction, so a failed \
+         deployment is invalid_exact_evm_transaction_failed",
+    ),
+    (
+        "ErrInvalidTransactionState",
+        "the default of the SDK's shared receipt helper (Permit2); its EIP-3009 path sends \
+         invalid_exact_evm_transaction_failed, as we do",
+    ),
+];
+
+fn not_implemented_family(name: &str) -> bool {
+    [
+        "ErrPermit2",
+        "ErrErc20Approval",
+        "ErrEip2612",
+        "ErrInvalidEip2612",
+        "ErrPermit2612",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
+/// `pub const NAME: &str = "…";` lines of our reason module, so a new constant must be classified.
+fn our_evm_constants() -> Vec<(String, String)> {
+    include_str!("../../src/schemes/evm/reason.rs")
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("pub const ")?;
+            let (name, rest) = rest.split_once(": &str = \"")?;
+            let value = rest.strip_suffix("\";")?;
+            Some((name.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn our_evm_reason_strings_match_the_installed_sdk() {
+    let out = run_script("node", &[interop("reasons.mjs")], None).await;
+    let sdk = out["constants"]["exact"]
+        .as_object()
+        .unwrap_or_else(|| panic!("reasons.mjs listed no exact constants: {out:#}"));
+    let used_in = |name: &str| -> Vec<String> {
+        out["usedIn"]["exact"][name]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let sdk_version = &out["versions"]["@x402/evm"];
+    let mut differences: Vec<String> = Vec::new();
+
+    for (ours, value, constant) in SAME_AS_SDK {
+        match sdk.get(*constant).and_then(Value::as_str) {
+            None => differences.push(format!("{ours}: SDK constant {constant} is gone")),
+            Some(v) if v != *value => {
+                differences.push(format!("{ours} = {value:?} but SDK {constant} = {v:?}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for (ours, constant, why) in DELIBERATE {
+        let value = our_evm_constants()
+            .into_iter()
+            .find(|(n, _)| n == ours)
+            .map(|(_, v)| v);
+        if sdk.get(*constant).and_then(Value::as_str) != value.as_deref() {
+            differences.push(format!("allow-listed {ours}: SDK {constant} changed value"));
+        }
+        if !used_in(constant).is_empty() {
+            differences.push(format!(
+                "allow-listed {ours} ({why}): the SDK sends {constant} again ({:?}); \
+                 drop the allow-list entry",
+                used_in(constant)
+            ));
+        }
+    }
+
+    // Every constant in our reason module is classified.
+    for (name, value) in our_evm_constants() {
+        let paired = SAME_AS_SDK.iter().any(|(n, _, _)| *n == name);
+        let allowed = DELIBERATE.iter().any(|(n, _, _)| *n == name);
+        if !paired && !allowed {
+            differences.push(format!(
+                "our {name} = {value:?} is neither paired with an SDK constant nor allow-listed"
+            ));
+        }
+    }
+    // Every SDK exact constant we could send is ours or allow-listed.
+    for (constant, value) in sdk {
+        let covered = SAME_AS_SDK.iter().any(|(_, _, c)| c == constant)
+            || DELIBERATE.iter().any(|(_, c, _)| c == constant)
+            || SDK_ONLY.iter().any(|(c, _)| c == constant)
+            || not_implemented_family(constant);
+        if !covered {
+            differences.push(format!(
+                "SDK {constant} = {value} (used in {:?}) is not one of ours nor allow-listed",
+                used_in(constant)
+            ));
+        }
+    }
+    for (constant, _) in SDK_ONLY {
+        if !sdk.contains_key(*constant) {
+            differences.push(format!("allow-listed SDK {constant} no longer exists"));
+        }
+    }
+
+    // README: v2 amount mismatch is the new string, v1 the old one, as the SDK's facilitators do.
+    let v2_facilitator = "evm/src/exact/facilitator/eip3009.ts";
+    let v1_facilitator = "evm/src/exact/v1/facilitator/scheme.ts";
+    if !used_in("ErrAuthorizationValueMismatch")
+        .iter()
+        .any(|p| p == v2_facilitator)
+    {
+        differences.push(format!(
+            "VALUE_MISMATCH: the SDK's v2 facilitator ({v2_facilitator}) no longer sends it"
+        ));
+    }
+    if !used_in("ErrInvalidAuthorizationValue")
+        .iter()
+        .any(|p| p == v1_facilitator)
+    {
+        differences.push(format!(
+            "VALUE_MISMATCH_V1: the SDK's v1 facilitator ({v1_facilitator}) no longer sends it"
+        ));
+    }
+
+    assert!(
+        differences.is_empty(),
+        "our EVM reason strings differ from @x402/evm {sdk_version}:\n  {}",
+        differences.join("\n  ")
+    );
+}
