@@ -1,6 +1,7 @@
 //! The compiled-in scheme plugins. Adding a chain family or a scheme is adding a factory here.
 
 pub mod evm;
+pub mod svm;
 
 use crate::scheme::SchemeFactory;
 
