@@ -20,14 +20,20 @@ if [ ! -x "$anvil_bin" ]; then
 fi
 export ANVIL_BIN="$anvil_bin"
 
-# The official SDK packages used by the interop tests, pinned by tests/interop/package-lock.json.
+# npm packages pinned by a package-lock.json, installed once per lock content.
+npm_ci() {
+  local dir="$1" stamp="$1/node_modules/.lock-stamp"
+  if [ ! -f "$stamp" ] || ! cmp -s "$dir/package-lock.json" "$stamp"; then
+    echo "provision: installing the npm packages of ${dir#$X402_ROOT/}" >&2
+    (cd "$dir" && npm ci --silent --no-audit --no-fund >&2)
+    cp "$dir/package-lock.json" "$stamp"
+  fi
+}
+# The official SDK packages used by the interop tests.
 interop="$X402_ROOT/tests/interop"
-stamp="$interop/node_modules/.lock-stamp"
-if [ ! -f "$stamp" ] || ! cmp -s "$interop/package-lock.json" "$stamp"; then
-  echo "provision: installing the interop npm packages" >&2
-  (cd "$interop" && npm ci --silent --no-audit --no-fund >&2)
-  cp "$interop/package-lock.json" "$stamp"
-fi
+npm_ci "$interop"
+# The local Solana chain (LiteSVM behind JSON-RPC) and the official @x402/svm client.
+npm_ci "$X402_ROOT/tests/solana-chain"
 
 # The official Python SDK (PyPI `x402`), pinned with everything it pulls in by
 # tests/interop/python-requirements.txt, in a venv keyed by that file's hash. Exports X402_PYTHON.

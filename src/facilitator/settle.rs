@@ -165,13 +165,13 @@ impl Run<'_> {
                     return Err(e.into());
                 }
             };
-            let fence = self.fac.leases.fence_of(&prepared.lease);
+            let fence = prepared.lease.as_ref().map(|l| self.fac.leases.fence_of(l));
             let raw = hex_encode(&prepared.raw);
             let submission = Submission {
                 tx_id: &prepared.tx_id,
                 raw_tx: &raw,
                 signer: &prepared.signer,
-                fence: &fence,
+                fence: fence.as_ref(),
             };
             if !ledger
                 .record_submitted(self.key(), token, &submission)

@@ -148,7 +148,8 @@ pub struct Submission<'a> {
     pub tx_id: &'a str,
     pub raw_tx: &'a str,
     pub signer: &'a str,
-    pub fence: &'a Fence,
+    /// The live signer lease the transaction must be recorded under, when the signer is leased.
+    pub fence: Option<&'a Fence>,
 }
 
 /// The first sight of a payment-identifier, or what was stored for it.

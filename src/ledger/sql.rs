@@ -39,6 +39,9 @@ statements! {
         updated_at = $6 WHERE replay_key = $1 AND claim_token = $2 AND state IN ('claimed', 'submitted') \
         AND EXISTS (SELECT 1 FROM signer_leases WHERE signer = $7 AND holder = $8 AND fence = $9 \
         AND expires_at > $6)".to_string();
+    record_submitted_unfenced = "UPDATE settlements SET state = 'submitted', tx_id = $3, raw_tx = $4, \
+        signer = $5, updated_at = $6 WHERE replay_key = $1 AND claim_token = $2 \
+        AND state IN ('claimed', 'submitted')".to_string();
     record_settled = "UPDATE settlements SET state = 'settled', error_reason = NULL, updated_at = $4, \
         settled_at = $4, lease_until = 0 WHERE replay_key = $1 AND claim_token = $2 AND state = 'submitted' \
         AND tx_id = $3".to_string();
@@ -206,16 +209,27 @@ macro_rules! impl_ledger {
                 token: &$crate::ledger::ClaimToken,
                 s: &$crate::ledger::Submission<'_>,
             ) -> Result<bool, $crate::ledger::LedgerError> {
+                let now = $crate::ledger::now_ms();
+                let Some(fence) = s.fence else {
+                    let q = sqlx::query(&self.sql.record_submitted_unfenced)
+                        .bind(replay_key)
+                        .bind(&token.0)
+                        .bind(s.tx_id)
+                        .bind(s.raw_tx)
+                        .bind(s.signer)
+                        .bind(now);
+                    return self.changed(q).await;
+                };
                 let q = sqlx::query(&self.sql.record_submitted)
                     .bind(replay_key)
                     .bind(&token.0)
                     .bind(s.tx_id)
                     .bind(s.raw_tx)
                     .bind(s.signer)
-                    .bind($crate::ledger::now_ms())
-                    .bind(&s.fence.signer)
-                    .bind(&s.fence.holder)
-                    .bind(s.fence.fence);
+                    .bind(now)
+                    .bind(&fence.signer)
+                    .bind(&fence.holder)
+                    .bind(fence.fence);
                 self.changed(q).await
             }
 

@@ -71,7 +71,9 @@ pub struct Prepared {
     /// The signer's public address, as the chain shows it.
     pub signer: String,
     /// The signer lease it was signed under; the core records it only while the lease is live.
-    pub lease: SignerLease,
+    /// `None` for signers with no nonce lane to protect (e.g. Solana fee payers), which any
+    /// replica may use at once.
+    pub lease: Option<SignerLease>,
     /// The exact bytes to broadcast (and to broadcast again if the chain loses them).
     pub raw: Vec<u8>,
     /// What the plugin needs to broadcast it (e.g. which key and nonce).

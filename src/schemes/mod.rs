@@ -7,5 +7,8 @@ use crate::scheme::SchemeFactory;
 
 /// Every plugin this binary can build, matched to configured networks by CAIP-2 namespace.
 pub fn builtin() -> Vec<Box<dyn SchemeFactory>> {
-    vec![Box::new(evm::EvmExactFactory)]
+    vec![
+        Box::new(evm::EvmExactFactory),
+        Box::new(svm::SvmExactFactory),
+    ]
 }

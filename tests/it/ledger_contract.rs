@@ -61,7 +61,7 @@ async fn submit(l: &SharedLedger, key: &str, token: &ClaimToken, tx: &str, fence
         tx_id: tx,
         raw_tx: "02f8",
         signer: "0xsigner",
-        fence,
+        fence: Some(fence),
     };
     l.record_submitted(key, token, &s)
         .await
@@ -206,6 +206,28 @@ async fn recording_needs_a_live_signer_lease() {
             "a non-holder cannot record"
         );
         assert!(submit(&l, "f", &token, "0x1", &fence).await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unleased_signers_record_without_a_fence() {
+    for_both(|l| async move {
+        let token = claimed(&l, "u").await;
+        let s = Submission {
+            tx_id: "sig",
+            raw_tx: "01",
+            signer: "feepayer",
+            fence: None,
+        };
+        assert!(l.record_submitted("u", &token, &s).await.expect("record"));
+        let stranger = ClaimToken("x".into());
+        assert!(
+            !l.record_submitted("u", &stranger, &s)
+                .await
+                .expect("record"),
+            "the claim token still holds"
+        );
     })
     .await;
 }

@@ -11,3 +11,4 @@ mod http_surface;
 mod interop_suite;
 mod ledger_contract;
 mod sdk_interop;
+mod svm;

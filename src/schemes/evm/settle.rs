@@ -115,10 +115,10 @@ pub(super) async fn prepare(h: &EvmExact, p: &EvmPayment) -> Result<Preparation,
     Ok(Preparation::Ready(Prepared {
         tx_id,
         signer: signer.address.to_checksum(None),
-        lease: SignerLease {
+        lease: Some(SignerLease {
             signer: h.lease_key(signer.address),
             fence,
-        },
+        }),
         raw: envelope.encoded_2718(),
         details: Box::new(SignedTx {
             signer_index,

@@ -1,8 +1,319 @@
-//! Solana (SVM) `exact` building blocks (digest §5), owned here instead of pulling in the Solana
-//! SDK: [`keys`] (public keys, program ids, PDAs and ATAs, ed25519 keypairs), [`wire`] (the
-//! transaction wire format, decoded and re-encoded byte for byte) and [`instructions`] (typed
-//! parsing of the instructions the exact scheme inspects).
+//! Solana (SVM) `exact`: SPL Token and Token-2022 `TransferChecked` payments that the facilitator
+//! co-signs as fee payer (digest §5). One handler per configured `solana:` network, answering v2
+//! under the CAIP-2 id and v1 under the legacy name.
+//!
+//! The building blocks are owned here instead of pulling in the Solana SDK (whose build would
+//! dominate the 2-core CI): [`keys`] (public keys, program ids, PDAs and ATAs, ed25519 keypairs),
+//! [`wire`] (the transaction wire format, decoded and re-encoded byte for byte) and
+//! [`instructions`] (typed parsing of the instructions the exact scheme inspects).
 
 pub mod instructions;
 pub mod keys;
+pub mod reason;
+mod rpc;
+mod settle;
+mod verify;
 pub mod wire;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tracing::{info, warn};
+
+use self::keys::{Keypair, Pubkey};
+use self::rpc::SolanaRpc;
+use self::wire::VersionedTransaction;
+use crate::config::NetworkSettings;
+use crate::protocol::network::caip2_to_v1;
+use crate::protocol::{NetworkId, PaymentRequest, SupportedKind};
+use crate::scheme::{
+    Broadcast, Check, CheckedPayment, Preparation, Prepared, Rejection, SchemeError, SchemeFactory,
+    SchemeHandler, SignerGate, TxStatus,
+};
+
+pub const SCHEME: &str = "exact";
+
+/// A checked Solana payment: the plugin's `CheckedPayment::details`.
+pub struct SvmPayment {
+    pub tx: VersionedTransaction,
+    /// Which of our fee payers the message names.
+    pub fee_payer_index: usize,
+    pub authority: Pubkey,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOptions {
+    #[serde(default = "default_cu_limit")]
+    max_compute_unit_limit: u32,
+    #[serde(default = "default_cu_price")]
+    max_compute_unit_price_microlamports: u64,
+    #[serde(default = "default_poll")]
+    confirm_poll_ms: u64,
+    #[serde(default = "default_rpc_timeout")]
+    rpc_timeout_ms: u64,
+}
+
+fn default_cu_limit() -> u32 {
+    200_000
+}
+/// 5 lamports per compute unit (digest §5.2 step 8).
+fn default_cu_price() -> u64 {
+    5_000_000
+}
+fn default_poll() -> u64 {
+    400
+}
+fn default_rpc_timeout() -> u64 {
+    5_000
+}
+
+#[derive(Debug, Clone)]
+pub struct SvmOptions {
+    pub max_compute_unit_limit: u32,
+    pub max_compute_unit_price: u64,
+    pub confirm_poll: Duration,
+    pub rpc_timeout: Duration,
+}
+
+impl SvmOptions {
+    fn parse(options: &Map<String, Value>) -> Result<Self, String> {
+        let raw: RawOptions =
+            serde_json::from_value(Value::Object(options.clone())).map_err(|e| e.to_string())?;
+        if raw.confirm_poll_ms == 0 || raw.rpc_timeout_ms == 0 {
+            return Err("confirm_poll_ms and rpc_timeout_ms must be positive".into());
+        }
+        Ok(SvmOptions {
+            max_compute_unit_limit: raw.max_compute_unit_limit,
+            max_compute_unit_price: raw.max_compute_unit_price_microlamports,
+            confirm_poll: Duration::from_millis(raw.confirm_poll_ms),
+            rpc_timeout: Duration::from_millis(raw.rpc_timeout_ms),
+        })
+    }
+}
+
+pub struct SvmExact {
+    network: NetworkId,
+    v1_name: Option<&'static str>,
+    rpc: SolanaRpc,
+    fee_payers: Vec<Keypair>,
+    options: SvmOptions,
+}
+
+fn payment_of(payment: &CheckedPayment) -> Result<&SvmPayment, SchemeError> {
+    payment
+        .details
+        .downcast_ref::<SvmPayment>()
+        .ok_or_else(|| SchemeError::Internal("SVM handler given a payment it did not check".into()))
+}
+
+#[async_trait]
+impl SchemeHandler for SvmExact {
+    fn kinds(&self) -> Vec<SupportedKind> {
+        let extra = self
+            .fee_payers
+            .first()
+            .map(|k| json!({ "feePayer": k.pubkey().to_string() }));
+        let mut kinds = vec![SupportedKind {
+            x402_version: 2,
+            scheme: SCHEME.into(),
+            network: self.network.to_string(),
+            extra: extra.clone(),
+        }];
+        if let Some(name) = self.v1_name {
+            kinds.push(SupportedKind {
+                x402_version: 1,
+                scheme: SCHEME.into(),
+                network: name.into(),
+                extra,
+            });
+        }
+        kinds
+    }
+
+    fn signers(&self) -> Vec<(String, String)> {
+        self.fee_payers
+            .iter()
+            .map(|k| (self.network.family_pattern(), k.pubkey().to_string()))
+            .collect()
+    }
+
+    async fn check(&self, request: &PaymentRequest) -> Result<Check, SchemeError> {
+        Ok(verify::check(self, request))
+    }
+
+    async fn simulate(&self, payment: &CheckedPayment) -> Result<Option<Rejection>, SchemeError> {
+        verify::simulate(self, payment_of(payment)?).await
+    }
+
+    async fn prepare(&self, payment: &CheckedPayment) -> Result<Preparation, SchemeError> {
+        settle::prepare(self, payment_of(payment)?)
+    }
+
+    async fn broadcast(
+        &self,
+        _payment: &CheckedPayment,
+        prepared: &Prepared,
+    ) -> Result<Broadcast, SchemeError> {
+        settle::broadcast(self, prepared).await
+    }
+
+    async fn await_outcome(
+        &self,
+        payment: &CheckedPayment,
+        tx_id: &str,
+        deadline: Instant,
+    ) -> Result<TxStatus, SchemeError> {
+        settle::await_outcome(self, payment_of(payment)?, tx_id, deadline).await
+    }
+
+    fn revive(&self, request: &PaymentRequest) -> Result<CheckedPayment, Rejection> {
+        verify::revive(self, request)
+    }
+
+    async fn reconcile(
+        &self,
+        payment: &CheckedPayment,
+        tx_id: &str,
+        raw: Option<&[u8]>,
+    ) -> Result<TxStatus, SchemeError> {
+        settle::reconcile(self, payment_of(payment)?, tx_id, raw).await
+    }
+
+    fn signer_keys(&self) -> Vec<String> {
+        // Fee payers have no nonce lane, so they are not leased (see `Prepared::lease`).
+        Vec::new()
+    }
+}
+
+/// Builds [`SvmExact`] handlers for `solana:` networks.
+pub struct SvmExactFactory;
+
+fn load_fee_payers(slug: &str, settings: &NetworkSettings) -> Result<Vec<Keypair>, String> {
+    let keys = settings.load_signer_keys().map_err(|e| e.to_string())?;
+    let mut out: Vec<Keypair> = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let kp = Keypair::parse(key.expose()).map_err(|_| {
+            format!(
+                "networks.{slug}: fee payer key #{} is not a base58 or JSON-array keypair",
+                i + 1
+            )
+        })?;
+        if out.iter().any(|k| k.pubkey() == kp.pubkey()) {
+            return Err(format!(
+                "networks.{slug}: fee payer {} is configured twice",
+                kp.pubkey()
+            ));
+        }
+        out.push(kp);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl SchemeFactory for SvmExactFactory {
+    fn namespace(&self) -> &'static str {
+        "solana"
+    }
+
+    fn scheme(&self) -> &'static str {
+        SCHEME
+    }
+
+    fn validate(&self, slug: &str, settings: &NetworkSettings) -> Result<(), String> {
+        SvmOptions::parse(&settings.options).map_err(|e| format!("networks.{slug}: {e}"))?;
+        load_fee_payers(slug, settings).map(|_| ())
+    }
+
+    async fn build(
+        &self,
+        slug: &str,
+        settings: &NetworkSettings,
+        _gate: Arc<dyn SignerGate>,
+    ) -> Result<Result<Arc<dyn SchemeHandler>, String>, String> {
+        let network = settings.network_id().map_err(|e| e.to_string())?;
+        let options =
+            SvmOptions::parse(&settings.options).map_err(|e| format!("networks.{slug}: {e}"))?;
+        let fee_payers = load_fee_payers(slug, settings)?;
+        if fee_payers.is_empty() {
+            return Ok(Err(format!(
+                "no fee payer key: set X402__NETWORKS__{}__SIGNER_KEYS or networks.{slug}.signer_key_file",
+                slug.to_ascii_uppercase()
+            )));
+        }
+        let rpc = SolanaRpc::new(&settings.rpc_urls, options.rpc_timeout)
+            .map_err(|e| format!("networks.{slug}: {e}"))?;
+        let handler = SvmExact {
+            v1_name: if settings.v1 {
+                caip2_to_v1(&network)
+            } else {
+                None
+            },
+            network,
+            rpc,
+            fee_payers,
+            options,
+        };
+        match handler.probe(slug).await? {
+            Ok(()) => Ok(Ok(Arc::new(handler))),
+            Err(why) => Ok(Err(why)),
+        }
+    }
+}
+
+impl SvmExact {
+    /// The RPC must serve the configured cluster (its genesis hash is the CAIP-2 reference);
+    /// fee payers with no lamports are not advertised. An unreachable RPC only warns.
+    async fn probe(&self, slug: &str) -> Result<Result<(), String>, String> {
+        let genesis = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.rpc.read("getGenesisHash", json!([])),
+        )
+        .await;
+        let genesis = match genesis {
+            Ok(Ok(v)) => v.as_str().unwrap_or_default().to_string(),
+            Ok(Err(e)) => {
+                warn!(network = %self.network, error = %e.message(), "RPC unreachable at start-up; serving anyway");
+                return Ok(Ok(()));
+            }
+            Err(_) => {
+                warn!(network = %self.network, "RPC did not answer within 5 s at start-up; serving anyway");
+                return Ok(Ok(()));
+            }
+        };
+        let reference = self
+            .network
+            .as_str()
+            .split_once(':')
+            .map(|(_, r)| r)
+            .unwrap_or_default();
+        if !genesis.starts_with(reference) {
+            return Err(format!(
+                "networks.{slug}: the RPC serves genesis {genesis}, not {}",
+                self.network
+            ));
+        }
+        let mut funded = 0;
+        for key in &self.fee_payers {
+            let pubkey = key.pubkey().to_string();
+            match self.rpc.read("getBalance", json!([pubkey])).await {
+                Ok(v) if v["value"].as_u64().unwrap_or(0) == 0 => {
+                    warn!(network = %self.network, fee_payer = %pubkey, "fee payer has no lamports")
+                }
+                Ok(_) => funded += 1,
+                Err(e) => {
+                    warn!(network = %self.network, error = %e.message(), "cannot read fee payer balances");
+                    return Ok(Ok(()));
+                }
+            }
+        }
+        if funded == 0 {
+            return Ok(Err("no fee payer has lamports to pay fees".into()));
+        }
+        info!(network = %self.network, fee_payers = funded, "Solana exact ready");
+        Ok(Ok(()))
+    }
+}

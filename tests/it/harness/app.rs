@@ -55,6 +55,19 @@ pub async fn signers(chain: &Chain, n: usize, unfunded: bool) -> Vec<PrivateKeyS
     signers
 }
 
+/// Settings every test app shares: a random port, the test ledger, short test timings.
+pub fn base_env(db: &Db) -> Vec<(String, String)> {
+    let pairs = [
+        ("X402__SERVER__PORT", "0".to_string()),
+        ("X402__DATABASE__URL", db.url()),
+        ("X402__DATABASE__MAX_CONNECTIONS", "8".into()),
+        ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "5000".into()),
+        ("X402__SETTLEMENT__LEASE_MARGIN_MS", "500".into()),
+        ("X402__SETTLEMENT__RECONCILE_INTERVAL_MS", "200".into()),
+    ];
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
 /// The settings an operator would give to serve `chain` (through `rpc_url`) with `signers` on `db`.
 pub fn env_for(
     chain: &Chain,
@@ -86,7 +99,9 @@ pub fn env_for(
             format!("{:#x}", chain.factory),
         ),
     ];
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    let mut env = base_env(db);
+    env.extend(pairs.into_iter().map(|(k, v)| (k.to_string(), v)));
+    env
 }
 
 pub async fn spawn_with(chain: &Chain, db: &Db, options: Options) -> TestApp {
@@ -94,6 +109,11 @@ pub async fn spawn_with(chain: &Chain, db: &Db, options: Options) -> TestApp {
     let rpc_url = options.rpc_url.clone().unwrap_or_else(|| chain.url.clone());
     let mut env = env_for(chain, &rpc_url, db, &signers);
     env.extend(options.env);
+    spawn_env(env, signers).await
+}
+
+/// Starts the real app from operator settings (`X402__…` pairs).
+pub async fn spawn_env(env: Vec<(String, String)>, signers: Vec<PrivateKeySigner>) -> TestApp {
     let settings = Settings::load_with_env(None, env).expect("test settings are valid");
     x402_facilitator::telemetry::init(settings.server.log_format);
     let app = Application::build(&settings)

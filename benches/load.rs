@@ -1,0 +1,638 @@
+//! Load benchmark: our facilitator (release build) beside the official TypeScript facilitator, on
+//! one local anvil, driven by wrk on loopback. Run it through `bench/run`, which provisions the
+//! tools and builds the release binary; `cargo bench --bench load -- --help` lists the options.
+//!
+//! Per point it prints requests/s, p50/p95/p99 latency, answers by HTTP status and reason, the
+//! facilitator's CPU time per request (from /proc/PID/stat), its peak RSS (VmHWM) and the JSON-RPC
+//! calls it made per request (counted by a loopback proxy in front of anvil). Every run is bounded
+//! in time and request count and stops everything it started.
+
+// The integration tests' chain, database and payment builders, shared rather than copied.
+#[path = "../tests/it/harness/chain.rs"]
+#[allow(dead_code)]
+mod chain;
+#[path = "../tests/it/harness/db.rs"]
+#[allow(dead_code)]
+mod db;
+#[path = "../tests/it/harness/payment.rs"]
+#[allow(dead_code)]
+mod payment;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{U256, hex};
+use alloy::signers::local::PrivateKeySigner;
+use chain::Chain;
+use db::Db;
+use payment::Payment;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+struct Options {
+    db: String,
+    seconds: u64,
+    settles: usize,
+    slow_settles: usize,
+    reference: bool,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        db: "sqlite".into(),
+        seconds: 5,
+        settles: 500,
+        slow_settles: 60,
+        reference: true,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--db" => o.db = it.next().cloned().unwrap_or_default(),
+            "--seconds" => o.seconds = it.next().and_then(|v| v.parse().ok()).unwrap_or(5),
+            "--settles" => o.settles = it.next().and_then(|v| v.parse().ok()).unwrap_or(500),
+            "--slow-settles" => {
+                o.slow_settles = it.next().and_then(|v| v.parse().ok()).unwrap_or(60)
+            }
+            "--no-reference" => o.reference = false,
+            "--bench" => {}
+            "--help" | "-h" => {
+                println!(
+                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--no-reference]"
+                );
+                std::process::exit(0);
+            }
+            other => eprintln!("ignoring argument {other}"),
+        }
+    }
+    o
+}
+
+/// A loopback proxy in front of anvil that counts JSON-RPC calls (each element of a batch).
+struct CountingProxy {
+    url: String,
+    calls: Arc<AtomicU64>,
+}
+
+impl CountingProxy {
+    async fn start(upstream: &str) -> Self {
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let calls = Arc::new(AtomicU64::new(0));
+        let c = calls.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (c, upstream) = (c.clone(), upstream.clone());
+                tokio::spawn(async move { relay(client, &upstream, c).await });
+            }
+        });
+        CountingProxy { url, calls }
+    }
+
+    fn count(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+async fn relay(mut client: TcpStream, upstream: &str, calls: Arc<AtomicU64>) {
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (mut sr, mut sw) = server.into_split();
+    let (mut cr, mut cw) = client.split();
+    let down = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = sr.read(&mut buf).await {
+            if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    };
+    let up = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = cr.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            let hits = buf[..n].windows(8).filter(|w| w == b"\"method\"").count();
+            calls.fetch_add(hits as u64, Ordering::Relaxed);
+            if sw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! { _ = down => {}, _ = up => {} }
+}
+
+/// A facilitator under test: its process, its address, its RPC counter.
+struct Target {
+    base: String,
+    child: Child,
+    proxy: CountingProxy,
+}
+
+impl Target {
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap_or_default()
+    }
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_default()
+    };
+    n(11) + n(12)
+}
+
+fn status_kb(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default()
+}
+
+fn ticks_per_second() -> u64 {
+    // sysconf(_SC_CLK_TCK) is 100 on every Linux this runs on; `getconf` confirms it if present.
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+async fn wait_listening(child: &mut Child) -> u16 {
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let port = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(addr) = line.strip_prefix("Listening on ") {
+                return addr.rsplit(':').next().and_then(|p| p.trim().parse().ok());
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .expect("server reported its port");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    port
+}
+
+async fn wait_healthy(base: &str, path: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{base} did not come up");
+}
+
+fn key_hex(k: &PrivateKeySigner) -> String {
+    format!("0x{}", hex::encode(k.to_bytes()))
+}
+
+async fn start_ours(chain: &Chain, db: &Db, signers: &[PrivateKeySigner]) -> Target {
+    let proxy = CountingProxy::start(&chain.url).await;
+    let bin = std::env::var("X402_BIN")
+        .unwrap_or_else(|_| format!("{ROOT}/target/release/x402-facilitator"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let keys = signers.iter().map(key_hex).collect::<Vec<_>>().join(",");
+    let child = Command::new(bin)
+        .args(["serve", "--port", &port.to_string()])
+        .env("X402__DATABASE__URL", db.url())
+        .env(
+            "X402__NETWORKS__LOCAL__NETWORK",
+            format!("eip155:{}", chain.chain_id),
+        )
+        .env("X402__NETWORKS__LOCAL__RPC_URLS", &proxy.url)
+        .env("X402__NETWORKS__LOCAL__SIGNER_KEYS", keys)
+        .env("X402__NETWORKS__LOCAL__RECEIPT_POLL_MS", "25")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("release binary runs (bench/run builds it)");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base, "/health").await;
+    Target { base, child, proxy }
+}
+
+async fn start_reference(chain: &Chain, key: &PrivateKeySigner) -> Target {
+    let proxy = CountingProxy::start(&chain.url).await;
+    let mut child = Command::new("node")
+        .arg(format!("{ROOT}/bench/ts-facilitator/server.mjs"))
+        .env("RPC_URL", &proxy.url)
+        .env("CHAIN_ID", chain.chain_id.to_string())
+        .env("PRIVATE_KEY", key_hex(key))
+        .env("PORT", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs the reference facilitator (bench/run installs it)");
+    let port = wait_listening(&mut child).await;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base, "/supported").await;
+    Target { base, child, proxy }
+}
+
+#[derive(Default, Clone)]
+struct Measure {
+    rps: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    cpu_us_per_req: f64,
+    rpc_per_req: f64,
+    answers: String,
+}
+
+/// Runs wrk against `target` and measures the target process around it.
+async fn drive(
+    target: &Target,
+    path: &str,
+    bodies: Option<&Path>,
+    conns: u32,
+    seconds: u64,
+    max: usize,
+) -> Measure {
+    let threads = if conns >= 16 { 2 } else { 1 };
+    let threads = if max > 0 { 1 } else { threads };
+    let script = format!("{ROOT}/bench/wrk/post.lua");
+    let body_arg = bodies
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "-".into());
+    let (ticks0, rpc0) = (cpu_ticks(target.pid()), target.proxy.count());
+    let mut wrk = Command::new("wrk")
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-c",
+            &conns.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            "--latency",
+        ])
+        .args([
+            "--timeout",
+            "30s",
+            "-s",
+            &script,
+            &format!("{}{path}", target.base),
+            "--",
+        ])
+        .args([&body_arg, path, &max.to_string(), &threads.to_string()])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("wrk runs (bench/run installs it)");
+    // With a request budget, wrk's script says STOPPED when it is spent; wrk itself would idle
+    // until -d, so it gets SIGINT, which makes it print its summary and exit.
+    let wrk_pid = wrk.id().unwrap_or_default();
+    let mut lines = BufReader::new(wrk.stdout.take().expect("piped")).lines();
+    let mut text = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line == "STOPPED" {
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &wrk_pid.to_string()])
+                .status();
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let _ = wrk.wait().await;
+    let (ticks1, rpc1) = (cpu_ticks(target.pid()), target.proxy.count());
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("{}");
+    let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+    let responses = v["responses"].as_u64().unwrap_or(0);
+    let secs = v["duration_us"].as_f64().unwrap_or(1.0) / 1e6;
+    let n = responses.max(1) as f64;
+    let mut answers = String::new();
+    for (k, c) in v["statuses"].as_object().into_iter().flatten() {
+        let _ = write!(answers, "HTTP {k}×{c} ");
+    }
+    for (k, c) in v["reasons"].as_object().into_iter().flatten() {
+        let _ = write!(answers, "{k}×{c} ");
+    }
+    if v["socket_errors"].as_u64().unwrap_or(0) + v["timeouts"].as_u64().unwrap_or(0) > 0 {
+        let _ = write!(
+            answers,
+            "socket-errors×{} timeouts×{}",
+            v["socket_errors"], v["timeouts"]
+        );
+    }
+    Measure {
+        rps: responses as f64 / secs,
+        p50_ms: v["p50_us"].as_f64().unwrap_or(0.0) / 1000.0,
+        p95_ms: v["p95_us"].as_f64().unwrap_or(0.0) / 1000.0,
+        p99_ms: v["p99_us"].as_f64().unwrap_or(0.0) / 1000.0,
+        cpu_us_per_req: (ticks1 - ticks0) as f64 * 1e6 / ticks_per_second() as f64 / n,
+        rpc_per_req: (rpc1 - rpc0) as f64 / n,
+        answers: answers.trim().to_string(),
+    }
+}
+
+fn write_bodies(dir: &Path, name: &str, bodies: &[Value]) -> PathBuf {
+    let path = dir.join(name);
+    let text: String = bodies.iter().map(|b| format!("{b}\n")).collect();
+    std::fs::write(&path, text).expect("bodies written");
+    path
+}
+
+/// `n` distinct payments from `payers` (distinct EIP-3009 nonces), each to a fresh payee.
+fn payments(chain: &Chain, payers: &[PrivateKeySigner], n: usize) -> Vec<Payment> {
+    (0..n)
+        .map(|i| {
+            let mut p = Payment::new(chain);
+            p.payer = payers[i % payers.len()].clone();
+            p.from = p.payer.address();
+            p
+        })
+        .collect()
+}
+
+async fn funded(chain: &Chain, n: usize) -> Vec<PrivateKeySigner> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let k = PrivateKeySigner::random();
+        chain
+            .mint(chain.token, k.address(), U256::from(10u64.pow(15)))
+            .await;
+        out.push(k);
+    }
+    out
+}
+
+async fn gas_keys(chain: &Chain, n: usize) -> Vec<PrivateKeySigner> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let k = PrivateKeySigner::random();
+        chain.fund(k.address(), U256::from(10u128.pow(21))).await;
+        out.push(k);
+    }
+    out
+}
+
+struct Row {
+    label: String,
+    ours: Measure,
+    theirs: Option<Measure>,
+}
+
+fn print_rows(title: &str, rows: &[Row], ours_rss: (u64, u64), theirs_rss: Option<(u64, u64)>) {
+    println!("\n## {title}\n");
+    println!(
+        "| point | facilitator | req/s | p50 ms | p95 ms | p99 ms | CPU µs/req | RPC calls/req | answers |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---|");
+    for r in rows {
+        let line = |name: &str, m: &Measure| {
+            println!(
+                "| {} | {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {} |",
+                r.label,
+                m.rps,
+                m.p50_ms,
+                m.p95_ms,
+                m.p99_ms,
+                m.cpu_us_per_req,
+                m.rpc_per_req,
+                m.answers
+            )
+        };
+        line("ours", &r.ours);
+        if let Some(t) = &r.theirs {
+            line("reference", t);
+            println!(
+                "| {} | **ours/ref** | **{:.1}×** | | | | **{:.1}× less** | | |",
+                r.label,
+                r.ours.rps / t.rps.max(0.001),
+                t.cpu_us_per_req / r.ours.cpu_us_per_req.max(0.001)
+            );
+        }
+    }
+    println!(
+        "\nRSS ours: idle {:.1} MiB, peak {:.1} MiB",
+        ours_rss.0 as f64 / 1024.0,
+        ours_rss.1 as f64 / 1024.0
+    );
+    if let Some((idle, peak)) = theirs_rss {
+        println!(
+            "RSS reference: idle {:.1} MiB, peak {:.1} MiB",
+            idle as f64 / 1024.0,
+            peak as f64 / 1024.0
+        );
+    }
+}
+
+async fn settle_point(
+    chain: &Chain,
+    target: &Target,
+    payers: &[PrivateKeySigner],
+    n: usize,
+    conns: u32,
+    dir: &Path,
+) -> (Measure, usize) {
+    let batch = payments(chain, payers, n);
+    let bodies: Vec<Value> = batch.iter().map(Payment::body).collect();
+    let file = write_bodies(
+        dir,
+        &format!("settle-{}-{}.jsonl", target.pid(), n),
+        &bodies,
+    );
+    let m = drive(target, "/settle", Some(&file), conns, 300, n).await;
+    let mut moved = 0;
+    for p in &batch {
+        if chain.balance(chain.token, p.pay_to).await == p.amount {
+            moved += 1;
+        }
+    }
+    (m, moved)
+}
+
+async fn run(o: Options) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chain = Chain::start().await;
+    let db = if o.db == "postgres" {
+        Db::postgres().await
+    } else {
+        Db::sqlite()
+    };
+    let payers = funded(&chain, 16).await;
+    let ours_keys = gas_keys(&chain, 4).await;
+    let ours = start_ours(&chain, &db, &ours_keys).await;
+    let ours_idle = status_kb(ours.pid(), "VmRSS:");
+    let theirs = if o.reference {
+        let key = gas_keys(&chain, 1).await;
+        Some(start_reference(&chain, &key[0]).await)
+    } else {
+        None
+    };
+    let theirs_idle = theirs.as_ref().map(|t| status_kb(t.pid(), "VmRSS:"));
+
+    let valid: Vec<Value> = payments(&chain, &payers, 4000)
+        .iter()
+        .map(Payment::body)
+        .collect();
+    let valid_file = write_bodies(dir.path(), "verify-valid.jsonl", &valid);
+    let mut bad = Payment::new(&chain);
+    bad.payer = PrivateKeySigner::random(); // signs, but is not `from`
+    bad.from = payers[0].address();
+    let bad_file = write_bodies(dir.path(), "verify-bad.jsonl", &[bad.body()]);
+
+    let mut rows = Vec::new();
+    for (label, path, file, conns) in [
+        ("verify valid c=1", "/verify", Some(valid_file.as_path()), 1),
+        (
+            "verify valid c=16",
+            "/verify",
+            Some(valid_file.as_path()),
+            16,
+        ),
+        (
+            "verify valid c=64",
+            "/verify",
+            Some(valid_file.as_path()),
+            64,
+        ),
+        (
+            "verify bad signature c=64",
+            "/verify",
+            Some(bad_file.as_path()),
+            64,
+        ),
+        ("supported c=64", "/supported", None, 64),
+    ] {
+        let ours_m = drive(&ours, path, file, conns, o.seconds, 0).await;
+        let theirs_m = match &theirs {
+            Some(t) => Some(drive(t, path, file, conns, o.seconds, 0).await),
+            None => None,
+        };
+        eprintln!("done: {label}");
+        rows.push(Row {
+            label: label.into(),
+            ours: ours_m,
+            theirs: theirs_m,
+        });
+    }
+    let (ours_settle, ours_moved) =
+        settle_point(&chain, &ours, &payers, o.settles, 16, dir.path()).await;
+    let theirs_settle = match &theirs {
+        Some(t) => Some(settle_point(&chain, t, &payers, o.settles, 16, dir.path()).await),
+        None => None,
+    };
+    let settled_rows = db
+        .count("SELECT count(*) FROM settlements WHERE state = 'settled'")
+        .await;
+    rows.push(Row {
+        label: format!("settle {} distinct c=16", o.settles),
+        ours: ours_settle,
+        theirs: theirs_settle.as_ref().map(|(m, _)| m.clone()),
+    });
+    let ours_peak = status_kb(ours.pid(), "VmHWM:");
+    let theirs_peak = theirs.as_ref().map(|t| status_kb(t.pid(), "VmHWM:"));
+    print_rows(
+        &format!("automine anvil, ledger {}", o.db),
+        &rows,
+        (ours_idle, ours_peak),
+        theirs_idle.zip(theirs_peak),
+    );
+    println!(
+        "\nsettle check: ours moved money for {ours_moved}/{} payments, ledger has {settled_rows} settled rows; reference moved {}/{}",
+        o.settles,
+        theirs_settle.as_ref().map(|(_, m)| *m).unwrap_or(0),
+        o.settles
+    );
+    drop(ours);
+    drop(theirs);
+
+    // A chain that mines a block per second: settles are bounded by inclusion only.
+    if o.slow_settles > 0 {
+        let slow = Chain::start_with(31337, &["--block-time", "1"]).await;
+        let slow_db = if o.db == "postgres" {
+            Db::postgres().await
+        } else {
+            Db::sqlite()
+        };
+        let payers = funded(&slow, 8).await;
+        let keys = gas_keys(&slow, 4).await;
+        let ours = start_ours(&slow, &slow_db, &keys).await;
+        let (m, moved) = settle_point(&slow, &ours, &payers, o.slow_settles, 16, dir.path()).await;
+        let reference = if o.reference {
+            let key = gas_keys(&slow, 1).await;
+            let t = start_reference(&slow, &key[0]).await;
+            Some(settle_point(&slow, &t, &payers, o.slow_settles, 16, dir.path()).await)
+        } else {
+            None
+        };
+        let row = Row {
+            label: format!("settle {} distinct c=16, 1 s blocks", o.slow_settles),
+            ours: m,
+            theirs: reference.as_ref().map(|(m, _)| m.clone()),
+        };
+        print_rows(
+            "anvil mining one block per second",
+            &[row],
+            (0, status_kb(ours.pid(), "VmHWM:")),
+            None,
+        );
+        println!(
+            "\nslow-chain check: ours moved money for {moved}/{}; reference {}/{}",
+            o.slow_settles,
+            reference.map(|(_, m)| m).unwrap_or(0),
+            o.slow_settles
+        );
+    }
+}
+
+fn main() {
+    let o = options();
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run(o));
+    eprintln!(
+        "benchmark finished in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+}

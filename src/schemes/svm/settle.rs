@@ -1,0 +1,179 @@
+//! Solana `exact` settlement: co-sign as fee payer (the transaction id is then known: our
+//! signature, slot 0), let the core record it, send with preflight, and poll the signature status
+//! within the bound. A transaction whose blockhash has expired can never land: that is a clear
+//! failure (no money moved), never a hang.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use super::rpc::RpcFailure;
+use super::verify::cosigned;
+use super::{SvmExact, SvmPayment, reason};
+use crate::scheme::{Broadcast, Preparation, Prepared, Rejection, SchemeError, TxStatus};
+
+pub(super) fn prepare(h: &SvmExact, p: &SvmPayment) -> Result<Preparation, SchemeError> {
+    let tx = cosigned(h, p)?;
+    let fee_payer = h
+        .fee_payers
+        .get(p.fee_payer_index)
+        .map(|k| k.pubkey().to_string())
+        .unwrap_or_default();
+    Ok(Preparation::Ready(Prepared {
+        tx_id: tx.transaction_id(),
+        signer: fee_payer,
+        // Fee payers have no nonce lane: any replica may co-sign with them at once.
+        lease: None,
+        raw: tx.serialize(),
+        details: Box::new(()),
+    }))
+}
+
+fn base64_of(raw: &[u8]) -> Result<String, SchemeError> {
+    super::wire::VersionedTransaction::decode(raw)
+        .map(|tx| tx.to_base64())
+        .map_err(|e| SchemeError::Internal(format!("recorded transaction unreadable: {e}")))
+}
+
+pub(super) async fn broadcast(h: &SvmExact, prepared: &Prepared) -> Result<Broadcast, SchemeError> {
+    let params = json!([base64_of(&prepared.raw)?, {
+        "encoding": "base64",
+        "skipPreflight": false,
+        "preflightCommitment": "confirmed",
+        "maxRetries": 0,
+    }]);
+    match h.rpc.send("sendTransaction", params).await {
+        Ok(_) => Ok(Broadcast::Sent),
+        Err(RpcFailure::Node {
+            code,
+            message,
+            data,
+        }) => {
+            let m = message.to_ascii_lowercase();
+            if m.contains("already processed") || data.to_string().contains("AlreadyProcessed") {
+                return Ok(Broadcast::Sent);
+            }
+            let rejection = match code {
+                -32003 => Rejection::new(reason::SIGNATURE_INVALID),
+                -32002
+                    if m.contains("blockhash")
+                        || data.to_string().contains("BlockhashNotFound") =>
+                {
+                    Rejection::new(reason::TRANSACTION_FAILED)
+                        .with_message("the transaction's blockhash has expired; sign a new payment")
+                }
+                -32002 => Rejection::new(reason::SIMULATION_FAILED),
+                _ => {
+                    return Err(SchemeError::Rpc(format!(
+                        "node refused the transaction: {message} (code {code})"
+                    )));
+                }
+            };
+            let detail = format!("{message} {}", data.get("err").unwrap_or(&Value::Null));
+            let rejection = if rejection.message.is_some() {
+                rejection
+            } else {
+                rejection.with_message(detail)
+            };
+            Ok(Broadcast::Rejected(rejection))
+        }
+        Err(transport) => Ok(Broadcast::Ambiguous(transport.message())),
+    }
+}
+
+/// Where a signature stands: `Some` when final, `None` while not (yet) landed.
+async fn status(h: &SvmExact, tx_id: &str) -> Result<Option<TxStatus>, SchemeError> {
+    let result = h
+        .rpc
+        .read(
+            "getSignatureStatuses",
+            json!([[tx_id], { "searchTransactionHistory": true }]),
+        )
+        .await
+        .map_err(|e| SchemeError::Rpc(e.message()))?;
+    let s = &result["value"][0];
+    if s.is_null() {
+        return Ok(None);
+    }
+    if !s["err"].is_null() {
+        return Ok(Some(TxStatus::Failed(
+            Rejection::new(reason::TRANSACTION_FAILED)
+                .with_message(format!("landed and failed: {}", s["err"])),
+        )));
+    }
+    let level = s["confirmationStatus"].as_str().unwrap_or_default();
+    Ok((level == "confirmed" || level == "finalized").then_some(TxStatus::Confirmed))
+}
+
+async fn blockhash_valid(h: &SvmExact, p: &SvmPayment) -> Result<bool, SchemeError> {
+    let hash = bs58::encode(p.tx.message().recent_blockhash()).into_string();
+    let result = h
+        .rpc
+        .read(
+            "isBlockhashValid",
+            json!([hash, { "commitment": "processed" }]),
+        )
+        .await
+        .map_err(|e| SchemeError::Rpc(e.message()))?;
+    Ok(result["value"].as_bool().unwrap_or(false))
+}
+
+fn expired(tx_id: &str) -> TxStatus {
+    TxStatus::Failed(
+        Rejection::new(reason::TRANSACTION_FAILED).with_message(format!(
+            "transaction {tx_id} never landed and its blockhash has expired; no money moved"
+        )),
+    )
+}
+
+pub(super) async fn await_outcome(
+    h: &SvmExact,
+    p: &SvmPayment,
+    tx_id: &str,
+    deadline: Instant,
+) -> Result<TxStatus, SchemeError> {
+    loop {
+        if let Some(done) = status(h, tx_id).await? {
+            return Ok(done);
+        }
+        // Not landed: once the blockhash is no longer valid it never will. (Checked after the
+        // status, so a transaction that landed just before expiry is still seen.)
+        if !blockhash_valid(h, p).await? {
+            if let Some(done) = status(h, tx_id).await? {
+                return Ok(done);
+            }
+            return Ok(expired(tx_id));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(TxStatus::Pending);
+        }
+        tokio::time::sleep(h.options.confirm_poll.min(deadline - now)).await;
+    }
+}
+
+pub(super) async fn reconcile(
+    h: &SvmExact,
+    p: &SvmPayment,
+    tx_id: &str,
+    raw: Option<&[u8]>,
+) -> Result<TxStatus, SchemeError> {
+    if let Some(done) = status(h, tx_id).await? {
+        return Ok(done);
+    }
+    if !blockhash_valid(h, p).await? {
+        return Ok(match status(h, tx_id).await? {
+            Some(done) => done,
+            None => expired(tx_id),
+        });
+    }
+    // Never seen but still landable (a crash between record and send, or a dropped packet):
+    // send the recorded bytes again; the same signature can only land once.
+    if let Some(raw) = raw {
+        let params = json!([base64_of(raw)?, { "encoding": "base64", "skipPreflight": true, "maxRetries": 0 }]);
+        if let Err(RpcFailure::Transport(m)) = h.rpc.send("sendTransaction", params).await {
+            return Err(SchemeError::Rpc(m));
+        }
+    }
+    Ok(TxStatus::Pending)
+}

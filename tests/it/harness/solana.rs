@@ -1,0 +1,421 @@
+//! A real local Solana chain: LiteSVM behind ordinary JSON-RPC (tests/solana-chain/server.mjs),
+//! with the real SPL Token, Token-2022 and ATA programs; plus a transaction builder for payments
+//! shaped exactly as the tests need, adversarial ones included.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use x402_facilitator::schemes::svm::keys::{
+    COMPUTE_BUDGET_PROGRAM, Keypair, MEMO_PROGRAM, Pubkey, TOKEN_2022_PROGRAM, TOKEN_PROGRAM,
+    associated_token_address,
+};
+use x402_facilitator::schemes::svm::wire::{
+    AddressTableLookup, CompiledInstruction, Message, MessageHeader, MessageVersion,
+    VersionedTransaction,
+};
+
+/// The local chain serves devnet's genesis hash, so it is this CAIP-2 network.
+pub const DEVNET: &str = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1";
+
+pub struct SolanaChain {
+    _node: Child,
+    pub url: String,
+    http: reqwest::Client,
+}
+
+/// A keypair the tests can also hand to the official client (as its 32-byte seed).
+pub struct TestKey {
+    pub seed: [u8; 32],
+    pub keypair: Keypair,
+}
+
+impl TestKey {
+    pub fn random() -> Self {
+        let seed: [u8; 32] = crate::harness::payment::random_b256().0;
+        TestKey {
+            seed,
+            keypair: Keypair::from_seed(&seed),
+        }
+    }
+    pub fn pubkey(&self) -> Pubkey {
+        self.keypair.pubkey()
+    }
+    /// The usual base58 secret||public form operators configure.
+    pub fn secret_base58(&self) -> String {
+        let mut bytes = self.seed.to_vec();
+        bytes.extend_from_slice(self.pubkey().as_bytes());
+        bs58::encode(bytes).into_string()
+    }
+}
+
+impl SolanaChain {
+    pub async fn start() -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/solana-chain/server.mjs");
+        let mut child = Command::new("node")
+            .args([script, "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs the local Solana chain (scripts/test installs it)");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let port = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = line.strip_prefix("Listening on ") {
+                    return addr
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.trim().parse::<u16>().ok());
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .expect("the Solana chain reported its port");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        SolanaChain {
+            _node: child,
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn rpc(&self, method: &str, params: Value) -> Value {
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+        let answer: Value = self
+            .http
+            .post(&self.url)
+            .json(&body)
+            .send()
+            .await
+            .expect("RPC reachable")
+            .json()
+            .await
+            .expect("RPC JSON");
+        assert!(answer.get("error").is_none(), "{method} failed: {answer}");
+        answer["result"].clone()
+    }
+
+    pub async fn airdrop(&self, who: &Pubkey, lamports: u64) {
+        self.rpc("requestAirdrop", json!([who.to_string(), lamports]))
+            .await;
+    }
+
+    pub async fn lamports(&self, who: &Pubkey) -> u64 {
+        self.rpc("getBalance", json!([who.to_string()])).await["value"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    pub async fn create_mint(&self, token2022: bool) -> Pubkey {
+        let program = if token2022 { "token2022" } else { "token" };
+        let mint = self
+            .rpc(
+                "litesvm_createMint",
+                json!({ "decimals": 6, "tokenProgram": program }),
+            )
+            .await;
+        mint.as_str().expect("mint").parse().expect("pubkey")
+    }
+
+    pub async fn mint_to(&self, mint: &Pubkey, owner: &Pubkey, amount: u64) {
+        self.rpc(
+            "litesvm_mintTo",
+            json!({ "mint": mint.to_string(), "owner": owner.to_string(), "amount": amount }),
+        )
+        .await;
+    }
+
+    pub async fn create_ata(&self, mint: &Pubkey, owner: &Pubkey) {
+        self.rpc(
+            "litesvm_createAta",
+            json!({ "mint": mint.to_string(), "owner": owner.to_string() }),
+        )
+        .await;
+    }
+
+    /// Token balance of `owner`'s ATA for `mint` (0 when it has none).
+    pub async fn token_balance(&self, mint: &Pubkey, owner: &Pubkey, token2022: bool) -> u64 {
+        let program = if token2022 {
+            TOKEN_2022_PROGRAM
+        } else {
+            TOKEN_PROGRAM
+        };
+        let ata = associated_token_address(owner, mint, &program);
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "getTokenAccountBalance", "params": [ata.to_string()] });
+        let answer: Value = self
+            .http
+            .post(&self.url)
+            .json(&body)
+            .send()
+            .await
+            .expect("rpc")
+            .json()
+            .await
+            .expect("json");
+        answer["result"]["value"]["amount"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub async fn blockhash(&self) -> [u8; 32] {
+        let v = self.rpc("getLatestBlockhash", json!([])).await;
+        let text = v["value"]["blockhash"].as_str().expect("blockhash");
+        let bytes = bs58::decode(text).into_vec().expect("base58");
+        bytes.try_into().expect("32 bytes")
+    }
+
+    pub async fn control(&self, method: &str) -> Value {
+        self.rpc(method, json!({})).await
+    }
+}
+
+/// One account of an instruction.
+#[derive(Clone)]
+pub struct Meta {
+    pub key: Pubkey,
+    pub signer: bool,
+    pub writable: bool,
+}
+
+pub fn meta(key: Pubkey, signer: bool, writable: bool) -> Meta {
+    Meta {
+        key,
+        signer,
+        writable,
+    }
+}
+
+#[derive(Clone)]
+pub struct Ix {
+    pub program: Pubkey,
+    pub accounts: Vec<Meta>,
+    pub data: Vec<u8>,
+}
+
+pub fn compute_limit(units: u32) -> Ix {
+    let mut data = vec![2];
+    data.extend_from_slice(&units.to_le_bytes());
+    Ix {
+        program: COMPUTE_BUDGET_PROGRAM,
+        accounts: vec![],
+        data,
+    }
+}
+
+pub fn compute_price(micro_lamports: u64) -> Ix {
+    let mut data = vec![3];
+    data.extend_from_slice(&micro_lamports.to_le_bytes());
+    Ix {
+        program: COMPUTE_BUDGET_PROGRAM,
+        accounts: vec![],
+        data,
+    }
+}
+
+pub fn memo(text: &str, signers: &[Pubkey]) -> Ix {
+    Ix {
+        program: MEMO_PROGRAM,
+        accounts: signers.iter().map(|s| meta(*s, true, false)).collect(),
+        data: text.as_bytes().to_vec(),
+    }
+}
+
+/// A TransferChecked from `owner`'s ATA to `to_owner`'s ATA.
+pub fn transfer(token2022: bool, mint: Pubkey, owner: Pubkey, to_owner: Pubkey, amount: u64) -> Ix {
+    let program = if token2022 {
+        TOKEN_2022_PROGRAM
+    } else {
+        TOKEN_PROGRAM
+    };
+    let source = associated_token_address(&owner, &mint, &program);
+    let destination = associated_token_address(&to_owner, &mint, &program);
+    let mut data = vec![12];
+    data.extend_from_slice(&amount.to_le_bytes());
+    data.push(6);
+    Ix {
+        program,
+        accounts: vec![
+            meta(source, false, true),
+            meta(mint, false, false),
+            meta(destination, false, true),
+            meta(owner, true, false),
+        ],
+        data,
+    }
+}
+
+/// Compiles a v0 message (fee payer first, then signers, writables, read-onlys, as Solana orders
+/// them). With `lookup`, the last read-only non-signer is loaded from that (fake) table instead.
+pub fn message(
+    fee_payer: Pubkey,
+    blockhash: [u8; 32],
+    ixs: &[Ix],
+    lookup: Option<Pubkey>,
+) -> Message {
+    let mut metas: Vec<Meta> = vec![meta(fee_payer, true, true)];
+    let mut add = |m: &Meta| match metas.iter_mut().find(|x| x.key == m.key) {
+        Some(x) => {
+            x.signer |= m.signer;
+            x.writable |= m.writable;
+        }
+        None => metas.push(m.clone()),
+    };
+    for ix in ixs {
+        for a in &ix.accounts {
+            add(a);
+        }
+        add(&meta(ix.program, false, false));
+    }
+    let group = |s: bool, w: bool| {
+        metas
+            .iter()
+            .filter(|m| m.signer == s && m.writable == w)
+            .map(|m| m.key)
+            .collect::<Vec<_>>()
+    };
+    let mut keys = group(true, true);
+    keys.extend(group(true, false));
+    keys.extend(group(false, true));
+    let mut readonly = group(false, false);
+    let loaded = match lookup {
+        // Move one read-only account that is no program into the table.
+        Some(_) => {
+            let programs: Vec<Pubkey> = ixs.iter().map(|i| i.program).collect();
+            readonly
+                .iter()
+                .position(|k| !programs.contains(k))
+                .map(|p| readonly.remove(p))
+        }
+        None => None,
+    };
+    let header = MessageHeader {
+        num_required_signatures: (group(true, true).len() + group(true, false).len()) as u8,
+        num_readonly_signed_accounts: group(true, false).len() as u8,
+        num_readonly_unsigned_accounts: readonly.len() as u8,
+    };
+    keys.extend(readonly);
+    let index = |k: &Pubkey| {
+        keys.iter()
+            .position(|x| x == k)
+            .map(|p| p as u8)
+            .unwrap_or(keys.len() as u8) // the loaded account follows the static keys
+    };
+    let instructions = ixs
+        .iter()
+        .map(|ix| CompiledInstruction {
+            program_id_index: index(&ix.program),
+            accounts: ix.accounts.iter().map(|a| index(&a.key)).collect(),
+            data: ix.data.clone(),
+        })
+        .collect();
+    let lookups = match (lookup, loaded) {
+        (Some(table), Some(_)) => vec![AddressTableLookup {
+            account_key: table,
+            writable_indexes: vec![],
+            readonly_indexes: vec![0],
+        }],
+        _ => vec![],
+    };
+    Message::new(
+        MessageVersion::V0,
+        header,
+        keys.clone(),
+        blockhash,
+        instructions,
+        lookups,
+    )
+    .expect("a valid message")
+}
+
+/// Signs `message` with each of `signers` (the fee payer slot stays empty) and encodes it.
+pub fn signed_base64(message: Message, signers: &[&Keypair]) -> String {
+    let mut tx = VersionedTransaction::unsigned(message);
+    for k in signers {
+        tx.sign(k).expect("a signer of the message");
+    }
+    tx.to_base64()
+}
+
+/// The x402 request body for a Solana payment `transaction` against `requirements`.
+pub fn body(x402_version: u8, transaction: &str, requirements: Value) -> Value {
+    let payload = json!({ "transaction": transaction });
+    if x402_version == 1 {
+        json!({
+            "x402Version": 1,
+            "paymentPayload": { "x402Version": 1, "scheme": "exact", "network": requirements["network"], "payload": payload },
+            "paymentRequirements": requirements,
+        })
+    } else {
+        json!({
+            "x402Version": 2,
+            "paymentPayload": {
+                "x402Version": 2,
+                "resource": { "url": "http://127.0.0.1/weather" },
+                "accepted": requirements,
+                "payload": payload,
+            },
+            "paymentRequirements": requirements,
+        })
+    }
+}
+
+/// v2 requirements for `amount` of `mint` to `pay_to`, fee paid by `fee_payer`.
+pub fn requirements(mint: &Pubkey, pay_to: &Pubkey, amount: u64, fee_payer: &Pubkey) -> Value {
+    json!({
+        "scheme": "exact",
+        "network": DEVNET,
+        "amount": amount.to_string(),
+        "asset": mint.to_string(),
+        "payTo": pay_to.to_string(),
+        "maxTimeoutSeconds": 60,
+        "extra": { "feePayer": fee_payer.to_string() },
+    })
+}
+
+/// Asks the official `@x402/svm` client to pay `requirements` from `payer`.
+pub async fn sdk_sign(
+    chain: &SolanaChain,
+    payer: &TestKey,
+    x402_version: u8,
+    requirements: Value,
+) -> Value {
+    use tokio::io::AsyncWriteExt;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/solana-chain/sign-svm.mjs"
+    );
+    let job = json!({
+        "secretKey": payer.seed.to_vec(),
+        "rpcUrl": chain.url,
+        "x402Version": x402_version,
+        "requirements": requirements,
+        "resource": { "url": "http://127.0.0.1/weather" },
+    });
+    let mut child = Command::new("node")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(job.to_string().as_bytes())
+        .await
+        .expect("job written");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("node finished");
+    assert!(
+        out.status.success(),
+        "SDK signer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("SDK printed JSON")
+}
