@@ -2,6 +2,9 @@
 //!
 //! - v2: an `@x402/express` seller (its `HTTPFacilitatorClient` pointed at us, the network learned
 //!   from our `/supported`) and an `@x402/fetch` + `@x402/evm` buyer (tests/interop/e2e-v2.mjs);
+//! - v2 on Solana: the same seller with `@x402/svm`'s server scheme (fee payer learned from our
+//!   `/supported`) and the same buyer with `@x402/svm`'s client scheme, on the local Solana chain
+//!   (LiteSVM posing as devnet; tests/interop/e2e-svm.mjs), in SPL Token and Token-2022 mints;
 //! - v1: the legacy `x402-express` seller and `x402-fetch` buyer (tests/interop/e2e-v1.mjs);
 //! - Python: the PyPI `x402` SDK's facilitator client and EVM signer
 //!   (tests/interop/python_facilitator.py, run by the venv in `X402_PYTHON`);
@@ -21,7 +24,13 @@ use tokio::process::Command;
 use x402_facilitator::protocol::reason as generic;
 use x402_facilitator::schemes::evm::reason;
 
+use x402_facilitator::schemes::svm::keys::Pubkey;
+use x402_facilitator::schemes::svm::reason as svm_reason;
+use x402_facilitator::schemes::svm::wire::VersionedTransaction;
+
+use crate::harness::app::{base_env, spawn_env};
 use crate::harness::chain::{TOKEN_NAME, TOKEN_VERSION};
+use crate::harness::solana::{DEVNET, SolanaChain, TestKey};
 use crate::harness::{Chain, Db, TestApp, spawn};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -691,4 +700,329 @@ async fn our_evm_reason_strings_match_the_installed_sdk() {
         "our EVM reason strings differ from @x402/evm {sdk_version}:\n  {}",
         differences.join("\n  ")
     );
+}
+
+// ---- Solana ----------------------------------------------------------------------------------
+
+/// The local Solana chain (posing as devnet), our app on it with one fee payer, a mint, a buyer
+/// holding `MINTED`, a poor buyer holding less than `PRICE`, and the seller's token account.
+struct SolanaWorld {
+    chain: SolanaChain,
+    db: Db,
+    app: TestApp,
+    fee_payer: TestKey,
+    payer: TestKey,
+    poor: TestKey,
+    pay_to: Pubkey,
+    mint: Pubkey,
+    token2022: bool,
+}
+
+async fn solana_world(token2022: bool, db: Db) -> SolanaWorld {
+    let chain = SolanaChain::start().await;
+    let fee_payer = TestKey::random();
+    let payer = TestKey::random();
+    let poor = TestKey::random();
+    let pay_to = TestKey::random().pubkey();
+    chain.airdrop(&fee_payer.pubkey(), 10_000_000_000).await;
+    let mint = chain.create_mint(token2022).await;
+    chain.mint_to(&mint, &payer.pubkey(), MINTED).await;
+    chain.mint_to(&mint, &poor.pubkey(), PRICE - 1).await;
+    chain.create_ata(&mint, &pay_to).await;
+    let mut env = base_env(&db);
+    env.extend([
+        (
+            "X402__NETWORKS__SOL__NETWORK".to_string(),
+            DEVNET.to_string(),
+        ),
+        ("X402__NETWORKS__SOL__RPC_URLS".into(), chain.url.clone()),
+        (
+            "X402__NETWORKS__SOL__SIGNER_KEYS".into(),
+            fee_payer.secret_base58(),
+        ),
+        ("X402__NETWORKS__SOL__CONFIRM_POLL_MS".into(), "50".into()),
+    ]);
+    let app = spawn_env(env, Vec::new()).await;
+    SolanaWorld {
+        chain,
+        db,
+        app,
+        fee_payer,
+        payer,
+        poor,
+        pay_to,
+        mint,
+        token2022,
+    }
+}
+
+impl SolanaWorld {
+    fn job(&self, cases: &[&str]) -> Value {
+        json!({
+            "facilitatorUrl": self.app.base,
+            "rpcUrl": self.chain.url,
+            "network": DEVNET,
+            "mint": self.mint.to_string(),
+            "payTo": self.pay_to.to_string(),
+            "amount": PRICE.to_string(),
+            "secretKey": self.payer.seed.to_vec(),
+            "poorSecretKey": self.poor.seed.to_vec(),
+            "cases": cases,
+        })
+    }
+
+    async fn balance(&self, owner: &Pubkey) -> u64 {
+        self.chain
+            .token_balance(&self.mint, owner, self.token2022)
+            .await
+    }
+
+    /// A paid case: the resource arrived, PAYMENT-RESPONSE is our settle answer verbatim, the
+    /// buyer's SDK built the transaction for our fee payer, and the ledger settled exactly it.
+    /// `calls` are the seller's facilitator calls during the case, the first settle being this
+    /// payment's. Returns the transaction signature.
+    async fn assert_paid(&self, case: &Value, calls: &Value) -> String {
+        let payer = self.payer.pubkey().to_string();
+        let signature = assert_paid(case, &payer, DEVNET);
+        assert!(
+            bs58::decode(&signature)
+                .into_vec()
+                .is_ok_and(|b| b.len() == 64),
+            "transaction {signature} is not a base58 signature: {case:#}"
+        );
+        let ours = calls
+            .as_array()
+            .and_then(|calls| calls.iter().find(|c| c["op"] == "settle"))
+            .map(|c| c["answer"].clone())
+            .unwrap_or_else(|| panic!("the seller never settled: {case:#}"));
+        assert_eq!(
+            case["paymentResponse"], ours,
+            "PAYMENT-RESPONSE is not our settle response"
+        );
+        assert_eq!(
+            ours,
+            json!({"success": true, "payer": payer, "transaction": signature, "network": DEVNET})
+        );
+        let paid = &case["sentPayment"];
+        assert_eq!(paid["x402Version"], 2, "{case:#}");
+        assert_eq!(
+            paid["accepted"]["extra"]["feePayer"],
+            self.fee_payer.pubkey().to_string(),
+            "{case:#}"
+        );
+        let tx = VersionedTransaction::from_base64(
+            paid["payload"]["transaction"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no transaction in the payment: {case:#}")),
+        )
+        .expect("the SDK's transaction decodes");
+        assert_eq!(*tx.message().fee_payer(), self.fee_payer.pubkey());
+        assert!(
+            tx.message().signer_keys().contains(&self.payer.pubkey()),
+            "the buyer signs its transfer"
+        );
+        let sql = format!(
+            "SELECT count(*) FROM settlements WHERE state = 'settled' AND tx_id = '{signature}' \
+             AND network = '{DEVNET}' AND x402_version = 2 AND payer = '{payer}' \
+             AND pay_to = '{}' AND asset = '{}' AND amount = '{PRICE}'",
+            self.pay_to, self.mint
+        );
+        assert_eq!(self.db.count(&sql).await, 1, "ledger row for {signature}");
+        signature
+    }
+
+    /// Money moved on chain for `settled` payments, and for nothing else; the ledger holds
+    /// exactly `settled` rows, all settled.
+    async fn assert_settled(&self, settled: u64) {
+        assert_eq!(
+            self.balance(&self.pay_to).await,
+            settled * PRICE,
+            "payTo balance"
+        );
+        assert_eq!(
+            self.balance(&self.payer.pubkey()).await,
+            MINTED - settled * PRICE,
+            "payer balance"
+        );
+        assert_eq!(
+            self.balance(&self.poor.pubkey()).await,
+            PRICE - 1,
+            "poor payer balance"
+        );
+        let settled = settled as i64;
+        assert_eq!(
+            self.db
+                .count("SELECT count(*) FROM settlements WHERE state = 'settled'")
+                .await,
+            settled,
+            "settled ledger rows"
+        );
+        assert_eq!(
+            self.db.count("SELECT count(*) FROM settlements").await,
+            settled,
+            "ledger rows (a rejected payment must leave none)"
+        );
+    }
+}
+
+/// A refusal the SDK seller handed to its buyer: 402 with our `reason`, nothing settled.
+fn assert_refused(case: &Value, reason: &str) {
+    assert_eq!(case["status"], 402, "{case:#}");
+    assert_eq!(case["paymentRequired"]["error"], reason, "{case:#}");
+    assert!(case["paymentResponse"].is_null(), "{case:#}");
+    assert_nothing_settled(case);
+}
+
+/// The official v2 SDKs on Solana: the `@x402/express` seller with `@x402/svm`'s server scheme
+/// (fee payer learned from our `/supported`), the `@x402/fetch` buyer with `@x402/svm`'s client
+/// scheme on the local chain (tests/interop/e2e-svm.mjs).
+async fn svm_sdk_v2_through_us(token2022: bool, db: Db, cases: &[&str]) {
+    let w = solana_world(token2022, db).await;
+    let out = node("e2e-svm.mjs", &w.job(cases)).await;
+    let fee_payer = w.fee_payer.pubkey().to_string();
+    let mut settled = 0;
+
+    // The seller learned our network and fee payer from /supported.
+    assert_eq!(
+        out["sellerSupportedKind"],
+        json!({"x402Version": 2, "scheme": "exact", "network": DEVNET, "extra": {"feePayer": fee_payer}}),
+        "{out:#}"
+    );
+    let unpaid = &out["unpaid"];
+    assert_eq!(unpaid["status"], 402, "{unpaid:#}");
+    assert_eq!(
+        unpaid["paymentRequired"]["accepts"],
+        json!([{
+            "scheme": "exact",
+            "network": DEVNET,
+            "amount": PRICE.to_string(),
+            "asset": w.mint.to_string(),
+            "payTo": w.pay_to.to_string(),
+            "maxTimeoutSeconds": 60,
+            "extra": {"feePayer": fee_payer},
+        }]),
+        "{unpaid:#}"
+    );
+
+    if cases.contains(&"paid") {
+        w.assert_paid(&out["paid"], &out["paid"]["facilitatorCalls"])
+            .await;
+        settled += 1;
+        assert_eq!(
+            out["paid"]["payToBalanceAfter"],
+            PRICE.to_string(),
+            "{out:#}"
+        );
+    }
+
+    if cases.contains(&"sellerBlockhash") {
+        // The seller's server scheme with an rpcUrl embeds a recent blockhash; the buyer's SDK
+        // signs with it, and we settle it like any other.
+        let offered = &out["unpaidFresh"]["paymentRequired"]["accepts"][0]["extra"];
+        assert_eq!(offered["feePayer"], fee_payer.as_str(), "{out:#}");
+        assert!(offered["recentBlockhash"].is_string(), "{out:#}");
+        assert!(offered["lastValidBlockHeight"].is_string(), "{out:#}");
+        let case = &out["sellerBlockhash"];
+        w.assert_paid(case, &case["facilitatorCalls"]).await;
+        settled += 1;
+        let accepted = &case["sentPayment"]["accepted"]["extra"];
+        let tx = VersionedTransaction::from_base64(
+            case["sentPayment"]["payload"]["transaction"]
+                .as_str()
+                .expect("transaction"),
+        )
+        .expect("decodes");
+        assert_eq!(
+            accepted["recentBlockhash"],
+            bs58::encode(tx.message().recent_blockhash()).into_string(),
+            "the buyer used the seller's blockhash: {case:#}"
+        );
+    }
+
+    if cases.contains(&"underpaid") {
+        assert_refused(&out["underpaid"], svm_reason::AMOUNT_MISMATCH);
+    }
+    if cases.contains(&"insufficient") {
+        let case = &out["insufficient"];
+        assert_refused(case, svm_reason::SIMULATION_FAILED);
+        assert_eq!(
+            case["facilitatorCalls"][0]["answer"]["payer"],
+            w.poor.pubkey().to_string(),
+            "{case:#}"
+        );
+    }
+
+    if cases.contains(&"replay") {
+        let replay = &out["replay"];
+        w.assert_paid(&replay["first"], &replay["facilitatorCalls"])
+            .await;
+        settled += 1;
+        assert_eq!(replay["second"]["status"], 402, "{replay:#}");
+        assert_eq!(
+            replay["second"]["paymentRequired"]["error"],
+            generic::DUPLICATE_SETTLEMENT,
+            "{replay:#}"
+        );
+        assert!(replay["second"]["paymentResponse"].is_null(), "{replay:#}");
+        assert_eq!(replay["handlerRuns"], 1, "{replay:#}");
+        assert_eq!(replay["payToBalanceAfter"], (settled * PRICE).to_string());
+    }
+
+    if cases.contains(&"concurrent") {
+        let answers = out["concurrent"]["answers"]
+            .as_array()
+            .expect("two answers");
+        let (winners, losers): (Vec<&Value>, Vec<&Value>) =
+            answers.iter().partition(|a| a["status"] == 200);
+        assert_eq!((winners.len(), losers.len()), (1, 1), "{answers:#?}");
+        let won_tx = assert_paid(winners[0], &w.payer.pubkey().to_string(), DEVNET);
+        settled += 1;
+        let loser = losers[0];
+        assert_eq!(loser["status"], 402, "{loser:#}");
+        let settle = &loser["paymentResponse"];
+        if settle.is_object() {
+            assert_eq!(settle["success"], false, "{loser:#}");
+            assert_eq!(
+                settle["errorReason"],
+                generic::DUPLICATE_SETTLEMENT,
+                "{loser:#}"
+            );
+            assert!(
+                settle["transaction"] == "" || settle["transaction"] == won_tx,
+                "{loser:#}"
+            );
+            assert_eq!(settle["network"], DEVNET, "{loser:#}");
+        } else {
+            assert_eq!(
+                loser["paymentRequired"]["error"],
+                generic::DUPLICATE_SETTLEMENT,
+                "{loser:#}"
+            );
+        }
+    }
+
+    w.assert_settled(settled).await;
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn sdk_v2_express_seller_and_fetch_buyer_pay_through_us_on_solana() {
+    svm_sdk_v2_through_us(
+        false,
+        Db::postgres().await,
+        &[
+            "paid",
+            "sellerBlockhash",
+            "underpaid",
+            "insufficient",
+            "replay",
+            "concurrent",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sdk_v2_express_seller_and_fetch_buyer_pay_through_us_on_solana_token_2022() {
+    svm_sdk_v2_through_us(true, Db::sqlite(), &["paid", "underpaid", "replay"]).await;
 }
