@@ -17,6 +17,9 @@ mod db;
 #[path = "../tests/it/harness/payment.rs"]
 #[allow(dead_code)]
 mod payment;
+#[path = "../tests/it/harness/solana.rs"]
+#[allow(dead_code)]
+mod solana;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -38,6 +41,7 @@ use tokio::process::{Child, Command};
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 struct Options {
+    solana: bool,
     db: String,
     seconds: u64,
     settles: usize,
@@ -47,6 +51,7 @@ struct Options {
 
 fn options() -> Options {
     let mut o = Options {
+        solana: true,
         db: "sqlite".into(),
         seconds: 5,
         settles: 500,
@@ -64,6 +69,7 @@ fn options() -> Options {
                 o.slow_settles = it.next().and_then(|v| v.parse().ok()).unwrap_or(60)
             }
             "--no-reference" => o.reference = false,
+            "--no-solana" => o.solana = false,
             "--bench" => {}
             "--help" | "-h" => {
                 println!(
@@ -487,8 +493,120 @@ async fn settle_point(
     (m, moved)
 }
 
+/// Ours on the local Solana chain (LiteSVM behind JSON-RPC): `/verify` and `/settle` of
+/// distinct SPL payments. The chain is one Node process executing transactions in turn, so the
+/// settle figures are bounded by it; there is no reference facilitator for this point.
+async fn solana_point(o: &Options, dir: &Path) {
+    use solana::{
+        DEVNET, SolanaChain, TestKey, compute_limit, compute_price, memo, message, requirements,
+        signed_base64, transfer,
+    };
+    let chain = SolanaChain::start().await;
+    let fee_payer = TestKey::random();
+    chain.airdrop(&fee_payer.pubkey(), 1_000_000_000_000).await;
+    let mint = chain.create_mint(false).await;
+    let payers: Vec<TestKey> = (0..8).map(|_| TestKey::random()).collect();
+    for p in &payers {
+        chain.mint_to(&mint, &p.pubkey(), 1_000_000_000).await;
+    }
+    let pay_to = TestKey::random().pubkey();
+    chain.create_ata(&mint, &pay_to).await;
+    let db = if o.db == "postgres" {
+        Db::postgres().await
+    } else {
+        Db::sqlite()
+    };
+    let proxy = CountingProxy::start(&chain.url).await;
+    let bin = std::env::var("X402_BIN")
+        .unwrap_or_else(|_| format!("{ROOT}/target/release/x402-facilitator"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let child = Command::new(bin)
+        .args(["serve", "--port", &port.to_string()])
+        .env("X402__DATABASE__URL", db.url())
+        .env("X402__NETWORKS__SOL__NETWORK", DEVNET)
+        .env("X402__NETWORKS__SOL__RPC_URLS", &proxy.url)
+        .env(
+            "X402__NETWORKS__SOL__SIGNER_KEYS",
+            fee_payer.secret_base58(),
+        )
+        .env("X402__NETWORKS__SOL__CONFIRM_POLL_MS", "100")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("release binary runs");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base, "/health").await;
+    let ours = Target { base, child, proxy };
+    let reqs = requirements(&mint, &pay_to, 1_000, &fee_payer.pubkey());
+    let mut bodies = Vec::new();
+    let blockhash = chain.blockhash().await;
+    for i in 0..(2 * o.settles.max(1)) {
+        let payer = &payers[i % payers.len()];
+        let ixs = [
+            compute_limit(20_000),
+            compute_price(1),
+            transfer(false, mint, payer.pubkey(), pay_to, 1_000),
+            memo(&format!("{i:032x}"), &[]),
+        ];
+        let msg = message(fee_payer.pubkey(), blockhash, &ixs, None);
+        bodies.push(solana::body(
+            2,
+            &signed_base64(msg, &[&payer.keypair]),
+            reqs.clone(),
+        ));
+    }
+    let (verify_bodies, settle_bodies) = bodies.split_at(o.settles.max(1));
+    let verify_file = write_bodies(dir, "svm-verify.jsonl", verify_bodies);
+    let settle_file = write_bodies(dir, "svm-settle.jsonl", settle_bodies);
+    let idle = status_kb(ours.pid(), "VmRSS:");
+    let v = drive(&ours, "/verify", Some(&verify_file), 16, o.seconds, 0).await;
+    let s = drive(
+        &ours,
+        "/settle",
+        Some(&settle_file),
+        16,
+        120,
+        settle_bodies.len(),
+    )
+    .await;
+    let settled = db
+        .count("SELECT count(*) FROM settlements WHERE state = 'settled'")
+        .await;
+    let paid = chain.token_balance(&mint, &pay_to, false).await;
+    let rows = [
+        Row {
+            label: "solana verify valid c=16".into(),
+            ours: v,
+            theirs: None,
+        },
+        Row {
+            label: format!("solana settle {} distinct c=16", settle_bodies.len()),
+            ours: s,
+            theirs: None,
+        },
+    ];
+    print_rows(
+        &format!("local Solana chain (LiteSVM), ledger {}", o.db),
+        &rows,
+        (idle, status_kb(ours.pid(), "VmHWM:")),
+        None,
+    );
+    println!(
+        "\nsolana settle check: {settled} settled rows; payee received {} of {} expected atomic units",
+        paid,
+        settle_bodies.len() as u64 * 1_000
+    );
+}
+
 async fn run(o: Options) {
     let dir = tempfile::tempdir().expect("tempdir");
+    if o.solana {
+        solana_point(&o, dir.path()).await;
+    }
     let chain = Chain::start().await;
     let db = if o.db == "postgres" {
         Db::postgres().await
@@ -517,6 +635,50 @@ async fn run(o: Options) {
     bad.from = payers[0].address();
     let bad_file = write_bodies(dir.path(), "verify-bad.jsonl", &[bad.body()]);
 
+    if let Ok(seconds) = std::env::var("X402_BENCH_PROFILE") {
+        // Profile ours under `verify valid c=16` with perf (cpu-clock), then stop.
+        let out = dir.path().join("ours.perf");
+        let mut perf = Command::new("perf")
+            .args([
+                "record",
+                "-e",
+                "cpu-clock",
+                "-F",
+                "999",
+                "-g",
+                "-p",
+                &ours.pid().to_string(),
+                "-o",
+            ])
+            .arg(&out)
+            .args(["--", "sleep", &seconds])
+            .spawn()
+            .expect("perf runs");
+        let secs: u64 = seconds.parse().unwrap_or(5);
+        let m = drive(&ours, "/verify", Some(&valid_file), 16, secs, 0).await;
+        let _ = perf.wait().await;
+        let report = Command::new("perf")
+            .args([
+                "report",
+                "--no-children",
+                "--stdio",
+                "--percent-limit",
+                "1.5",
+                "-g",
+                "none",
+                "-i",
+            ])
+            .arg(&out)
+            .output()
+            .await
+            .expect("perf report");
+        println!("{}", String::from_utf8_lossy(&report.stdout));
+        println!(
+            "verify valid c=16: {:.0} req/s, {:.0} µs CPU/req",
+            m.rps, m.cpu_us_per_req
+        );
+        return;
+    }
     let mut rows = Vec::new();
     for (label, path, file, conns) in [
         ("verify valid c=1", "/verify", Some(valid_file.as_path()), 1),

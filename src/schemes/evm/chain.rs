@@ -66,6 +66,9 @@ impl From<RpcError<TransportErrorKind>> for RpcFailure {
 pub struct Chain {
     providers: Vec<RootProvider>,
     code: Mutex<HashMap<Address, (bool, Instant)>>,
+    /// The latest block number and when it was read, shared by every settle waiting for a
+    /// receipt: one `eth_blockNumber` per poll interval, however many settles are waiting.
+    head: tokio::sync::Mutex<(Option<Instant>, u64)>,
 }
 
 impl Chain {
@@ -92,6 +95,7 @@ impl Chain {
         Ok(Chain {
             providers,
             code: Mutex::default(),
+            head: tokio::sync::Mutex::new((None, 0)),
         })
     }
 
@@ -127,6 +131,21 @@ impl Chain {
             async move { p.call(tx).await }
         })
         .await
+    }
+
+    /// The chain head, at most `fresh` old. Concurrent callers share one read.
+    pub async fn head(&self, fresh: Duration) -> Result<u64, RpcFailure> {
+        let mut head = self.head.lock().await;
+        if let (Some(at), number) = *head
+            && at.elapsed() < fresh
+        {
+            return Ok(number);
+        }
+        let number = self
+            .read(|p| async move { p.get_block_number().await })
+            .await?;
+        *head = (Some(Instant::now()), number);
+        Ok(number)
     }
 
     pub async fn has_code(&self, address: Address) -> Result<bool, RpcFailure> {

@@ -202,9 +202,13 @@ pub(super) async fn await_outcome(
 ) -> Result<TxStatus, SchemeError> {
     let hash = B256::from_str(tx_id)
         .map_err(|_| SchemeError::Internal(format!("bad transaction id {tx_id}")))?;
+    let poll = h.options.receipt_poll;
     let mut last_error = None;
     let mut answered = false;
     loop {
+        // The receipt is read at once (an automining chain already has it), then once per new
+        // block: waiting settles share one `eth_blockNumber` per poll interval.
+        let head = h.chain.head(poll).await.ok();
         match h
             .chain
             .read(|pr| async move { pr.get_transaction_receipt(hash).await })
@@ -217,15 +221,20 @@ pub(super) async fn await_outcome(
                 last_error = Some(e);
             }
         }
-        let now = Instant::now();
-        if now >= deadline {
-            break;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return match last_error {
+                    Some(e) if !answered => Err(rpc(e)),
+                    _ => Ok(TxStatus::Pending),
+                };
+            }
+            tokio::time::sleep(poll.min(deadline - now)).await;
+            match (head, h.chain.head(poll).await) {
+                (Some(before), Ok(now)) if now <= before => continue,
+                _ => break,
+            }
         }
-        tokio::time::sleep(h.options.receipt_poll.min(deadline - now)).await;
-    }
-    match last_error {
-        Some(e) if !answered => Err(rpc(e)),
-        _ => Ok(TxStatus::Pending),
     }
 }
 

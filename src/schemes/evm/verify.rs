@@ -8,7 +8,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use alloy::primitives::{Address, B256, Bytes, Signature, U256, uint};
+use alloy::primitives::{Address, B256, Bytes, U256, uint};
 use alloy::sol_types::{SolCall, SolValue};
 use serde_json::Value;
 
@@ -219,12 +219,8 @@ async fn classify_signature(
         return Ok(Ok(SignatureRoute::Counterfactual(deployment.clone())));
     }
     // A deployed wallet's ERC-6492 signature is checked as its inner signature (ERC-6492).
-    let recovered = (sig.len() == 65)
-        .then(|| Signature::from_raw(sig).ok())
-        .flatten()
-        .filter(|s| s.recover_address_from_prehash(&hash).ok() == Some(from));
-    if let Some(signature) = recovered {
-        if signature.s() > SECP256K1N_HALF {
+    if sig.len() == 65 && recover(hash, sig) == Some(from) {
+        if U256::from_be_slice(&sig[32..64]) > SECP256K1N_HALF {
             return Ok(Err(
                 Rejection::new(reason::SIGNATURE).with_message("signature s is in the upper half")
             ));
@@ -244,6 +240,21 @@ async fn classify_signature(
                 "smart-wallet signature, but the payer has no code and no ERC-6492 deployment data",
             )))
     }
+}
+
+/// The address that signed `hash` with the 65-byte `r‖s‖v` signature, by libsecp256k1.
+fn recover(hash: B256, sig: &[u8]) -> Option<Address> {
+    use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
+    let v = sig.get(64).copied()?;
+    let id = RecoveryId::try_from(i32::from(if v >= 27 { v - 27 } else { v })).ok()?;
+    let rs: [u8; 64] = sig.get(..64)?.try_into().ok()?;
+    let signature = RecoverableSignature::from_compact(&rs, id).ok()?;
+    let message = secp256k1::Message::from_digest(hash.0);
+    let key = signature.recover_ecdsa(message).ok()?;
+    let uncompressed = key.serialize_uncompressed();
+    Some(Address::from_slice(
+        &alloy::primitives::keccak256(&uncompressed[1..])[12..],
+    ))
 }
 
 /// The call that performs the payment: the token directly, or Multicall3 deploying the payer's
@@ -416,4 +427,32 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::signers::SignerSync;
+    use alloy::signers::local::PrivateKeySigner;
+
+    use super::*;
+
+    #[test]
+    fn recover_matches_alloy_and_rejects_garbage() {
+        let key = PrivateKeySigner::from_bytes(&B256::repeat_byte(7)).expect("key");
+        let hash = alloy::primitives::keccak256(b"x402");
+        let sig = key.sign_hash_sync(&hash).expect("sign").as_bytes();
+        assert_eq!(recover(hash, &sig), Some(key.address()));
+        let mut parity = sig;
+        parity[64] -= 27; // 0/1 form
+        assert_eq!(recover(hash, &parity), Some(key.address()));
+        let mut bad_v = sig;
+        bad_v[64] = 29;
+        assert_eq!(recover(hash, &bad_v), None);
+        assert_ne!(
+            recover(alloy::primitives::keccak256(b"other"), &sig),
+            Some(key.address())
+        );
+        assert_eq!(recover(hash, &[0u8; 65]), None);
+        assert_eq!(recover(hash, &sig[..64]), None);
+    }
 }

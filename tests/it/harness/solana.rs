@@ -34,7 +34,7 @@ pub struct TestKey {
 
 impl TestKey {
     pub fn random() -> Self {
-        let seed: [u8; 32] = crate::harness::payment::random_b256().0;
+        let seed: [u8; 32] = super::payment::random_b256().0;
         TestKey {
             seed,
             keypair: Keypair::from_seed(&seed),
