@@ -16,7 +16,7 @@ mod settle;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::Span;
+use tracing::{Span, info};
 
 use self::leases::SignerLeases;
 use self::metrics::Metrics;
@@ -126,6 +126,19 @@ impl Facilitator {
     ) -> Result<SettleResponse, FacilitatorError> {
         let answer = self.settle_inner(request).await;
         self.metrics.count_settle(&answer);
+        // Money events are always logged (the per-request access log is at debug).
+        match &answer {
+            Ok(a) if a.success => {
+                info!(tx = %a.transaction, network = %a.network, payer = a.payer.as_deref().unwrap_or(""), "settled")
+            }
+            Ok(a) => info!(
+                reason = a.error_reason.as_deref().unwrap_or(""),
+                tx = %a.transaction,
+                network = %a.network,
+                "settle refused or unfinished"
+            ),
+            Err(_) => {}
+        }
         answer
     }
 
