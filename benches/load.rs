@@ -17,6 +17,9 @@ mod db;
 #[path = "../tests/it/harness/payment.rs"]
 #[allow(dead_code)]
 mod payment;
+#[path = "../tests/it/harness/script.rs"]
+#[allow(dead_code)]
+mod script;
 #[path = "../tests/it/harness/solana.rs"]
 #[allow(dead_code)]
 mod solana;

@@ -11,16 +11,11 @@
 //! - our EVM reason strings against those of the installed `@x402/evm`
 //!   (tests/interop/reasons.mjs), with the deliberate differences listed.
 //!
-//! Each script run is bounded by [`SCRIPT_TIMEOUT`]; the scripts bound themselves too.
-
-use std::process::Stdio;
-use std::time::Duration;
+//! Each script run is bounded (see `harness::script`); the scripts bound themselves too.
 
 use alloy::primitives::{Address, U256, hex};
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 use x402_facilitator::protocol::reason as generic;
 use x402_facilitator::schemes::evm::reason;
 
@@ -33,7 +28,6 @@ use crate::harness::chain::{TOKEN_NAME, TOKEN_VERSION};
 use crate::harness::solana::{DEVNET, SolanaChain, TestKey};
 use crate::harness::{Chain, Db, TestApp, spawn};
 
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 const PRICE: u64 = 2500;
 const MINTED: u64 = 1_000_000;
 
@@ -41,52 +35,15 @@ fn interop(file: &str) -> String {
     format!("{}/tests/interop/{file}", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs `program args…` with `job` (if any) on stdin; returns the JSON it prints.
-async fn run_script(program: &str, args: &[String], job: Option<&Value>) -> Value {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if job.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start {program} (run the suite with scripts/test): {e}")
-        });
-    if let Some(job) = job {
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin
-            .write_all(job.to_string().as_bytes())
-            .await
-            .expect("job written");
-    }
-    let out = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{args:?} did not finish within {SCRIPT_TIMEOUT:?}"))
-        .expect("script ran");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{args:?} failed: {stderr}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{args:?} printed no JSON ({e}): {}\nstderr: {stderr}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
 async fn node(script: &str, job: &Value) -> Value {
-    run_script("node", &[interop(script)], Some(job)).await
+    crate::harness::script::run_json("node", &[interop(script)], Some(job)).await
 }
 
 async fn python(job: &Value) -> Value {
     let python = std::env::var("X402_PYTHON").expect(
         "X402_PYTHON is not set: run the suite with scripts/test, which provisions the Python SDK",
     );
-    run_script(&python, &[interop("python_facilitator.py")], Some(job)).await
+    crate::harness::script::run_json(&python, &[interop("python_facilitator.py")], Some(job)).await
 }
 
 /// A chain, our app on it, and a buyer holding `MINTED` test tokens.
@@ -603,7 +560,7 @@ fn our_evm_constants() -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn our_evm_reason_strings_match_the_installed_sdk() {
-    let out = run_script("node", &[interop("reasons.mjs")], None).await;
+    let out = crate::harness::script::run_json("node", &[interop("reasons.mjs")], None).await;
     let sdk = out["constants"]["exact"]
         .as_object()
         .unwrap_or_else(|| panic!("reasons.mjs listed no exact constants: {out:#}"));

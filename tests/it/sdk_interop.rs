@@ -1,13 +1,9 @@
 //! Payments signed by the official `@x402/evm` client (tests/interop/sign-evm.mjs, pinned in its
 //! package-lock.json) verify and settle through our HTTP API against the real chain.
 
-use std::process::Stdio;
-
 use alloy::primitives::{U256, hex};
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 use crate::harness::chain::{TOKEN_NAME, TOKEN_VERSION};
 use crate::harness::{Chain, Db, spawn};
@@ -27,26 +23,7 @@ async fn sdk_sign(
         "requirements": requirements,
         "resource": { "url": "http://127.0.0.1:4021/weather", "description": "weather", "mimeType": "application/json" },
     });
-    let mut child = Command::new("node")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs (scripts/test installs the SDK)");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(job.to_string().as_bytes())
-        .await
-        .expect("job written");
-    drop(stdin);
-    let out = child.wait_with_output().await.expect("node finished");
-    assert!(
-        out.status.success(),
-        "SDK signer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("SDK printed JSON")
+    crate::harness::script::run_json("node", &[script.to_string()], Some(&job)).await
 }
 
 async fn sdk_payment_settles(chain_id: u64, x402_version: u8) {

@@ -7,6 +7,7 @@ pub mod db;
 pub mod payment;
 pub mod process;
 pub mod proxy;
+pub mod script;
 pub mod solana;
 
 pub use app::{Options, TestApp, spawn, spawn_with};

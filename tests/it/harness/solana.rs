@@ -386,7 +386,6 @@ pub async fn sdk_sign(
     x402_version: u8,
     requirements: Value,
 ) -> Value {
-    use tokio::io::AsyncWriteExt;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/solana-chain/sign-svm.mjs"
@@ -398,24 +397,5 @@ pub async fn sdk_sign(
         "requirements": requirements,
         "resource": { "url": "http://127.0.0.1/weather" },
     });
-    let mut child = Command::new("node")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(job.to_string().as_bytes())
-        .await
-        .expect("job written");
-    drop(stdin);
-    let out = child.wait_with_output().await.expect("node finished");
-    assert!(
-        out.status.success(),
-        "SDK signer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("SDK printed JSON")
+    super::script::run_json("node", &[script.to_string()], Some(&job)).await
 }
