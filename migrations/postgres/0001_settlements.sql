@@ -23,6 +23,8 @@ CREATE TABLE settlements (
     error_reason  TEXT,
     attempts      BIGINT NOT NULL DEFAULT 1,
     reconciles    BIGINT NOT NULL DEFAULT 0,
+    -- The reconciler leaves a row alone until then (backoff while the chain has no answer).
+    retry_at      BIGINT NOT NULL DEFAULT 0,
     lease_until   BIGINT NOT NULL,
     created_at    BIGINT NOT NULL,
     updated_at    BIGINT NOT NULL,

@@ -23,6 +23,8 @@ CREATE TABLE settlements (
     error_reason  TEXT,
     attempts      INTEGER NOT NULL DEFAULT 1,
     reconciles    INTEGER NOT NULL DEFAULT 0,
+    -- The reconciler leaves a row alone until then (backoff while the chain has no answer).
+    retry_at      INTEGER NOT NULL DEFAULT 0,
     lease_until   INTEGER NOT NULL,
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL,

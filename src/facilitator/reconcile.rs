@@ -18,6 +18,15 @@ use crate::scheme::TxStatus;
 
 /// Rows looked at per pass.
 const BATCH: i64 = 100;
+/// Longest wait between two reconcile attempts on one row.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// Exponential backoff per row: the first retries come within seconds, a row the chain keeps
+/// having no answer for (an RPC down for hours) is retried every 10 minutes, not every pass.
+fn backoff(reconciles: i64) -> Duration {
+    let doubling = u32::try_from(reconciles.clamp(0, 10)).unwrap_or(10);
+    (Duration::from_secs(1) * 2u32.pow(doubling)).min(MAX_BACKOFF)
+}
 
 /// One pass over the expired unfinished rows; returns how many it finished.
 pub async fn pass(fac: &Facilitator) -> usize {
@@ -68,7 +77,9 @@ async fn reconcile_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool
         return Ok(true);
     }
     let give_back = async |why: String| {
-        let _ = ledger.end_lease(&row.replay_key, &token).await;
+        let _ = ledger
+            .defer(&row.replay_key, &token, backoff(row.reconciles))
+            .await;
         Err::<bool, String>(why)
     };
     let tx = row.tx_id.clone().unwrap_or_default();
@@ -108,7 +119,9 @@ async fn reconcile_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool
         }
         Ok(TxStatus::Pending) => {
             inc(&fac.metrics.reconcile_pending);
-            let _ = ledger.end_lease(&row.replay_key, &token).await;
+            let _ = ledger
+                .defer(&row.replay_key, &token, backoff(row.reconciles))
+                .await;
             Ok(false)
         }
         Err(e) => give_back(e.to_string()).await,
@@ -129,4 +142,18 @@ pub fn spawn(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        assert_eq!(backoff(0), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(8));
+        assert_eq!(backoff(9), MAX_BACKOFF.min(Duration::from_secs(512)));
+        assert_eq!(backoff(50), MAX_BACKOFF);
+        assert_eq!(backoff(-1), Duration::from_secs(1));
+    }
 }

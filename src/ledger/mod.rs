@@ -215,7 +215,16 @@ pub trait Ledger: Send + Sync + 'static {
     async fn release(&self, replay_key: &str, token: &ClaimToken) -> Result<bool, LedgerError>;
     /// Give up the lease early (answering `settlement_pending`), counting a reconcile round.
     async fn end_lease(&self, replay_key: &str, token: &ClaimToken) -> Result<bool, LedgerError>;
-    /// Unfinished rows whose lease has expired, oldest first: the reconciler's work list.
+    /// Gives the row up like `end_lease`, and keeps the reconciler away from it for
+    /// `retry_after` (a client's identical settle may still take it at once).
+    async fn defer(
+        &self,
+        replay_key: &str,
+        token: &ClaimToken,
+        retry_after: Duration,
+    ) -> Result<bool, LedgerError>;
+    /// Unfinished rows whose lease has expired and whose retry time has come, oldest first: the
+    /// reconciler's work list.
     async fn stale(&self, limit: i64) -> Result<Vec<SettlementRecord>, LedgerError>;
     /// The row that recorded transaction `tx_id`.
     async fn by_transaction(&self, tx_id: &str) -> Result<Option<SettlementRecord>, LedgerError>;

@@ -51,7 +51,9 @@ statements! {
     end_lease = "UPDATE settlements SET lease_until = 0, reconciles = reconciles + 1 \
         WHERE replay_key = $1 AND claim_token = $2".to_string();
     stale = format!("SELECT {COLUMNS} FROM settlements WHERE state IN ('claimed', 'submitted') \
-        AND lease_until <= $1 ORDER BY lease_until LIMIT $2");
+        AND lease_until <= $1 AND retry_at <= $1 ORDER BY lease_until LIMIT $2");
+    defer = "UPDATE settlements SET lease_until = 0, retry_at = $3, reconciles = reconciles + 1 \
+        WHERE replay_key = $1 AND claim_token = $2".to_string();
     by_transaction = format!("SELECT {COLUMNS} FROM settlements WHERE tx_id = $1 ORDER BY updated_at DESC LIMIT 1");
     list = format!("SELECT {COLUMNS} FROM settlements WHERE ($1 IS NULL OR lower(payer) = lower($1)) \
         AND ($2 IS NULL OR lower(pay_to) = lower($2)) AND ($3 IS NULL OR network = $3) AND ($4 IS NULL OR created_at >= $4) \
@@ -283,6 +285,22 @@ macro_rules! impl_ledger {
                     sqlx::query(&self.sql.end_lease)
                         .bind(replay_key)
                         .bind(&token.0),
+                )
+                .await
+            }
+
+            async fn defer(
+                &self,
+                replay_key: &str,
+                token: &$crate::ledger::ClaimToken,
+                retry_after: std::time::Duration,
+            ) -> Result<bool, $crate::ledger::LedgerError> {
+                let until = $crate::ledger::now_ms() + retry_after.as_millis() as i64;
+                self.changed(
+                    sqlx::query(&self.sql.defer)
+                        .bind(replay_key)
+                        .bind(&token.0)
+                        .bind(until),
                 )
                 .await
             }

@@ -344,6 +344,37 @@ async fn take_over_needs_an_expired_lease() {
 }
 
 #[tokio::test]
+async fn deferred_rows_wait_for_the_reconciler_but_not_for_a_settle() {
+    for_both(|l| async move {
+        let fence = lease(&l).await;
+        let token = claimed(&l, "d").await;
+        assert!(submit(&l, "d", &token, "0x1", &fence).await);
+        assert!(
+            l.defer("d", &token, Duration::from_millis(300))
+                .await
+                .expect("defer")
+        );
+        assert!(
+            l.stale(10).await.expect("stale").is_empty(),
+            "the reconciler waits"
+        );
+        let row = l.find("d").await.expect("find").expect("row");
+        assert!(
+            !row.lease_active(ledger_now()),
+            "a client's settle may take it over at once"
+        );
+        assert_eq!(row.reconciles, 1);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(
+            l.stale(10).await.expect("stale").len(),
+            1,
+            "then the reconciler's turn comes"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn payment_identifiers_remember_the_first_payment() {
     for_both(|l| async move {
         assert_eq!(
