@@ -25,6 +25,8 @@ CREATE TABLE settlements (
     reconciles    BIGINT NOT NULL DEFAULT 0,
     -- The reconciler leaves a row alone until then (backoff while the chain has no answer).
     retry_at      BIGINT NOT NULL DEFAULT 0,
+    -- 1 once a client was told `settlement_pending`: its retry is owed the final answer once.
+    pending_reported BIGINT NOT NULL DEFAULT 0,
     lease_until   BIGINT NOT NULL,
     created_at    BIGINT NOT NULL,
     updated_at    BIGINT NOT NULL,

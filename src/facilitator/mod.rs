@@ -149,7 +149,23 @@ impl Facilitator {
         let network = request.payload_network().to_string();
         let (handler, payment) = match self.check(request).await? {
             Ok(checked) => checked,
-            Err(rejection) => return Ok(settle_failure(rejection, "", &network)),
+            Err(rejection) => {
+                // A retry after `settlement_pending` can arrive after the authorization's window
+                // closed; if a transaction was recorded for it, the retry is owed its outcome.
+                if let Some((handler, payment)) = self.recorded(request).await? {
+                    return settle::run(
+                        self,
+                        handler.as_ref(),
+                        &payment,
+                        request,
+                        network,
+                        None,
+                        Some(rejection),
+                    )
+                    .await;
+                }
+                return Ok(settle_failure(rejection, "", &network));
+            }
         };
         let payment_id = match payment_id::check(self, request).await? {
             Ok(payment_id::Seen::Answered(stored)) => return Ok(*stored),
@@ -169,12 +185,37 @@ impl Facilitator {
             request,
             network,
             payment_id.clone(),
+            None,
         )
         .await?;
         if let Some(id) = payment_id.filter(|_| answer.success) {
             payment_id::store(self, &id, &answer).await?;
         }
         Ok(answer)
+    }
+
+    /// The payment as stored, when the ledger recorded a transaction for it (submitted or settled).
+    async fn recorded(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<Option<(Arc<dyn SchemeHandler>, CheckedPayment)>, FacilitatorError> {
+        let Ok(handler) = self.handler(request) else {
+            return Ok(None);
+        };
+        let Ok(payment) = handler.revive(request) else {
+            return Ok(None);
+        };
+        let recorded = self
+            .ledger
+            .find(&payment.replay_key)
+            .await?
+            .is_some_and(|row| {
+                matches!(
+                    row.state,
+                    SettlementState::Submitted | SettlementState::Settled
+                )
+            });
+        Ok(recorded.then_some((handler, payment)))
     }
 
     /// Dispatch and the plugin's checks. `Err` inside `Ok` is a business rejection.

@@ -60,7 +60,7 @@ async fn reconcile_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool
     let lease = fac.timing.confirm_timeout + fac.timing.lease_margin;
     let ledger = &fac.ledger;
     let Some(token) = ledger
-        .take_over(&row.replay_key, row.state, lease)
+        .take_over(row, lease)
         .await
         .map_err(|e| e.to_string())?
     else {

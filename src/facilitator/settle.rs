@@ -29,13 +29,16 @@ pub(super) async fn run(
     request: &PaymentRequest,
     network: String,
     payment_id: Option<String>,
+    reconcile_only: Option<Rejection>,
 ) -> Result<SettleResponse, FacilitatorError> {
+    let request_json = request.to_json();
     let run = Run {
         fac,
         handler,
         payment,
         network,
         deadline: Instant::now() + fac.timing.confirm_timeout,
+        request_json: request_json.clone(),
     };
     let claim = NewClaim {
         replay_key: payment.replay_key.clone(),
@@ -48,9 +51,18 @@ pub(super) async fn run(
         amount: payment.amount.clone(),
         resource_url: request.resource_url().map(str::to_string),
         payment_id,
-        request: request.to_json(),
+        request: request_json,
     };
     match fac.ledger.claim(&claim, run.lease()).await? {
+        // A payment that no longer passes the checks is only here to learn the outcome of an
+        // earlier settle; with nothing recorded there is nothing to learn, and nothing is sent.
+        ClaimOutcome::Claimed(token) if reconcile_only.is_some() => {
+            fac.ledger.release(&claim.replay_key, &token).await?;
+            Ok(run.fail(
+                reconcile_only.unwrap_or_else(|| Rejection::new(reason::UNEXPECTED_SETTLE_ERROR)),
+                "",
+            ))
+        }
         ClaimOutcome::Claimed(token) => {
             fault_point("after_claim");
             run.submit(&token).await
@@ -80,6 +92,8 @@ struct Run<'a> {
     payment: &'a CheckedPayment,
     network: String,
     deadline: Instant,
+    /// The request as stored, to recognise the retry owed a final answer.
+    request_json: String,
 }
 
 impl Run<'_> {
@@ -99,6 +113,18 @@ impl Run<'_> {
         )
     }
 
+    fn success(&self, tx: &str) -> SettleResponse {
+        SettleResponse {
+            success: true,
+            error_reason: None,
+            error_message: None,
+            payer: Some(self.payment.payer.clone()),
+            transaction: tx.to_string(),
+            network: self.network.clone(),
+            extensions: None,
+        }
+    }
+
     /// Someone claimed this payment before us.
     async fn existing(&self, row: SettlementRecord) -> Result<SettleResponse, FacilitatorError> {
         let tx = row.tx_id.clone().unwrap_or_default();
@@ -111,6 +137,14 @@ impl Run<'_> {
         };
         let ledger = &self.fac.ledger;
         match row.state {
+            // The client was told `settlement_pending` and the reconciler finished the payment
+            // before its retry came: that retry (the identical request, once) gets the success.
+            SettlementState::Settled
+                if row.request == self.request_json
+                    && ledger.take_pending_report(self.key()).await? =>
+            {
+                Ok(self.success(&tx))
+            }
             SettlementState::Settled => Ok(self.fail(
                 Rejection::new(self.payment.replay_reason)
                     .with_message(format!("payment already settled in transaction {tx}")),
@@ -118,34 +152,26 @@ impl Run<'_> {
             )),
             _ if row.lease_active(now_ms()) => Ok(duplicate()),
             // The holder stopped before broadcasting anything (crash or lost connection).
-            SettlementState::Claimed => match ledger
-                .take_over(self.key(), SettlementState::Claimed, self.lease())
-                .await?
-            {
+            SettlementState::Claimed => match ledger.take_over(&row, self.lease()).await? {
                 Some(token) => self.submit(&token).await,
                 None => Ok(duplicate()),
             },
             // A transaction is recorded: find out what became of it, never broadcast anew.
-            SettlementState::Submitted => {
-                match ledger
-                    .take_over(self.key(), SettlementState::Submitted, self.lease())
-                    .await?
-                {
-                    Some(token) => {
-                        info!(tx = %tx, "reconciling a previously submitted settlement");
-                        let raw = row.raw_tx.as_deref().and_then(hex_decode);
-                        let status = self
-                            .handler
-                            .reconcile(self.payment, &tx, raw.as_deref())
-                            .await;
-                        match status {
-                            Ok(TxStatus::Pending) => self.confirm(&token, &tx).await,
-                            other => self.finish(&token, &tx, other).await,
-                        }
+            SettlementState::Submitted => match ledger.take_over(&row, self.lease()).await? {
+                Some(token) => {
+                    info!(tx = %tx, "reconciling a previously submitted settlement");
+                    let raw = row.raw_tx.as_deref().and_then(hex_decode);
+                    let status = self
+                        .handler
+                        .reconcile(self.payment, &tx, raw.as_deref())
+                        .await;
+                    match status {
+                        Ok(TxStatus::Pending) => self.confirm(&token, &tx).await,
+                        other => self.finish(&token, &tx, other).await,
                     }
-                    None => Ok(duplicate()),
                 }
-            }
+                None => Ok(duplicate()),
+            },
             // `claim` re-claims failed rows itself; seeing one here means we lost that race.
             SettlementState::Failed => Ok(duplicate()),
         }
@@ -178,6 +204,7 @@ impl Run<'_> {
                 .await?
             {
                 // Our claim or our signer lease is gone: nothing was sent, and nothing will be.
+                self.handler.discard(&prepared).await;
                 self.abandon(token).await?;
                 return Err(SchemeError::Signer(format!(
                     "the lease on {} or the claim on this payment was lost before broadcast",
@@ -263,15 +290,9 @@ impl Run<'_> {
         match status {
             Ok(TxStatus::Confirmed) => {
                 ledger.record_settled(self.key(), token, tx).await?;
-                Ok(SettleResponse {
-                    success: true,
-                    error_reason: None,
-                    error_message: None,
-                    payer: Some(self.payment.payer.clone()),
-                    transaction: tx.to_string(),
-                    network: self.network.clone(),
-                    extensions: None,
-                })
+                // This answer is the final one; nothing more is owed to an earlier pending.
+                ledger.take_pending_report(self.key()).await?;
+                Ok(self.success(tx))
             }
             Ok(TxStatus::Failed(rejection)) => {
                 ledger
@@ -280,7 +301,7 @@ impl Run<'_> {
                 Ok(self.fail(rejection, tx))
             }
             Ok(TxStatus::Pending) => {
-                ledger.end_lease(self.key(), token).await?;
+                ledger.end_lease(self.key(), token, self.lease()).await?;
                 Ok(pending(
                     "not confirmed within the settle bound; settle again with the same payload to reconcile".into(),
                 ))
@@ -289,7 +310,7 @@ impl Run<'_> {
                 // It may be on chain: the row keeps the transaction and the next settle (or the
                 // reconciler) finds out.
                 warn!(tx, error = %e, "cannot read the outcome of a broadcast transaction");
-                ledger.end_lease(self.key(), token).await?;
+                ledger.end_lease(self.key(), token, self.lease()).await?;
                 Ok(pending(format!(
                     "outcome unknown ({e}); settle again with the same payload to reconcile"
                 )))

@@ -183,11 +183,12 @@ pub trait Ledger: Send + Sync + 'static {
     async fn find(&self, replay_key: &str) -> Result<Option<SettlementRecord>, LedgerError>;
     /// Insert a `claimed` row holding a lease, or re-claim a `failed` one.
     async fn claim(&self, claim: &NewClaim, lease: Duration) -> Result<ClaimOutcome, LedgerError>;
-    /// Take a row in `state` whose lease has expired; the new token replaces the old holder's.
+    /// Take over the row `seen` (as read) once its lease has expired, provided nobody changed it
+    /// since it was read (same state, holder and transaction): acting on an outdated copy could
+    /// judge the wrong transaction. The new token replaces the old holder's.
     async fn take_over(
         &self,
-        replay_key: &str,
-        state: SettlementState,
+        seen: &SettlementRecord,
         lease: Duration,
     ) -> Result<Option<ClaimToken>, LedgerError>;
     /// `claimed | submitted → submitted(tx)`, before the broadcast, only while `fence` is live.
@@ -213,8 +214,17 @@ pub trait Ledger: Send + Sync + 'static {
     ) -> Result<bool, LedgerError>;
     /// Delete a `claimed` row: nothing was broadcast, so the payment may be retried.
     async fn release(&self, replay_key: &str, token: &ClaimToken) -> Result<bool, LedgerError>;
-    /// Give up the lease early (answering `settlement_pending`), counting a reconcile round.
-    async fn end_lease(&self, replay_key: &str, token: &ClaimToken) -> Result<bool, LedgerError>;
+    /// Give up the lease early: the client is being answered `settlement_pending`, so its retry
+    /// may take the row over at once; the reconciler waits `reconciler_wait` to leave it the
+    /// chance. Marks the row as owing that client its final answer.
+    async fn end_lease(
+        &self,
+        replay_key: &str,
+        token: &ClaimToken,
+        reconciler_wait: Duration,
+    ) -> Result<bool, LedgerError>;
+    /// Consumes the final answer owed after a `settlement_pending` (true once per such row).
+    async fn take_pending_report(&self, replay_key: &str) -> Result<bool, LedgerError>;
     /// Gives the row up like `end_lease`, and keeps the reconciler away from it for
     /// `retry_after` (a client's identical settle may still take it at once).
     async fn defer(

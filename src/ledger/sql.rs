@@ -32,9 +32,12 @@ statements! {
         ON CONFLICT (replay_key) DO NOTHING".to_string();
     reclaim_failed = "UPDATE settlements SET state = 'claimed', claim_token = $2, tx_id = NULL, raw_tx = NULL, \
         signer = NULL, error_reason = NULL, attempts = attempts + 1, lease_until = $3, updated_at = $4, \
-        request = $5 WHERE replay_key = $1 AND state = 'failed'".to_string();
+        request = $5, payer = $6, pay_to = $7, amount = $8, resource_url = $9, payment_id = $10, \
+        network = $11, scheme = $12, x402_version = $13, asset = $14, retry_at = 0, reconciles = 0, \
+        pending_reported = 0, settled_at = NULL WHERE replay_key = $1 AND state = 'failed'".to_string();
     take_over = "UPDATE settlements SET claim_token = $3, lease_until = $4, updated_at = $5 \
-        WHERE replay_key = $1 AND state = $2 AND lease_until <= $5".to_string();
+        WHERE replay_key = $1 AND state = $2 AND lease_until <= $5 AND claim_token = $6 \
+        AND (tx_id = $7 OR (tx_id IS NULL AND $7 IS NULL))".to_string();
     record_submitted = "UPDATE settlements SET state = 'submitted', tx_id = $3, raw_tx = $4, signer = $5, \
         updated_at = $6 WHERE replay_key = $1 AND claim_token = $2 AND state IN ('claimed', 'submitted') \
         AND EXISTS (SELECT 1 FROM signer_leases WHERE signer = $7 AND holder = $8 AND fence = $9 \
@@ -48,8 +51,10 @@ statements! {
     record_failed = "UPDATE settlements SET state = 'failed', error_reason = $3, updated_at = $4, \
         lease_until = 0 WHERE replay_key = $1 AND claim_token = $2 AND state IN ('claimed', 'submitted')".to_string();
     release = "DELETE FROM settlements WHERE replay_key = $1 AND claim_token = $2 AND state = 'claimed'".to_string();
-    end_lease = "UPDATE settlements SET lease_until = 0, reconciles = reconciles + 1 \
-        WHERE replay_key = $1 AND claim_token = $2".to_string();
+    end_lease = "UPDATE settlements SET lease_until = 0, reconciles = reconciles + 1, pending_reported = 1, \
+        retry_at = $3 WHERE replay_key = $1 AND claim_token = $2".to_string();
+    take_pending_report = "UPDATE settlements SET pending_reported = 0 \
+        WHERE replay_key = $1 AND state = 'settled' AND pending_reported = 1".to_string();
     stale = format!("SELECT {COLUMNS} FROM settlements WHERE state IN ('claimed', 'submitted') \
         AND lease_until <= $1 AND retry_at <= $1 ORDER BY lease_until LIMIT $2");
     defer = "UPDATE settlements SET lease_until = 0, retry_at = $3, reconciles = reconciles + 1 \
@@ -174,7 +179,16 @@ macro_rules! impl_ledger {
                         .bind(&token.0)
                         .bind(lease_until)
                         .bind(now)
-                        .bind(&claim.request);
+                        .bind(&claim.request)
+                        .bind(&claim.payer)
+                        .bind(&claim.pay_to)
+                        .bind(&claim.amount)
+                        .bind(&claim.resource_url)
+                        .bind(&claim.payment_id)
+                        .bind(&claim.network)
+                        .bind(&claim.scheme)
+                        .bind(i64::from(claim.x402_version))
+                        .bind(&claim.asset);
                     if self.changed(reclaimed).await? {
                         return Ok(ClaimOutcome::Claimed(token));
                     }
@@ -190,18 +204,19 @@ macro_rules! impl_ledger {
 
             async fn take_over(
                 &self,
-                replay_key: &str,
-                state: $crate::ledger::SettlementState,
+                seen: &$crate::ledger::SettlementRecord,
                 lease: std::time::Duration,
             ) -> Result<Option<$crate::ledger::ClaimToken>, $crate::ledger::LedgerError> {
                 let now = $crate::ledger::now_ms();
                 let token = $crate::ledger::ClaimToken::new();
                 let q = sqlx::query(&self.sql.take_over)
-                    .bind(replay_key)
-                    .bind(state.as_str())
+                    .bind(&seen.replay_key)
+                    .bind(seen.state.as_str())
                     .bind(&token.0)
                     .bind(now + lease.as_millis() as i64)
-                    .bind(now);
+                    .bind(now)
+                    .bind(&seen.claim_token)
+                    .bind(&seen.tx_id);
                 Ok(self.changed(q).await?.then_some(token))
             }
 
@@ -280,13 +295,24 @@ macro_rules! impl_ledger {
                 &self,
                 replay_key: &str,
                 token: &$crate::ledger::ClaimToken,
+                reconciler_wait: std::time::Duration,
             ) -> Result<bool, $crate::ledger::LedgerError> {
+                let retry_at = $crate::ledger::now_ms() + reconciler_wait.as_millis() as i64;
                 self.changed(
                     sqlx::query(&self.sql.end_lease)
                         .bind(replay_key)
-                        .bind(&token.0),
+                        .bind(&token.0)
+                        .bind(retry_at),
                 )
                 .await
+            }
+
+            async fn take_pending_report(
+                &self,
+                replay_key: &str,
+            ) -> Result<bool, $crate::ledger::LedgerError> {
+                self.changed(sqlx::query(&self.sql.take_pending_report).bind(replay_key))
+                    .await
             }
 
             async fn defer(

@@ -19,6 +19,29 @@ use crate::protocol::{NetworkId, PaymentRequest, SupportedKind};
 
 pub use registry::{Miss, SchemeKey, SchemeRegistry};
 
+/// Replaces every `http(s)://…` in an error text with `<rpc-url>`: RPC URLs often carry API keys,
+/// and error texts reach logs and fault answers.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("http://").or_else(|| rest.find("https://")) {
+        let at = [rest.find("http://"), rest.find("https://")]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(at);
+        out.push_str(&rest[..at]);
+        out.push_str("<rpc-url>");
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == ')' || c == '"')
+            .unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A business "no": the payment is invalid or cannot settle. Answered with HTTP 200.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
@@ -170,6 +193,9 @@ pub trait SchemeHandler: Send + Sync + 'static {
     ) -> Result<TxStatus, SchemeError>;
     /// Lease keys of every signer this handler may use.
     fn signer_keys(&self) -> Vec<String>;
+    /// A prepared transaction will not be sent (its record was refused): give back what
+    /// `prepare` reserved, e.g. an EVM nonce, so that no gap stalls the signer.
+    async fn discard(&self, _prepared: &Prepared) {}
 }
 
 /// Builds the handler of one scheme for one configured network of its chain family.
@@ -188,4 +214,21 @@ pub trait SchemeFactory: Send + Sync {
         settings: &NetworkSettings,
         gate: std::sync::Arc<dyn SignerGate>,
     ) -> Result<Result<std::sync::Arc<dyn SchemeHandler>, String>, String>;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_rpc_urls() {
+        let text = "error sending request for url (https://base.example/v2/SECRETKEY): timed out";
+        assert_eq!(
+            super::redact_urls(text),
+            "error sending request for url (<rpc-url>): timed out"
+        );
+        assert_eq!(
+            super::redact_urls("a http://x/k b https://y/z"),
+            "a <rpc-url> b <rpc-url>"
+        );
+        assert_eq!(super::redact_urls("nothing here"), "nothing here");
+    }
 }

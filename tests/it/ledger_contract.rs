@@ -169,9 +169,9 @@ async fn only_the_token_holder_can_move_a_row() {
         assert!(!l.release("h", &stranger).await.expect("cas"));
         assert!(!l.record_failed("h", &stranger, "x").await.expect("cas"));
         // After a take-over the old holder is locked out.
-        assert!(l.end_lease("h", &token).await.expect("end"));
+        assert!(l.end_lease("h", &token, Duration::ZERO).await.expect("end"));
         let new = l
-            .take_over("h", SettlementState::Claimed, LEASE)
+            .take_over(&as_state(&l, "h", SettlementState::Claimed).await, LEASE)
             .await
             .expect("cas")
             .expect("taken");
@@ -306,34 +306,38 @@ async fn take_over_needs_an_expired_lease() {
         let token = claimed(&l, "t").await;
         assert!(submit(&l, "t", &token, "0x1", &fence).await);
         assert!(
-            l.take_over("t", SettlementState::Submitted, LEASE)
+            l.take_over(&as_state(&l, "t", SettlementState::Submitted).await, LEASE)
                 .await
                 .expect("cas")
                 .is_none(),
             "lease still held"
         );
         assert!(l.stale(10).await.expect("stale").is_empty());
-        assert!(l.end_lease("t", &token).await.expect("end lease"));
+        assert!(
+            l.end_lease("t", &token, Duration::ZERO)
+                .await
+                .expect("end lease")
+        );
         assert_eq!(
             l.stale(10).await.expect("stale").len(),
             1,
             "an expired unfinished row is stale"
         );
         assert!(
-            l.take_over("t", SettlementState::Claimed, LEASE)
+            l.take_over(&as_state(&l, "t", SettlementState::Claimed).await, LEASE)
                 .await
                 .expect("cas")
                 .is_none(),
             "wrong state"
         );
         assert!(
-            l.take_over("t", SettlementState::Submitted, LEASE)
+            l.take_over(&as_state(&l, "t", SettlementState::Submitted).await, LEASE)
                 .await
                 .expect("cas")
                 .is_some()
         );
         assert!(
-            l.take_over("t", SettlementState::Submitted, LEASE)
+            l.take_over(&as_state(&l, "t", SettlementState::Submitted).await, LEASE)
                 .await
                 .expect("cas")
                 .is_none(),
@@ -477,6 +481,17 @@ async fn migrations_are_idempotent() {
         );
         assert_eq!(db.count("SELECT count(*) FROM ledger_migrations").await, 1);
     }
+}
+
+/// The row as read, with its state overridden (to try a take-over that expects another state).
+async fn as_state(
+    l: &SharedLedger,
+    key: &str,
+    state: SettlementState,
+) -> x402_facilitator::ledger::SettlementRecord {
+    let mut row = l.find(key).await.expect("find").expect("row");
+    row.state = state;
+    row
 }
 
 fn ledger_now() -> i64 {

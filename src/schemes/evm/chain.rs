@@ -58,7 +58,7 @@ impl From<RpcError<TransportErrorKind>> for RpcFailure {
     fn from(e: RpcError<TransportErrorKind>) -> Self {
         match e {
             RpcError::ErrorResp(p) => RpcFailure::Node(p),
-            other => RpcFailure::Transport(other.to_string()),
+            other => RpcFailure::Transport(crate::scheme::redact_urls(&other.to_string())),
         }
     }
 }

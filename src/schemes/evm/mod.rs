@@ -144,6 +144,10 @@ impl SchemeHandler for EvmExact {
         settle::reconcile(self, payment_of(payment)?, tx_id, raw).await
     }
 
+    async fn discard(&self, prepared: &Prepared) {
+        settle::discard(self, prepared).await;
+    }
+
     fn signer_keys(&self) -> Vec<String> {
         self.signers
             .addresses()

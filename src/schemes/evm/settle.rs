@@ -143,6 +143,15 @@ async fn fees(h: &EvmExact) -> Result<Eip1559Estimation, SchemeError> {
     Ok(fees)
 }
 
+/// Hands back the nonce of a transaction that will never be sent.
+pub(super) async fn discard(h: &EvmExact, prepared: &Prepared) {
+    if let Some(signed) = prepared.details.downcast_ref::<SignedTx>() {
+        h.signers
+            .release_nonce(signed.signer_index, signed.nonce)
+            .await;
+    }
+}
+
 pub(super) async fn broadcast(h: &EvmExact, prepared: &Prepared) -> Result<Broadcast, SchemeError> {
     let signed = prepared.details.downcast_ref::<SignedTx>().ok_or_else(|| {
         SchemeError::Internal("EVM handler given a transaction it did not sign".into())
@@ -169,7 +178,21 @@ pub(super) async fn broadcast(h: &EvmExact, prepared: &Prepared) -> Result<Broad
         h.signers.resync(signed.signer_index).await;
         return Ok(Broadcast::Retry(payload.message.to_string()));
     }
-    // Whatever else the node refused never entered its mempool: the nonce goes back.
+    // Refusals known to happen before a mempool: the nonce goes back. Anything else the node
+    // says may have come after the transaction was passed on (a hosted RPC's "upstream
+    // timeout"), so it is ambiguous: the nonce stays taken and the outcome is read by id.
+    let refused = has("insufficient funds")
+        || has("fee cap")
+        || has("base fee")
+        || has("underpriced")
+        || has("intrinsic gas")
+        || failure.revert_text().is_some();
+    if !refused {
+        return Ok(Broadcast::Ambiguous(format!(
+            "node answered: {}",
+            payload.message
+        )));
+    }
     h.signers
         .release_nonce(signed.signer_index, signed.nonce)
         .await;
@@ -179,19 +202,13 @@ pub(super) async fn broadcast(h: &EvmExact, prepared: &Prepared) -> Result<Broad
             prepared.signer
         )));
     }
-    if has("fee cap") || has("base fee") || has("underpriced") || has("intrinsic gas") {
-        *h.fees.lock().await = None;
-        return Ok(Broadcast::Retry(payload.message.to_string()));
-    }
     if let Some(text) = failure.revert_text() {
         return Ok(Broadcast::Rejected(
             Rejection::new(reason::from_revert(&text)).with_message(text),
         ));
     }
-    Err(SchemeError::Rpc(format!(
-        "node refused the transaction: {}",
-        payload.message
-    )))
+    *h.fees.lock().await = None;
+    Ok(Broadcast::Retry(payload.message.to_string()))
 }
 
 pub(super) async fn await_outcome(
@@ -297,8 +314,17 @@ pub(super) async fn reconcile(
             if m.contains("already known") || m.contains("known transaction") {
                 Ok(TxStatus::Pending)
             } else if m.contains("nonce too low") || m.contains("nonce has already been used") {
-                // Its nonce went to another transaction: this one can never be mined, and the
-                // authorization is unused, so the payment may be settled afresh.
+                // Its nonce is spent: by another transaction (this one can then never be mined),
+                // or by this very one, mined meanwhile. Look again before calling it dropped.
+                if h.chain
+                    .read(|pr| async move { pr.get_transaction_receipt(hash).await })
+                    .await
+                    .map_err(rpc)?
+                    .is_some()
+                    || authorization_used(h, p).await?
+                {
+                    return Ok(TxStatus::Pending);
+                }
                 Ok(TxStatus::Failed(
                     Rejection::new(reason::TRANSACTION_FAILED).with_message(format!(
                         "transaction {tx_id} was dropped (its nonce was reused); no money moved"

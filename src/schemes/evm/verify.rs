@@ -230,7 +230,7 @@ async fn classify_signature(
     if h.chain.has_code(from).await.map_err(rpc)? {
         return Ok(Ok(SignatureRoute::ContractWallet));
     }
-    if sig.len() == 65 {
+    if sig.len() <= 65 {
         Ok(Err(Rejection::new(reason::SIGNATURE).with_message(
             "signature does not recover to authorization.from",
         )))

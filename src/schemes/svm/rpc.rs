@@ -58,7 +58,7 @@ impl SolanaRpc {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| RpcFailure::Transport(format!("{method}: {e}")))?;
+            .map_err(|e| RpcFailure::Transport(format!("{method}: {}", e.without_url())))?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| {
             RpcFailure::Transport(format!("{method}: unreadable answer ({status}): {e}"))

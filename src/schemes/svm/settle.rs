@@ -81,7 +81,8 @@ pub(super) async fn broadcast(h: &SvmExact, prepared: &Prepared) -> Result<Broad
     }
 }
 
-/// Where a signature stands: `Some` when final, `None` while not (yet) landed.
+/// Where a signature stands: `None` while it has not landed, `Some(Pending)` when it landed but is
+/// not final yet, `Some(final)` otherwise.
 async fn status(h: &SvmExact, tx_id: &str) -> Result<Option<TxStatus>, SchemeError> {
     let result = h
         .rpc
@@ -101,8 +102,13 @@ async fn status(h: &SvmExact, tx_id: &str) -> Result<Option<TxStatus>, SchemeErr
                 .with_message(format!("landed and failed: {}", s["err"])),
         )));
     }
+    // Seen at `processed` only: it landed but is not final yet. It must never be called expired.
     let level = s["confirmationStatus"].as_str().unwrap_or_default();
-    Ok((level == "confirmed" || level == "finalized").then_some(TxStatus::Confirmed))
+    Ok(Some(if level == "confirmed" || level == "finalized" {
+        TxStatus::Confirmed
+    } else {
+        TxStatus::Pending
+    }))
 }
 
 async fn blockhash_valid(h: &SvmExact, p: &SvmPayment) -> Result<bool, SchemeError> {
@@ -133,16 +139,17 @@ pub(super) async fn await_outcome(
     deadline: Instant,
 ) -> Result<TxStatus, SchemeError> {
     loop {
-        if let Some(done) = status(h, tx_id).await? {
-            return Ok(done);
-        }
-        // Not landed: once the blockhash is no longer valid it never will. (Checked after the
-        // status, so a transaction that landed just before expiry is still seen.)
-        if !blockhash_valid(h, p).await? {
-            if let Some(done) = status(h, tx_id).await? {
-                return Ok(done);
-            }
-            return Ok(expired(tx_id));
+        match status(h, tx_id).await? {
+            Some(TxStatus::Pending) => {} // landed, not final yet: keep waiting
+            Some(done) => return Ok(done),
+            // Not landed: once the blockhash is no longer valid it never will. (The status is
+            // read again after, so a transaction that landed just before expiry is still seen.)
+            None if !blockhash_valid(h, p).await? => match status(h, tx_id).await? {
+                Some(TxStatus::Pending) => {}
+                Some(done) => return Ok(done),
+                None => return Ok(expired(tx_id)),
+            },
+            None => {}
         }
         let now = Instant::now();
         if now >= deadline {
@@ -158,8 +165,8 @@ pub(super) async fn reconcile(
     tx_id: &str,
     raw: Option<&[u8]>,
 ) -> Result<TxStatus, SchemeError> {
-    if let Some(done) = status(h, tx_id).await? {
-        return Ok(done);
+    if let Some(known) = status(h, tx_id).await? {
+        return Ok(known);
     }
     if !blockhash_valid(h, p).await? {
         return Ok(match status(h, tx_id).await? {
