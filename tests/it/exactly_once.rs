@@ -131,6 +131,18 @@ async fn the_reconciler_finishes_a_pending_settlement_without_a_retry() {
         text.contains("x402_reconcile_total{outcome=\"settled\"} 1"),
         "{text}"
     );
+    // The client that was told `settlement_pending` retries late: it is owed the final answer,
+    // once; the same payload after that is a replay.
+    let body = payment.body();
+    let owed = app.settle(&body).await;
+    assert_eq!(owed["success"], true, "{owed}");
+    assert_eq!(owed["transaction"], tx);
+    let replay = app.settle(&body).await;
+    assert_eq!(
+        replay["errorReason"], "invalid_exact_evm_nonce_already_used",
+        "{replay}"
+    );
+    assert_eq!(chain.transfers_from(chain.token, payment.from).await, 1);
     app.stop().await;
 }
 

@@ -379,6 +379,46 @@ async fn deferred_rows_wait_for_the_reconciler_but_not_for_a_settle() {
 }
 
 #[tokio::test]
+async fn take_over_refuses_an_outdated_copy() {
+    for_both(|l| async move {
+        let fence = lease(&l).await;
+        let token = claimed(&l, "o").await;
+        assert!(submit(&l, "o", &token, "0x1", &fence).await);
+        assert!(l.end_lease("o", &token, Duration::ZERO).await.expect("end"));
+        let old = l.find("o").await.expect("find").expect("row");
+        // The row moves on after it was read: its holder records another transaction.
+        assert!(submit(&l, "o", &token, "0x2", &fence).await);
+        assert!(
+            l.take_over(&old, LEASE).await.expect("cas").is_none(),
+            "the copy names 0x1"
+        );
+        let fresh = l.find("o").await.expect("find").expect("row");
+        assert!(l.take_over(&fresh, LEASE).await.expect("cas").is_some());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pending_report_is_owed_once_and_only_when_settled() {
+    for_both(|l| async move {
+        let fence = lease(&l).await;
+        let token = claimed(&l, "p").await;
+        assert!(submit(&l, "p", &token, "0x1", &fence).await);
+        assert!(l.end_lease("p", &token, Duration::ZERO).await.expect("end"));
+        assert!(
+            !l.take_pending_report("p").await.expect("cas"),
+            "not settled yet"
+        );
+        let row = l.find("p").await.expect("find").expect("row");
+        let taker = l.take_over(&row, LEASE).await.expect("cas").expect("taken");
+        assert!(l.record_settled("p", &taker, "0x1").await.expect("settled"));
+        assert!(l.take_pending_report("p").await.expect("cas"));
+        assert!(!l.take_pending_report("p").await.expect("cas"), "owed once");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn payment_identifiers_remember_the_first_payment() {
     for_both(|l| async move {
         assert_eq!(
