@@ -199,10 +199,18 @@ impl Run<'_> {
                 signer: &prepared.signer,
                 fence: fence.as_ref(),
             };
-            if !ledger
+            let recorded = match ledger
                 .record_submitted(self.key(), token, &submission)
-                .await?
+                .await
             {
+                Ok(recorded) => recorded,
+                Err(e) => {
+                    // Not recorded (as far as we can tell), so never sent: give the nonce back.
+                    self.handler.discard(&prepared).await;
+                    return Err(e.into());
+                }
+            };
+            if !recorded {
                 // Our claim or our signer lease is gone: nothing was sent, and nothing will be.
                 self.handler.discard(&prepared).await;
                 self.abandon(token).await?;

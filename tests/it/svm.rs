@@ -659,3 +659,17 @@ async fn a_slow_cluster_answers_settlement_pending_then_the_retry_confirms() {
     assert_eq!(s.balances().await.1, AMOUNT);
     s.app.stop().await;
 }
+
+#[tokio::test]
+async fn priority_fee_budget_bounds_price_times_limit() {
+    let s = setup().await;
+    // 5 lamports/CU is allowed per unit, but at 100 000 CU it would cost the fee payer 0.0005 SOL.
+    let mut ixs = s.standard();
+    ixs[0] = compute_limit(100_000);
+    ixs[1] = compute_price(5_000_000);
+    s.rejected(
+        &s.body_of(&ixs, &[&s.payer]).await,
+        "invalid_exact_svm_payload_transaction_instructions_compute_price_instruction_too_high",
+    )
+    .await;
+}

@@ -51,6 +51,8 @@ struct RawOptions {
     max_compute_unit_limit: u32,
     #[serde(default = "default_cu_price")]
     max_compute_unit_price_microlamports: u64,
+    #[serde(default = "default_priority_budget")]
+    max_priority_fee_lamports: u64,
     #[serde(default = "default_poll")]
     confirm_poll_ms: u64,
     #[serde(default = "default_rpc_timeout")]
@@ -64,6 +66,11 @@ fn default_cu_limit() -> u32 {
 fn default_cu_price() -> u64 {
     5_000_000
 }
+/// 5 lamports/CU at the SDK's 20 000 CU: anything a real client sends, and no more, so that
+/// nobody can make the fee payer spend 0.001 SOL of priority fees on a 1-unit payment.
+fn default_priority_budget() -> u64 {
+    100_000
+}
 fn default_poll() -> u64 {
     400
 }
@@ -75,6 +82,8 @@ fn default_rpc_timeout() -> u64 {
 pub struct SvmOptions {
     pub max_compute_unit_limit: u32,
     pub max_compute_unit_price: u64,
+    /// Cap on price × limit, in lamports: the priority fee the fee payer may be made to pay.
+    pub max_priority_fee: u64,
     pub confirm_poll: Duration,
     pub rpc_timeout: Duration,
 }
@@ -89,6 +98,7 @@ impl SvmOptions {
         Ok(SvmOptions {
             max_compute_unit_limit: raw.max_compute_unit_limit,
             max_compute_unit_price: raw.max_compute_unit_price_microlamports,
+            max_priority_fee: raw.max_priority_fee_lamports,
             confirm_poll: Duration::from_millis(raw.confirm_poll_ms),
             rpc_timeout: Duration::from_millis(raw.rpc_timeout_ms),
         })

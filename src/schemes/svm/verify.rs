@@ -150,6 +150,16 @@ fn parse(
             ),
         );
     }
+    let priority_fee = u128::from(price.micro_lamports) * u128::from(limit.units) / 1_000_000;
+    if priority_fee > u128::from(h.options.max_priority_fee) {
+        return no(
+            reason::COMPUTE_PRICE_TOO_HIGH,
+            format!(
+                "priority fee {priority_fee} lamports; at most {}",
+                h.options.max_priority_fee
+            ),
+        );
+    }
     let Ok(transfer) = ix(2).and_then(|i| i.parse::<TransferChecked>()) else {
         return no(
             reason::NO_TRANSFER_INSTRUCTION,
