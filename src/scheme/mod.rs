@@ -24,12 +24,12 @@ pub use registry::{Miss, SchemeKey, SchemeRegistry};
 pub fn redact_urls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(at) = rest.find("http://").or_else(|| rest.find("https://")) {
-        let at = [rest.find("http://"), rest.find("https://")]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(at);
+    while let Some(at) = rest
+        .find("http://")
+        .into_iter()
+        .chain(rest.find("https://"))
+        .min()
+    {
         out.push_str(&rest[..at]);
         out.push_str("<rpc-url>");
         let tail = &rest[at..];
