@@ -68,7 +68,8 @@ async fn reconcile_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool
     };
     if row.state == SettlementState::Claimed {
         // Claimed but never recorded a transaction: nothing can have been broadcast.
-        ledger
+        // Lost: the holder came back meanwhile; either way the row is no longer ours to count.
+        let _ = ledger
             .release(&row.replay_key, &token)
             .await
             .map_err(|e| e.to_string())?;
@@ -100,19 +101,27 @@ async fn reconcile_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool
     let raw = row.raw_tx.as_deref().and_then(hex_decode);
     match handler.reconcile(&payment, &tx, raw.as_deref()).await {
         Ok(TxStatus::Confirmed) => {
-            ledger
+            if !ledger
                 .record_settled(&row.replay_key, &token, &tx)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+                .applied()
+            {
+                return Ok(false); // taken over meanwhile; its new holder records it
+            }
             inc(&fac.metrics.reconcile_settled);
             info!(replay_key = %row.replay_key, %tx, "reconciled: settled");
             Ok(true)
         }
         Ok(TxStatus::Failed(rejection)) => {
-            ledger
+            if !ledger
                 .record_failed(&row.replay_key, &token, &rejection.reason)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+                .applied()
+            {
+                return Ok(false);
+            }
             inc(&fac.metrics.reconcile_failed);
             info!(replay_key = %row.replay_key, %tx, reason = %rejection.reason, "reconciled: failed");
             Ok(true)

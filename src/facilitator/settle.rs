@@ -12,7 +12,8 @@ use tracing::{info, warn};
 
 use super::{Facilitator, FacilitatorError, settle_failure};
 use crate::ledger::{
-    ClaimOutcome, ClaimToken, NewClaim, SettlementRecord, SettlementState, Submission, now_ms,
+    ClaimOutcome, ClaimToken, NewClaim, SettlementRecord, SettlementState, Submission, Transition,
+    now_ms,
 };
 use crate::protocol::{PaymentRequest, SettleResponse, reason};
 use crate::scheme::{
@@ -57,7 +58,8 @@ pub(super) async fn run(
         // A payment that no longer passes the checks is only here to learn the outcome of an
         // earlier settle; with nothing recorded there is nothing to learn, and nothing is sent.
         ClaimOutcome::Claimed(token) if reconcile_only.is_some() => {
-            fac.ledger.release(&claim.replay_key, &token).await?;
+            // Nothing was done under this claim; if it was lost meanwhile, there is nothing to undo.
+            let _ = fac.ledger.release(&claim.replay_key, &token).await?;
             Ok(run.fail(
                 reconcile_only.unwrap_or_else(|| Rejection::new(reason::UNEXPECTED_SETTLE_ERROR)),
                 "",
@@ -105,6 +107,15 @@ impl Run<'_> {
         &self.payment.replay_key
     }
 
+    /// A transition lost here means another holder took the row over while this settle ran
+    /// (its lease ran out): the answer still says what this settle saw, and the new holder
+    /// records the outcome from the chain.
+    fn note(&self, done: Transition, what: &str) {
+        if done == Transition::Lost {
+            warn!(replay_key = %self.key(), "{what}: the row was taken over by another holder");
+        }
+    }
+
     fn fail(&self, rejection: Rejection, transaction: &str) -> SettleResponse {
         settle_failure(
             rejection.with_payer(self.payment.payer.clone()),
@@ -141,7 +152,7 @@ impl Run<'_> {
             // before its retry came: that retry (the identical request, once) gets the success.
             SettlementState::Settled
                 if row.request == self.request_json
-                    && ledger.take_pending_report(self.key()).await? =>
+                    && ledger.take_pending_report(self.key()).await?.applied() =>
             {
                 Ok(self.success(&tx))
             }
@@ -210,7 +221,7 @@ impl Run<'_> {
                     return Err(e.into());
                 }
             };
-            if !recorded {
+            if recorded == Transition::Lost {
                 // Our claim or our signer lease is gone: nothing was sent, and nothing will be.
                 self.handler.discard(&prepared).await;
                 self.abandon(token).await?;
@@ -234,22 +245,25 @@ impl Run<'_> {
                     warn!(tx = %prepared.tx_id, %why, "transaction cannot be mined as signed; signing again");
                 }
                 Ok(Broadcast::Rejected(rejection)) => {
-                    ledger
+                    let done = ledger
                         .record_failed(self.key(), token, &rejection.reason)
                         .await?;
+                    self.note(done, "record_failed");
                     return Ok(self.fail(rejection, ""));
                 }
                 Err(e) => {
-                    ledger
+                    let done = ledger
                         .record_failed(self.key(), token, reason::UNEXPECTED_SETTLE_ERROR)
                         .await?;
+                    self.note(done, "record_failed");
                     return Err(e.into());
                 }
             }
         }
-        ledger
+        let done = ledger
             .record_failed(self.key(), token, reason::UNEXPECTED_SETTLE_ERROR)
             .await?;
+        self.note(done, "record_failed");
         Err(SchemeError::Signer(format!("nonce conflicts in {MAX_PREPARE_ROUNDS} rounds")).into())
     }
 
@@ -258,10 +272,11 @@ impl Run<'_> {
         let ledger = &self.fac.ledger;
         // A first round deletes the row; a later round (after a Retry) has a superseded
         // transaction recorded that can never be mined, so the row is marked failed instead.
-        if !ledger.release(self.key(), token).await? {
-            ledger
+        if ledger.release(self.key(), token).await? == Transition::Lost {
+            let done = ledger
                 .record_failed(self.key(), token, reason::UNEXPECTED_SETTLE_ERROR)
                 .await?;
+            self.note(done, "record_failed");
         }
         Ok(())
     }
@@ -297,19 +312,23 @@ impl Run<'_> {
         };
         match status {
             Ok(TxStatus::Confirmed) => {
-                ledger.record_settled(self.key(), token, tx).await?;
-                // This answer is the final one; nothing more is owed to an earlier pending.
-                ledger.take_pending_report(self.key()).await?;
+                let done = ledger.record_settled(self.key(), token, tx).await?;
+                self.note(done, "record_settled");
+                // This answer is the final one; nothing more is owed to an earlier pending, and
+                // if nothing was owed there is nothing to take.
+                let _ = ledger.take_pending_report(self.key()).await?;
                 Ok(self.success(tx))
             }
             Ok(TxStatus::Failed(rejection)) => {
-                ledger
+                let done = ledger
                     .record_failed(self.key(), token, &rejection.reason)
                     .await?;
+                self.note(done, "record_failed");
                 Ok(self.fail(rejection, tx))
             }
             Ok(TxStatus::Pending) => {
-                ledger.end_lease(self.key(), token, self.lease()).await?;
+                let done = ledger.end_lease(self.key(), token, self.lease()).await?;
+                self.note(done, "end_lease");
                 Ok(pending(
                     "not confirmed within the settle bound; settle again with the same payload to reconcile".into(),
                 ))
@@ -318,7 +337,8 @@ impl Run<'_> {
                 // It may be on chain: the row keeps the transaction and the next settle (or the
                 // reconciler) finds out.
                 warn!(tx, error = %e, "cannot read the outcome of a broadcast transaction");
-                ledger.end_lease(self.key(), token, self.lease()).await?;
+                let done = ledger.end_lease(self.key(), token, self.lease()).await?;
+                self.note(done, "end_lease");
                 Ok(pending(format!(
                     "outcome unknown ({e}); settle again with the same payload to reconcile"
                 )))

@@ -66,6 +66,7 @@ async fn submit(l: &SharedLedger, key: &str, token: &ClaimToken, tx: &str, fence
     l.record_submitted(key, token, &s)
         .await
         .expect("record_submitted")
+        .applied()
 }
 
 async fn for_both<F, Fut>(f: F)
@@ -120,21 +121,35 @@ async fn transitions_follow_the_state_machine() {
         let fence = lease(&l).await;
         let token = claimed(&l, "k").await;
         assert!(
-            !l.record_settled("k", &token, "0xabc").await.expect("cas"),
+            !l.record_settled("k", &token, "0xabc")
+                .await
+                .expect("cas")
+                .applied(),
             "claimed → settled is not a transition"
         );
         assert!(submit(&l, "k", &token, "0xabc", &fence).await);
         assert!(
-            !l.release("k", &token).await.expect("cas"),
+            !l.release("k", &token).await.expect("cas").applied(),
             "a submitted row is never released"
         );
         assert!(
-            !l.record_settled("k", &token, "0xother").await.expect("cas"),
+            !l.record_settled("k", &token, "0xother")
+                .await
+                .expect("cas")
+                .applied(),
             "settled only with the recorded tx"
         );
-        assert!(l.record_settled("k", &token, "0xabc").await.expect("cas"));
         assert!(
-            !l.record_failed("k", &token, "x").await.expect("cas"),
+            l.record_settled("k", &token, "0xabc")
+                .await
+                .expect("cas")
+                .applied()
+        );
+        assert!(
+            !l.record_failed("k", &token, "x")
+                .await
+                .expect("cas")
+                .applied(),
             "settled is final"
         );
         let row = l.find("k").await.expect("find").expect("row");
@@ -166,10 +181,20 @@ async fn only_the_token_holder_can_move_a_row() {
         let token = claimed(&l, "h").await;
         let stranger = ClaimToken("not-the-holder".into());
         assert!(!submit(&l, "h", &stranger, "0x1", &fence).await);
-        assert!(!l.release("h", &stranger).await.expect("cas"));
-        assert!(!l.record_failed("h", &stranger, "x").await.expect("cas"));
+        assert!(!l.release("h", &stranger).await.expect("cas").applied());
+        assert!(
+            !l.record_failed("h", &stranger, "x")
+                .await
+                .expect("cas")
+                .applied()
+        );
         // After a take-over the old holder is locked out.
-        assert!(l.end_lease("h", &token, Duration::ZERO).await.expect("end"));
+        assert!(
+            l.end_lease("h", &token, Duration::ZERO)
+                .await
+                .expect("end")
+                .applied()
+        );
         let new = l
             .take_over(&as_state(&l, "h", SettlementState::Claimed).await, LEASE)
             .await
@@ -220,12 +245,18 @@ async fn unleased_signers_record_without_a_fence() {
             signer: "feepayer",
             fence: None,
         };
-        assert!(l.record_submitted("u", &token, &s).await.expect("record"));
+        assert!(
+            l.record_submitted("u", &token, &s)
+                .await
+                .expect("record")
+                .applied()
+        );
         let stranger = ClaimToken("x".into());
         assert!(
             !l.record_submitted("u", &stranger, &s)
                 .await
-                .expect("record"),
+                .expect("record")
+                .applied(),
             "the claim token still holds"
         );
     })
@@ -275,7 +306,7 @@ async fn release_and_failed_rows_can_be_claimed_again() {
     for_both(|l| async move {
         let fence = lease(&l).await;
         let token = claimed(&l, "r").await;
-        assert!(l.release("r", &token).await.expect("release"));
+        assert!(l.release("r", &token).await.expect("release").applied());
         assert!(l.find("r").await.expect("find").is_none());
         let token = claimed(&l, "r").await;
         assert!(submit(&l, "r", &token, "0x1", &fence).await);
@@ -283,6 +314,7 @@ async fn release_and_failed_rows_can_be_claimed_again() {
             l.record_failed("r", &token, "invalid_exact_evm_transaction_failed")
                 .await
                 .expect("failed")
+                .applied()
         );
         let failed = l.find("r").await.expect("find").expect("row");
         assert_eq!(
@@ -317,6 +349,7 @@ async fn take_over_needs_an_expired_lease() {
             l.end_lease("t", &token, Duration::ZERO)
                 .await
                 .expect("end lease")
+                .applied()
         );
         assert_eq!(
             l.stale(10).await.expect("stale").len(),
@@ -357,6 +390,7 @@ async fn deferred_rows_wait_for_the_reconciler_but_not_for_a_settle() {
             l.defer("d", &token, Duration::from_millis(300))
                 .await
                 .expect("defer")
+                .applied()
         );
         assert!(
             l.stale(10).await.expect("stale").is_empty(),
@@ -384,7 +418,12 @@ async fn take_over_refuses_an_outdated_copy() {
         let fence = lease(&l).await;
         let token = claimed(&l, "o").await;
         assert!(submit(&l, "o", &token, "0x1", &fence).await);
-        assert!(l.end_lease("o", &token, Duration::ZERO).await.expect("end"));
+        assert!(
+            l.end_lease("o", &token, Duration::ZERO)
+                .await
+                .expect("end")
+                .applied()
+        );
         let old = l.find("o").await.expect("find").expect("row");
         // The row moves on after it was read: its holder records another transaction.
         assert!(submit(&l, "o", &token, "0x2", &fence).await);
@@ -404,16 +443,29 @@ async fn a_pending_report_is_owed_once_and_only_when_settled() {
         let fence = lease(&l).await;
         let token = claimed(&l, "p").await;
         assert!(submit(&l, "p", &token, "0x1", &fence).await);
-        assert!(l.end_lease("p", &token, Duration::ZERO).await.expect("end"));
         assert!(
-            !l.take_pending_report("p").await.expect("cas"),
+            l.end_lease("p", &token, Duration::ZERO)
+                .await
+                .expect("end")
+                .applied()
+        );
+        assert!(
+            !l.take_pending_report("p").await.expect("cas").applied(),
             "not settled yet"
         );
         let row = l.find("p").await.expect("find").expect("row");
         let taker = l.take_over(&row, LEASE).await.expect("cas").expect("taken");
-        assert!(l.record_settled("p", &taker, "0x1").await.expect("settled"));
-        assert!(l.take_pending_report("p").await.expect("cas"));
-        assert!(!l.take_pending_report("p").await.expect("cas"), "owed once");
+        assert!(
+            l.record_settled("p", &taker, "0x1")
+                .await
+                .expect("settled")
+                .applied()
+        );
+        assert!(l.take_pending_report("p").await.expect("cas").applied());
+        assert!(
+            !l.take_pending_report("p").await.expect("cas").applied(),
+            "owed once"
+        );
     })
     .await;
 }
@@ -463,6 +515,7 @@ async fn receipts_filter_and_paginate() {
                 l.record_settled(&key, &token, &format!("0xt{i}"))
                     .await
                     .expect("settled")
+                    .applied()
             );
             tokio::time::sleep(Duration::from_millis(3)).await;
         }
@@ -519,7 +572,12 @@ async fn migrations_are_idempotent() {
             second.find("m").await.expect("find").is_some(),
             "reopening keeps the data"
         );
-        assert_eq!(db.count("SELECT count(*) FROM ledger_migrations").await, 1);
+        assert_eq!(
+            db.count("SELECT count(*) FROM _sqlx_migrations WHERE success")
+                .await,
+            crate::harness::db::migration_files(),
+            "every migration file is applied once"
+        );
     }
 }
 
@@ -539,4 +597,44 @@ fn ledger_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
+}
+
+/// A ledger created by the first release (its own `ledger_migrations` table, schema 1 applied)
+/// opens with sqlx's migrator and keeps its rows.
+#[tokio::test]
+async fn a_ledger_of_the_first_release_is_upgraded_in_place() {
+    for db in crate::harness::db::both().await {
+        let backend = if db.url().starts_with("sqlite") {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        let schema = std::fs::read_to_string(format!(
+            "{}/migrations/{backend}/0001_settlements.sql",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("schema 1");
+        db.execute(&format!(
+            "{schema}; CREATE TABLE ledger_migrations (version BIGINT PRIMARY KEY, \
+             name TEXT NOT NULL, applied_at BIGINT NOT NULL); \
+             INSERT INTO ledger_migrations VALUES (1, '0001_settlements', 0); \
+             INSERT INTO settlements (replay_key, network, scheme, x402_version, payer, pay_to, \
+             asset, amount, request, state, claim_token, tx_id, lease_until, created_at, \
+             updated_at) VALUES ('old', 'eip155:1', 'exact', 2, '0xp', '0xq', '0xa', '1', '{{}}', \
+             'settled', 't', '0xtx', 0, 1, 1)"
+        ))
+        .await;
+        let l = open(&db).await;
+        let old = l
+            .find("old")
+            .await
+            .expect("find")
+            .expect("the old row is kept");
+        assert_eq!(old.state, SettlementState::Settled);
+        assert_eq!(
+            db.count("SELECT count(*) FROM _sqlx_migrations WHERE success")
+                .await,
+            crate::harness::db::migration_files()
+        );
+    }
 }

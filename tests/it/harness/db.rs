@@ -46,6 +46,28 @@ pub async fn both() -> [Db; 2] {
 }
 
 impl Db {
+    /// Runs statements (no result) against the ledger database.
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            Db::Sqlite(_) => {
+                let mut conn = sqlx::SqliteConnection::connect(&format!("{}?mode=rwc", self.url()))
+                    .await
+                    .expect("open SQLite");
+                sqlx::raw_sql(sql)
+                    .execute(&mut conn)
+                    .await
+                    .expect("execute");
+            }
+            Db::Postgres(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+                sqlx::raw_sql(sql)
+                    .execute(&mut conn)
+                    .await
+                    .expect("execute");
+            }
+        }
+    }
+
     /// Runs a one-number query (`SELECT count(*) …`) against the ledger database.
     pub async fn count(&self, sql: &str) -> i64 {
         match self {
@@ -67,4 +89,16 @@ impl Db {
             }
         }
     }
+}
+
+/// How many migrations the ledger has (the same files exist for both backends).
+pub fn migration_files() -> i64 {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    std::fs::read_dir(dir)
+        .expect("migrations/postgres")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count() as i64
 }
