@@ -1,15 +1,20 @@
 //! The one place that turns errors into HTTP statuses and bodies.
 //!
-//! Business outcomes never come here: they are 200 answers. What comes here is a body we cannot
-//! read (400, 413) or a fault of ours (5xx). Fault bodies keep the shape the SDK clients parse
-//! (`isValid`/`invalidReason` or `success`/`errorReason`/`transaction`/`network`), so a client
-//! surfaces a typed error, and carry `errorId`, the request id that the logs show.
+//! Business outcomes never come here: they are 200 answers. What comes here is a request we
+//! refuse to read (400, 401, 404, 405, 413) or a fault of ours (5xx). Fault bodies keep the shape
+//! the SDK clients parse (`isValid`/`invalidReason` or `success`/`errorReason`/`transaction`/
+//! `network`), so a client surfaces a typed error.
+//!
+//! Every error body carries `errorId`, the request id the logs show. A handler does not know
+//! that id, so [`ApiError`]'s response parks the body in the response's extensions and the
+//! request-id middleware ([`super::request_id`]) stamps the id, logs the fault once, and writes
+//! the JSON.
 
-use axum::Json;
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tracing::error;
 
 use crate::facilitator::FacilitatorError;
 use crate::protocol::reason;
@@ -26,72 +31,196 @@ pub enum Endpoint {
 }
 
 #[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    body: Value,
+pub enum ApiError {
+    /// A body or query that is not a request of this endpoint (400, 413, 415…).
+    Unreadable(StatusCode, String),
+    /// No credentials, or not the right ones.
+    Unauthorized(&'static str),
+    NotFound(&'static str),
+    MethodNotAllowed,
+    /// A fault of ours while answering `/verify` or `/settle`.
+    Fault {
+        endpoint: Endpoint,
+        network: String,
+        error: FacilitatorError,
+    },
+    /// Too much work in flight: try again after the given time (503 with `Retry-After`).
+    Overloaded {
+        endpoint: Option<Endpoint>,
+        network: String,
+        retry_after: Duration,
+    },
+    /// The request ran past the server's own bound (503); the endpoint shapes the body.
+    TimedOut(Option<Endpoint>),
+    /// A fault of ours anywhere else; the text is logged, never sent.
+    Internal(String),
+}
+
+/// An error body waiting for its request id; see the module docs.
+#[derive(Debug, Clone)]
+pub(super) struct ParkedError {
+    pub body: Value,
+    /// What to log (at error level) with the id; `None` for a client's mistake.
+    pub log: Option<String>,
 }
 
 impl ApiError {
-    /// A body that is not a facilitator request at all.
-    pub fn bad_request(request_id: &str, status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            body: json!({ "error": message.into(), "errorId": request_id }),
+    pub fn fault(endpoint: Endpoint, network: impl Into<String>, error: FacilitatorError) -> Self {
+        ApiError::Fault {
+            endpoint,
+            network: network.into(),
+            error,
         }
     }
 
-    /// A fault of ours. The error is logged here, with the id the client receives.
-    pub fn fault(
-        request_id: &str,
-        endpoint: Endpoint,
-        network: &str,
-        err: &FacilitatorError,
-    ) -> Self {
-        let status = match err {
-            FacilitatorError::Conflict(_) => StatusCode::CONFLICT,
-            FacilitatorError::Scheme(SchemeError::Internal(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-            FacilitatorError::Scheme(SchemeError::Rpc(_)) => StatusCode::BAD_GATEWAY,
-            _ => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        error!(error_id = request_id, error = %err, status = status.as_u16(), "request failed");
-        let message = format!("{err} (error id {request_id})");
-        let (verify_reason, settle_reason) = match err {
-            FacilitatorError::Conflict(_) => (PAYMENT_ID_CONFLICT, PAYMENT_ID_CONFLICT),
-            _ => (
-                reason::UNEXPECTED_VERIFY_ERROR,
-                reason::UNEXPECTED_SETTLE_ERROR,
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unreadable(status, _) => *status,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Fault { error, .. } => match error {
+                FacilitatorError::Conflict(_) => StatusCode::CONFLICT,
+                FacilitatorError::Scheme(SchemeError::Internal(_)) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+                FacilitatorError::Scheme(SchemeError::Rpc(_)) => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            ApiError::Overloaded { .. } | ApiError::TimedOut(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn park(self) -> (ParkedError, Option<Duration>) {
+        let plain = |message: String| json!({ "error": message });
+        match self {
+            ApiError::Unreadable(_, message) => (
+                ParkedError {
+                    body: plain(message),
+                    log: None,
+                },
+                None,
             ),
-        };
-        let body = match endpoint {
-            Endpoint::Verify => json!({
-                "isValid": false,
-                "invalidReason": verify_reason,
-                "invalidMessage": message,
-                "errorId": request_id,
-            }),
-            Endpoint::Settle => json!({
-                "success": false,
-                "errorReason": settle_reason,
-                "errorMessage": message,
-                "transaction": "",
-                "network": network,
-                "errorId": request_id,
-            }),
-        };
-        ApiError { status, body }
-    }
-
-    pub fn internal(request_id: &str, message: &str) -> Self {
-        error!(error_id = request_id, error = message, "internal error");
-        ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            body: json!({ "error": "internal error", "errorId": request_id }),
+            ApiError::Unauthorized(message) | ApiError::NotFound(message) => (
+                ParkedError {
+                    body: plain(message.into()),
+                    log: None,
+                },
+                None,
+            ),
+            ApiError::MethodNotAllowed => (
+                ParkedError {
+                    body: plain("method not allowed on this endpoint; see GET /supported".into()),
+                    log: None,
+                },
+                None,
+            ),
+            ApiError::Fault {
+                endpoint,
+                network,
+                error,
+            } => {
+                let conflict = matches!(error, FacilitatorError::Conflict(_));
+                let message = error.to_string();
+                let reason = match (conflict, endpoint) {
+                    (true, _) => PAYMENT_ID_CONFLICT,
+                    (false, Endpoint::Verify) => reason::UNEXPECTED_VERIFY_ERROR,
+                    (false, Endpoint::Settle) => reason::UNEXPECTED_SETTLE_ERROR,
+                };
+                let body = shaped(Some(endpoint), reason, &message, &network);
+                // A conflict is the client's doing: answered, not logged as our fault.
+                let log = (!conflict).then_some(message);
+                (ParkedError { body, log }, None)
+            }
+            ApiError::Overloaded {
+                endpoint,
+                network,
+                retry_after,
+            } => {
+                let message = "too many requests in flight; retry after the Retry-After delay";
+                let body = shaped(endpoint, reason::OVERLOADED, message, &network);
+                (ParkedError { body, log: None }, Some(retry_after))
+            }
+            ApiError::TimedOut(endpoint) => {
+                let reason = match endpoint {
+                    Some(Endpoint::Settle) => reason::UNEXPECTED_SETTLE_ERROR,
+                    _ => reason::UNEXPECTED_VERIFY_ERROR,
+                };
+                let message = "the request ran past the server's time bound";
+                let body = shaped(endpoint, reason, message, "");
+                (
+                    ParkedError {
+                        body,
+                        log: Some(message.into()),
+                    },
+                    None,
+                )
+            }
+            ApiError::Internal(message) => (
+                ParkedError {
+                    body: plain("internal error".into()),
+                    log: Some(message),
+                },
+                None,
+            ),
         }
+    }
+}
+
+/// A failure body in the shape of `endpoint`'s answers, or `{error}` for other endpoints.
+fn shaped(endpoint: Option<Endpoint>, reason: &str, message: &str, network: &str) -> Value {
+    match endpoint {
+        Some(Endpoint::Verify) => json!({
+            "isValid": false,
+            "invalidReason": reason,
+            "invalidMessage": message,
+        }),
+        Some(Endpoint::Settle) => json!({
+            "success": false,
+            "errorReason": reason,
+            "errorMessage": message,
+            "transaction": "",
+            "network": network,
+        }),
+        None => json!({ "error": message, "reason": reason }),
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let status = self.status();
+        let (parked, retry_after) = self.park();
+        let mut response = (status, [(header::CONTENT_TYPE, "application/json")]).into_response();
+        if let Some(after) = retry_after
+            && let Ok(value) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response.extensions_mut().insert(parked);
+        response
     }
+}
+
+/// Writes a parked error's body with its request id, logging it once when it is a fault.
+pub(super) fn render(response: &mut Response, parked: ParkedError, request_id: &str) {
+    let ParkedError { mut body, log } = parked;
+    if let Some(message) = log {
+        tracing::error!(
+            error_id = request_id,
+            error = %message,
+            status = response.status().as_u16(),
+            "request failed"
+        );
+        // Faults name the id in their message too, so a user pasting the message brings it.
+        for key in ["invalidMessage", "errorMessage"] {
+            if let Some(Value::String(m)) = body.get_mut(key) {
+                m.push_str(&format!(" (error id {request_id})"));
+            }
+        }
+    }
+    if let Value::Object(map) = &mut body {
+        map.insert("errorId".into(), Value::String(request_id.into()));
+    }
+    *response.body_mut() = axum::body::Body::from(body.to_string());
 }

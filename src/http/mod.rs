@@ -1,6 +1,7 @@
 //! The HTTP surface: router, request ids and per-request spans, body limit, timeout.
 
 pub mod error;
+mod extract;
 mod payment;
 mod receipts;
 mod request_id;
@@ -44,6 +45,7 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> 
         .route("/settlements", get(receipts::list))
         .route("/settlements/{transaction}", get(receipts::one))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |req, next| {
             request_id::middleware(req, next, request_timeout)
@@ -81,11 +83,10 @@ async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn not_found(axum::Extension(id): axum::Extension<RequestId>) -> Response {
-    error::ApiError::bad_request(
-        &id.0,
-        StatusCode::NOT_FOUND,
-        "no such endpoint; see GET /supported",
-    )
-    .into_response()
+async fn not_found() -> error::ApiError {
+    error::ApiError::NotFound("no such endpoint; see GET /supported")
+}
+
+async fn method_not_allowed() -> error::ApiError {
+    error::ApiError::MethodNotAllowed
 }

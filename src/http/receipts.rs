@@ -2,15 +2,15 @@
 //! `GET /settlements` (by payer, payTo, network, state, time range) from the ledger.
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{FromRequestParts, State};
+use axum::http::header;
+use axum::http::request::Parts;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use super::request_id::RequestId;
+use super::extract::{Path, Query};
 use crate::ledger::{ReceiptQuery, SettlementRecord, SettlementState};
 
 const DEFAULT_LIMIT: i64 = 20;
@@ -31,89 +31,84 @@ pub(super) struct ListParams {
     cursor: Option<String>,
 }
 
-fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.receipts_token else {
-        return true;
-    };
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| constant_time_eq(given.as_bytes(), token.expose().as_bytes()))
+/// Admission to the receipts: the bearer token when `server.receipts_token` is set.
+pub(super) struct ReceiptsAuth;
+
+impl FromRequestParts<AppState> for ReceiptsAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(token) = &state.receipts_token else {
+            return Ok(ReceiptsAuth);
+        };
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            Some(given) if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) => {
+                Ok(ReceiptsAuth)
+            }
+            _ => Err(ApiError::Unauthorized("a bearer token is required")),
+        }
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// EVM hashes match in any case (explorers and checksummed copies differ); Solana signatures
+/// are base58, where case matters, so only `0x` ids are folded.
+fn normalize_tx(tx: &str) -> String {
+    if tx.len() > 2 && tx[..2].eq_ignore_ascii_case("0x") {
+        tx.to_ascii_lowercase()
+    } else {
+        tx.to_string()
+    }
+}
+
 pub(super) async fn one(
     State(state): State<AppState>,
-    Extension(id): Extension<RequestId>,
-    headers: HeaderMap,
+    _auth: ReceiptsAuth,
     Path(transaction): Path<String>,
-) -> Response {
-    if !authorized(&state, &headers) {
-        return ApiError::bad_request(
-            &id.0,
-            StatusCode::UNAUTHORIZED,
-            "a bearer token is required",
-        )
-        .into_response();
-    }
+) -> Result<Json<Value>, ApiError> {
     match state
         .facilitator
         .ledger()
-        .by_transaction(&transaction)
+        .by_transaction(&normalize_tx(&transaction))
         .await
     {
-        Ok(Some(row)) => Json(receipt(&row)).into_response(),
-        Ok(None) => ApiError::bad_request(
-            &id.0,
-            StatusCode::NOT_FOUND,
-            "no settlement with that transaction",
-        )
-        .into_response(),
-        Err(e) => ApiError::internal(&id.0, &e.to_string()).into_response(),
+        Ok(Some(row)) => Ok(Json(receipt(&row))),
+        Ok(None) => Err(ApiError::NotFound("no settlement with that transaction")),
+        Err(e) => Err(ApiError::Internal(e.to_string())),
     }
 }
 
 pub(super) async fn list(
     State(state): State<AppState>,
-    Extension(id): Extension<RequestId>,
-    headers: HeaderMap,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    if !authorized(&state, &headers) {
-        return ApiError::bad_request(
-            &id.0,
-            StatusCode::UNAUTHORIZED,
-            "a bearer token is required",
-        )
-        .into_response();
-    }
-    let Query(p) = match params {
-        Ok(p) => p,
-        Err(e) => {
-            return ApiError::bad_request(&id.0, StatusCode::BAD_REQUEST, e.body_text())
-                .into_response();
-        }
-    };
-    let query = match to_query(p) {
-        Ok(q) => q,
-        Err(m) => return ApiError::bad_request(&id.0, StatusCode::BAD_REQUEST, m).into_response(),
-    };
-    match state.facilitator.ledger().list(&query).await {
-        Ok(rows) => {
-            let next = (rows.len() as i64 == query.limit)
-                .then(|| {
-                    rows.last()
-                        .map(|r| format!("{}.{}", r.created_at, r.replay_key))
-                })
-                .flatten();
-            Json(json!({ "items": rows.iter().map(receipt).collect::<Vec<_>>(), "nextCursor": next })).into_response()
-        }
-        Err(e) => ApiError::internal(&id.0, &e.to_string()).into_response(),
-    }
+    _auth: ReceiptsAuth,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    let query = to_query(params)
+        .map_err(|m| ApiError::Unreadable(axum::http::StatusCode::BAD_REQUEST, m))?;
+    let rows = state
+        .facilitator
+        .ledger()
+        .list(&query)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let next = (rows.len() as i64 == query.limit)
+        .then(|| {
+            rows.last()
+                .map(|r| format!("{}.{}", r.created_at, r.replay_key))
+        })
+        .flatten();
+    Ok(Json(json!({
+        "items": rows.iter().map(receipt).collect::<Vec<_>>(),
+        "nextCursor": next,
+    })))
 }
 
 fn to_query(p: ListParams) -> Result<ReceiptQuery, String> {

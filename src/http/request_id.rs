@@ -1,17 +1,18 @@
 //! Request ids and the per-request span (house style §10): every log line of a request carries
-//! its id, and every fault answer names it as `errorId`.
+//! its id, and every error answer names it as `errorId` (the middleware writes parked error
+//! bodies, see [`super::error`]).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::{Instrument, debug, field::Empty};
 
-use super::error::ApiError;
+use super::error::{ApiError, Endpoint, ParkedError, render};
 
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -28,9 +29,19 @@ fn next_id() -> String {
     )
 }
 
+fn endpoint_of(path: &str) -> Option<Endpoint> {
+    match path {
+        "/verify" => Some(Endpoint::Verify),
+        "/settle" => Some(Endpoint::Settle),
+        _ => None,
+    }
+}
+
 pub(super) async fn middleware(mut req: Request, next: Next, timeout: Duration) -> Response {
+    let started = Instant::now();
     let id = next_id();
     req.extensions_mut().insert(RequestId(id.clone()));
+    let endpoint = endpoint_of(req.uri().path());
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -40,15 +51,14 @@ pub(super) async fn middleware(mut req: Request, next: Next, timeout: Duration) 
         scheme = Empty,
         payer = Empty,
     );
-    let started = Instant::now();
     let run = async {
         let mut response = match tokio::time::timeout(timeout, next.run(req)).await {
             Ok(response) => response,
-            Err(_) => {
-                ApiError::bad_request(&id, StatusCode::SERVICE_UNAVAILABLE, "request timed out")
-                    .into_response()
-            }
+            Err(_) => ApiError::TimedOut(endpoint).into_response(),
         };
+        if let Some(parked) = response.extensions_mut().remove::<ParkedError>() {
+            render(&mut response, parked, &id);
+        }
         if let Ok(value) = HeaderValue::from_str(&id) {
             response.headers_mut().insert("x-request-id", value);
         }

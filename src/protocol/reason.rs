@@ -12,3 +12,5 @@ pub const UNEXPECTED_VERIFY_ERROR: &str = "unexpected_verify_error";
 pub const UNEXPECTED_SETTLE_ERROR: &str = "unexpected_settle_error";
 pub const DUPLICATE_SETTLEMENT: &str = "duplicate_settlement";
 pub const SETTLEMENT_PENDING: &str = "settlement_pending";
+/// Ours, with HTTP 503 and `Retry-After`: too many settles in flight on this replica.
+pub const OVERLOADED: &str = "facilitator_overloaded";

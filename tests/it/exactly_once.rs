@@ -481,6 +481,13 @@ async fn receipts_are_served_filtered_and_paginated() {
     };
     let (status, one) = get(format!("/settlements/{}", txs[0].0)).await;
     assert_eq!(status, StatusCode::OK, "{one}");
+    // A hash pasted from an explorer in upper case finds the same receipt.
+    let upper = format!("0x{}", txs[0].0[2..].to_ascii_uppercase());
+    let (status, same) = get(format!("/settlements/{upper}")).await;
+    assert_eq!(
+        (status, &same["transaction"]),
+        (StatusCode::OK, &one["transaction"])
+    );
     assert_eq!(one["state"], "settled");
     assert_eq!(one["payer"], txs[0].1.from.to_checksum(None));
     assert_eq!(one["amount"], "10000");

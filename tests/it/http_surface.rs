@@ -200,13 +200,53 @@ async fn an_unreachable_rpc_is_a_5xx_with_an_error_id_and_nothing_recorded() {
     app.stop().await;
 }
 
+/// Every refusal of ours is JSON with an error id: unknown routes, wrong methods, unreadable path
+/// and query parameters — never an empty body or `text/plain`.
 #[tokio::test]
-async fn unknown_routes_are_404_json() {
+async fn every_refusal_is_json_with_an_error_id() {
     let chain = Chain::start().await;
     let db = Db::sqlite();
     let app = spawn(&chain, &db).await;
-    let (status, body) = app.get("/nope").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body["error"].is_string());
+    let cases = [
+        ("GET", "/nope", StatusCode::NOT_FOUND),
+        ("POST", "/nope", StatusCode::NOT_FOUND),
+        ("GET", "/verify", StatusCode::METHOD_NOT_ALLOWED),
+        ("GET", "/settle", StatusCode::METHOD_NOT_ALLOWED),
+        ("POST", "/supported", StatusCode::METHOD_NOT_ALLOWED),
+        ("DELETE", "/settlements", StatusCode::METHOD_NOT_ALLOWED),
+        ("GET", "/settlements/%ff", StatusCode::BAD_REQUEST),
+        ("GET", "/settlements?limit=abc", StatusCode::BAD_REQUEST),
+        ("GET", "/settlements?unknown=1", StatusCode::BAD_REQUEST),
+    ];
+    for (method, path, expected) in cases {
+        let resp = app
+            .http
+            .request(
+                method.parse().expect("method"),
+                format!("{}{path}", app.base),
+            )
+            .send()
+            .await
+            .expect("sent");
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let text = resp.text().await.expect("body");
+        assert_eq!(status, expected, "{method} {path} → {text}");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{method} {path}: {content_type}"
+        );
+        let body: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: {text}"));
+        assert!(
+            body["error"].is_string() && body["errorId"].is_string(),
+            "{method} {path} → {body}"
+        );
+    }
     app.stop().await;
 }
