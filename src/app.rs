@@ -16,7 +16,7 @@ use crate::facilitator::leases::SignerLeases;
 use crate::facilitator::{Facilitator, SettleTiming, reconcile};
 use crate::http::{AppState, router};
 use crate::ledger::{self, LedgerError};
-use crate::scheme::{SchemeRegistry, SignerGate};
+use crate::scheme::{Built, SchemeRegistry, SignerGate};
 use crate::schemes;
 
 #[derive(Debug, thiserror::Error)]
@@ -173,11 +173,11 @@ async fn build_registry(
                 .await
                 .map_err(AppError::Network)?
             {
-                Ok(handler) => {
-                    leases.register(handler.signer_keys());
+                Built::Serving(handler) => {
+                    leases.register(handler.describe().lease_keys);
                     registry.register(handler).map_err(AppError::Network)?;
                 }
-                Err(why) => warn!(network = %id, %scheme, "not advertised: {why}"),
+                Built::NotServed(why) => warn!(network = %id, %scheme, "not advertised: {why}"),
             }
         }
     }

@@ -7,11 +7,14 @@
 //!
 //! - [`protocol`]: wire types (v1, v2), network ids, generic reason strings.
 //! - [`config`]: layered settings (compiled-in defaults → file → environment).
-//! - [`scheme`]: the plugin seam and the registry keyed by (version, scheme, network).
-//! - [`schemes`]: the plugins (EVM `exact` via EIP-3009).
-//! - [`ledger`]: settlements and replay keys in Postgres or SQLite.
-//! - [`facilitator`]: dispatch, replay checks, claim → sign → record → broadcast → confirm.
-//! - [`http`]: the axum router, error mapping, request ids.
+//! - [`scheme`]: the plugin seam (a typed `Scheme` trait, erased once by `Erased`) and the
+//!   registry keyed by (version, scheme, network).
+//! - [`schemes`]: the plugins: EVM `exact` (EIP-3009) and Solana `exact` (SPL `TransferChecked`).
+//! - [`ledger`]: settlements, replay keys, signer leases and payment identifiers, in Postgres or
+//!   SQLite through one pool.
+//! - [`facilitator`]: dispatch, replay checks, claim → sign → record → broadcast → confirm, the
+//!   reconciler, signer leases, metrics.
+//! - [`http`]: the axum router, extractors, the one error mapping, request ids, receipts.
 //! - [`app`]: building and running the whole service; [`telemetry`]: logs.
 
 pub mod app;

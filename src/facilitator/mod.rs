@@ -23,7 +23,7 @@ use self::metrics::Metrics;
 use crate::ledger::{LedgerError, SettlementState, SharedLedger};
 use crate::protocol::{PaymentRequest, SettleResponse, SupportedResponse, VerifyResponse, reason};
 use crate::scheme::{
-    Check, CheckedPayment, Miss, Rejection, SchemeError, SchemeHandler, SchemeRegistry,
+    Check, CheckedPayment, Deadline, Miss, Rejection, SchemeError, SchemeHandler, SchemeRegistry,
 };
 
 /// A fault of ours (not of the payment): answered with a 5xx and an id to find it in the logs.
@@ -103,19 +103,22 @@ impl Facilitator {
             Err(rejection) => return Ok(invalid(rejection)),
         };
         if let Err(rejection) = payment_id::check(self, request).await? {
-            return Ok(invalid(rejection.with_payer(payment.payer.clone())));
+            return Ok(invalid(rejection.with_payer(payment.meta.payer.clone())));
         }
         if let Some(rejection) = self.replay_rejection(&payment).await? {
             return Ok(invalid(rejection));
         }
-        if let Some(rejection) = handler.simulate(&payment).await? {
-            return Ok(invalid(rejection.with_payer(payment.payer.clone())));
+        if let Some(rejection) = handler
+            .simulate(&payment, Deadline::after(self.timing.confirm_timeout))
+            .await?
+        {
+            return Ok(invalid(rejection.with_payer(payment.meta.payer.clone())));
         }
         Ok(VerifyResponse {
             is_valid: true,
             invalid_reason: None,
             invalid_message: None,
-            payer: Some(payment.payer),
+            payer: Some(payment.meta.payer),
             extensions: None,
         })
     }
@@ -172,7 +175,7 @@ impl Facilitator {
             Ok(payment_id::Seen::Fresh(id)) => id,
             Err(rejection) => {
                 return Ok(settle_failure(
-                    rejection.with_payer(payment.payer.clone()),
+                    rejection.with_payer(payment.meta.payer.clone()),
                     "",
                     &network,
                 ));
@@ -207,7 +210,7 @@ impl Facilitator {
         };
         let recorded = self
             .ledger
-            .find(&payment.replay_key)
+            .find(&payment.meta.replay_key)
             .await?
             .is_some_and(|row| {
                 matches!(
@@ -230,9 +233,12 @@ impl Facilitator {
             Ok(handler) => handler,
             Err(rejection) => return Ok(Err(rejection)),
         };
-        match handler.check(request).await? {
+        match handler
+            .check(request, Deadline::after(self.timing.confirm_timeout))
+            .await?
+        {
             Check::Valid(payment) => {
-                span.record("payer", payment.payer.as_str());
+                span.record("payer", payment.meta.payer.as_str());
                 Ok(Ok((handler, payment)))
             }
             Check::Invalid(rejection) => {
@@ -267,7 +273,7 @@ impl Facilitator {
         &self,
         payment: &CheckedPayment,
     ) -> Result<Option<Rejection>, FacilitatorError> {
-        let Some(row) = self.ledger.find(&payment.replay_key).await? else {
+        let Some(row) = self.ledger.find(&payment.meta.replay_key).await? else {
             return Ok(None);
         };
         if row.state == SettlementState::Failed {
@@ -278,9 +284,9 @@ impl Facilitator {
             None => format!("already {} by another settle", row.state.as_str()),
         };
         Ok(Some(
-            Rejection::new(payment.replay_reason)
+            Rejection::new(payment.meta.replay_reason)
                 .with_message(message)
-                .with_payer(payment.payer.clone()),
+                .with_payer(payment.meta.payer.clone()),
         ))
     }
 }

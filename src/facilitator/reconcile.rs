@@ -14,7 +14,7 @@ use super::Facilitator;
 use super::settle::hex_decode;
 use crate::ledger::{SettlementRecord, SettlementState};
 use crate::protocol::parse_request;
-use crate::scheme::TxStatus;
+use crate::scheme::{Deadline, RecordedTx, TxStatus};
 
 /// Rows looked at per pass.
 const BATCH: i64 = 100;
@@ -98,9 +98,13 @@ async fn reconcile_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool
         Ok(payment) => payment,
         Err(r) => return give_back(format!("stored request no longer parses: {}", r.reason)).await,
     };
-    let raw = row.raw_tx.as_deref().and_then(hex_decode);
-    match handler.reconcile(&payment, &tx, raw.as_deref()).await {
-        Ok(TxStatus::Confirmed) => {
+    let txs = [RecordedTx {
+        tx_id: tx.clone(),
+        raw: row.raw_tx.as_deref().and_then(hex_decode),
+    }];
+    let deadline = Deadline::after(fac.timing.confirm_timeout);
+    match handler.reconcile(&payment, &txs, deadline).await {
+        Ok(TxStatus::Confirmed(_)) => {
             if !ledger
                 .record_settled(&row.replay_key, &token, &tx)
                 .await

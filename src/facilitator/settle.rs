@@ -6,7 +6,7 @@
 //! its lease and answers `settlement_pending`, so the next identical settle reconciles instead of
 //! broadcasting.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{info, warn};
 
@@ -17,7 +17,8 @@ use crate::ledger::{
 };
 use crate::protocol::{PaymentRequest, SettleResponse, reason};
 use crate::scheme::{
-    Broadcast, CheckedPayment, Preparation, Rejection, SchemeError, SchemeHandler, TxStatus,
+    Broadcast, CheckedPayment, Deadline, Preparation, RecordedTx, Rejection, SchemeError,
+    SchemeHandler, TxStatus,
 };
 
 /// Re-signing rounds when a nonce turns out to be taken.
@@ -38,18 +39,18 @@ pub(super) async fn run(
         handler,
         payment,
         network,
-        deadline: Instant::now() + fac.timing.confirm_timeout,
+        deadline: Deadline::after(fac.timing.confirm_timeout),
         request_json: request_json.clone(),
     };
     let claim = NewClaim {
-        replay_key: payment.replay_key.clone(),
-        network: payment.network.to_string(),
+        replay_key: payment.meta.replay_key.clone(),
+        network: payment.meta.network.to_string(),
         scheme: request.scheme().to_string(),
         x402_version: request.x402_version(),
-        payer: payment.payer.clone(),
-        pay_to: payment.pay_to.clone(),
-        asset: payment.asset.clone(),
-        amount: payment.amount.clone(),
+        payer: payment.meta.payer.clone(),
+        pay_to: payment.meta.pay_to.clone(),
+        asset: payment.meta.asset.clone(),
+        amount: payment.meta.amount.clone(),
         resource_url: request.resource_url().map(str::to_string),
         payment_id,
         request: request_json,
@@ -93,7 +94,7 @@ struct Run<'a> {
     handler: &'a dyn SchemeHandler,
     payment: &'a CheckedPayment,
     network: String,
-    deadline: Instant,
+    deadline: Deadline,
     /// The request as stored, to recognise the retry owed a final answer.
     request_json: String,
 }
@@ -104,7 +105,7 @@ impl Run<'_> {
     }
 
     fn key(&self) -> &str {
-        &self.payment.replay_key
+        &self.payment.meta.replay_key
     }
 
     /// A transition lost here means another holder took the row over while this settle ran
@@ -118,7 +119,7 @@ impl Run<'_> {
 
     fn fail(&self, rejection: Rejection, transaction: &str) -> SettleResponse {
         settle_failure(
-            rejection.with_payer(self.payment.payer.clone()),
+            rejection.with_payer(self.payment.meta.payer.clone()),
             transaction,
             &self.network,
         )
@@ -129,7 +130,7 @@ impl Run<'_> {
             success: true,
             error_reason: None,
             error_message: None,
-            payer: Some(self.payment.payer.clone()),
+            payer: Some(self.payment.meta.payer.clone()),
             transaction: tx.to_string(),
             network: self.network.clone(),
             extensions: None,
@@ -157,7 +158,7 @@ impl Run<'_> {
                 Ok(self.success(&tx))
             }
             SettlementState::Settled => Ok(self.fail(
-                Rejection::new(self.payment.replay_reason)
+                Rejection::new(self.payment.meta.replay_reason)
                     .with_message(format!("payment already settled in transaction {tx}")),
                 "",
             )),
@@ -171,10 +172,13 @@ impl Run<'_> {
             SettlementState::Submitted => match ledger.take_over(&row, self.lease()).await? {
                 Some(token) => {
                     info!(tx = %tx, "reconciling a previously submitted settlement");
-                    let raw = row.raw_tx.as_deref().and_then(hex_decode);
+                    let txs = [RecordedTx {
+                        tx_id: tx.clone(),
+                        raw: row.raw_tx.as_deref().and_then(hex_decode),
+                    }];
                     let status = self
                         .handler
-                        .reconcile(self.payment, &tx, raw.as_deref())
+                        .reconcile(self.payment, &txs, self.deadline)
                         .await;
                     match status {
                         Ok(TxStatus::Pending) => self.confirm(&token, &tx).await,
@@ -191,7 +195,7 @@ impl Run<'_> {
     async fn submit(&self, token: &ClaimToken) -> Result<SettleResponse, FacilitatorError> {
         let ledger = &self.fac.ledger;
         for _ in 0..MAX_PREPARE_ROUNDS {
-            let prepared = match self.handler.prepare(self.payment).await {
+            let prepared = match self.handler.prepare(self.payment, self.deadline).await {
                 Ok(Preparation::Ready(prepared)) => prepared,
                 Ok(Preparation::Rejected(rejection)) => {
                     self.abandon(token).await?;
@@ -232,7 +236,11 @@ impl Run<'_> {
                 .into());
             }
             fault_point("after_record");
-            match self.handler.broadcast(self.payment, &prepared).await {
+            match self
+                .handler
+                .broadcast(self.payment, &prepared, self.deadline)
+                .await
+            {
                 Ok(Broadcast::Sent) => {
                     fault_point("after_broadcast");
                     return self.confirm(token, &prepared.tx_id).await;
@@ -286,11 +294,15 @@ impl Run<'_> {
         token: &ClaimToken,
         tx: &str,
     ) -> Result<SettleResponse, FacilitatorError> {
+        let txs = [RecordedTx {
+            tx_id: tx.to_string(),
+            raw: None,
+        }];
         let status = self
             .handler
-            .await_outcome(self.payment, tx, self.deadline)
+            .await_outcome(self.payment, &txs, self.deadline)
             .await;
-        if matches!(status, Ok(TxStatus::Confirmed)) {
+        if matches!(status, Ok(TxStatus::Confirmed(_))) {
             fault_point("after_confirm");
         }
         self.finish(token, tx, status).await
@@ -311,7 +323,7 @@ impl Run<'_> {
             )
         };
         match status {
-            Ok(TxStatus::Confirmed) => {
+            Ok(TxStatus::Confirmed(_)) => {
                 let done = ledger.record_settled(self.key(), token, tx).await?;
                 self.note(done, "record_settled");
                 // This answer is the final one; nothing more is owed to an earlier pending, and

@@ -1,22 +1,31 @@
 //! The plugin seam: what a payment scheme on one chain family must provide, and the registry the
 //! core dispatches through, keyed by (x402 version, scheme, network).
 //!
-//! A plugin checks a request into a [`CheckedPayment`] (naming the payment's replay key), can
-//! simulate it, and settles it in three steps the core sequences around the ledger: `prepare`
-//! signs a transaction and names its id, the core records that id, then `broadcast` sends it and
-//! `await_outcome` reports what the chain did. The core therefore never needs chain knowledge,
-//! and a plugin never touches the ledger. Adding a chain or scheme is adding a [`SchemeFactory`].
+//! A plugin implements the typed [`Scheme`] trait: it checks a request into its own payment type
+//! (naming the payment's replay key), can simulate it, and settles it in steps the core
+//! sequences around the ledger: `prepare` signs a transaction and names its id, the core records
+//! that id, then `broadcast` sends it and `await_outcome` / `reconcile` report what the chain
+//! did. [`Erased`] turns a typed plugin into the object-safe [`SchemeHandler`] the core holds,
+//! doing the one downcast of the plugin's payment type. The core therefore never needs chain
+//! knowledge, and a plugin never touches the ledger. Adding a chain or scheme is adding a
+//! [`SchemeFactory`].
+//!
+//! Inside a plugin, a refusal travels with `?` as [`Stop::Reject`] and a fault of ours as
+//! [`Stop::Fault`]; at the seam they become a [`Check`] value or a [`SchemeError`].
 
+mod erased;
 mod registry;
 
 use std::any::Any;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
 use crate::config::NetworkSettings;
 use crate::protocol::{NetworkId, PaymentRequest, SupportedKind};
 
+pub use erased::Erased;
 pub use registry::{Miss, SchemeKey, SchemeRegistry};
 
 /// Replaces every `http(s)://…` in an error text with `<rpc-url>`: RPC URLs often carry API keys,
@@ -68,8 +77,72 @@ impl Rejection {
     }
 }
 
-/// A payment that passed the plugin's checks, in the plugin's own parsed form.
-pub struct CheckedPayment {
+/// Why a plugin step stopped early: the payment's fault (a [`Rejection`], answered 200) or
+/// ours (a [`SchemeError`], answered 5xx). Lets both travel with `?`.
+#[derive(Debug)]
+pub enum Stop {
+    Reject(Rejection),
+    Fault(SchemeError),
+}
+
+impl From<Rejection> for Stop {
+    fn from(r: Rejection) -> Self {
+        Stop::Reject(r)
+    }
+}
+
+impl From<SchemeError> for Stop {
+    fn from(e: SchemeError) -> Self {
+        Stop::Fault(e)
+    }
+}
+
+impl Stop {
+    /// Puts `payer` on a rejection that has none yet.
+    pub fn with_payer(self, payer: &str) -> Self {
+        match self {
+            Stop::Reject(r) if r.payer.is_none() => Stop::Reject(r.with_payer(payer)),
+            other => other,
+        }
+    }
+}
+
+/// The time by which the request a plugin works for must be answered. Every RPC call of a
+/// plugin is bounded by what is left of it, so no step can outlive the request (the SDK
+/// clients give up at 30 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    pub fn at(instant: Instant) -> Self {
+        Deadline(instant)
+    }
+
+    pub fn after(d: Duration) -> Self {
+        Deadline(Instant::now() + d)
+    }
+
+    pub fn instant(self) -> Instant {
+        self.0
+    }
+
+    pub fn remaining(self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+
+    pub fn passed(self) -> bool {
+        Instant::now() >= self.0
+    }
+
+    /// How long one call with its own timeout `per_call` may take within this deadline.
+    pub fn cap(self, per_call: Duration) -> Duration {
+        per_call.min(self.remaining())
+    }
+}
+
+/// What every checked payment says about itself, whatever its scheme.
+#[derive(Debug, Clone)]
+pub struct PaymentMeta {
     pub network: NetworkId,
     pub payer: String,
     /// Identifies the payment in the chain's own replay domain, e.g. EVM `chain/asset/from/nonce`.
@@ -79,17 +152,27 @@ pub struct CheckedPayment {
     pub pay_to: String,
     pub asset: String,
     pub amount: String,
-    /// The plugin's parsed payload; only the plugin that made it reads it.
-    pub details: Box<dyn Any + Send + Sync>,
 }
+
+/// A payment that passed a plugin's checks: what it says about itself, and the plugin's own
+/// parsed form `P` (which only that plugin reads).
+#[derive(Debug, Clone)]
+pub struct Checked<P> {
+    pub meta: PaymentMeta,
+    pub payment: P,
+}
+
+/// A checked payment as the core holds it, its plugin type erased.
+pub type CheckedPayment = Checked<Box<dyn Any + Send + Sync>>;
 
 pub enum Check {
     Valid(CheckedPayment),
     Invalid(Rejection),
 }
 
-/// A signed transaction, not yet sent.
-pub struct Prepared {
+/// A signed transaction, not yet sent; `S` is what the plugin needs to broadcast it (which key,
+/// which nonce).
+pub struct Signed<S> {
     pub tx_id: String,
     /// The signer's public address, as the chain shows it.
     pub signer: String,
@@ -99,8 +182,26 @@ pub struct Prepared {
     pub lease: Option<SignerLease>,
     /// The exact bytes to broadcast (and to broadcast again if the chain loses them).
     pub raw: Vec<u8>,
-    /// What the plugin needs to broadcast it (e.g. which key and nonce).
-    pub details: Box<dyn Any + Send + Sync>,
+    pub details: S,
+}
+
+/// A signed transaction as the core holds it.
+pub type Prepared = Signed<Box<dyn Any + Send + Sync>>;
+
+/// A borrowed view of a signed transaction, as a plugin gets its own back.
+pub struct SignedView<'a, S> {
+    pub tx_id: &'a str,
+    pub signer: &'a str,
+    pub raw: &'a [u8],
+    pub details: &'a S,
+}
+
+/// A transaction the ledger recorded for a payment, as the core hands it back to the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedTx {
+    pub tx_id: String,
+    /// The signed bytes, when recorded (always, since the first release).
+    pub raw: Option<Vec<u8>>,
 }
 
 /// A lease on one signer key, granted by the core (see [`SignerGate`]).
@@ -135,9 +236,17 @@ pub enum Broadcast {
     Ambiguous(String),
 }
 
+/// Where a transaction was included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inclusion {
+    pub tx_id: String,
+    /// Block number (EVM) or slot (Solana), when the chain said.
+    pub block: Option<u64>,
+}
+
 pub enum TxStatus {
     /// Mined, succeeded, and did what the payment says.
-    Confirmed,
+    Confirmed(Inclusion),
     /// Final and not a payment (reverted, or the wrong transfer).
     Failed(Rejection),
     /// No final answer before the deadline.
@@ -157,45 +266,123 @@ pub enum SchemeError {
     Internal(String),
 }
 
+/// What a handler serves and signs with.
+#[derive(Debug, Clone, Default)]
+pub struct Description {
+    /// The `/supported` kinds it answers; the registry keys it by them.
+    pub kinds: Vec<SupportedKind>,
+    /// `(family pattern, address)` of every signer, for `/supported.signers`.
+    pub signers: Vec<(String, String)>,
+    /// Lease keys of every signer with a nonce lane (see [`SignerGate`]).
+    pub lease_keys: Vec<String>,
+}
+
+/// A payment scheme on one network, with its own payment and signed-transaction types.
+#[async_trait]
+pub trait Scheme: Send + Sync + 'static {
+    type Payment: Send + Sync + 'static;
+    type Signed: Send + Sync + 'static;
+
+    fn describe(&self) -> Description;
+
+    /// Every check that needs no simulation, in protocol order.
+    async fn check(
+        &self,
+        request: &PaymentRequest,
+        deadline: Deadline,
+    ) -> Result<Checked<Self::Payment>, Stop>;
+
+    /// Parses a stored request back into a payment without the time or chain checks, so a
+    /// recorded transaction can be reconciled after the authorization's window closed.
+    fn revive(&self, request: &PaymentRequest) -> Result<Checked<Self::Payment>, Rejection>;
+
+    /// Runs the payment against the chain without committing it.
+    async fn simulate(&self, payment: &Self::Payment, deadline: Deadline) -> Result<(), Stop>;
+
+    /// Signs the transaction that performs the payment; a rejection means nothing was signed.
+    async fn prepare(
+        &self,
+        payment: &Self::Payment,
+        deadline: Deadline,
+    ) -> Result<Signed<Self::Signed>, Stop>;
+
+    async fn broadcast(
+        &self,
+        payment: &Self::Payment,
+        signed: &SignedView<'_, Self::Signed>,
+        deadline: Deadline,
+    ) -> Result<Broadcast, SchemeError>;
+
+    /// Waits until `deadline` for one of `txs` (all recorded for this payment, newest last) to
+    /// become final.
+    async fn await_outcome(
+        &self,
+        payment: &Self::Payment,
+        txs: &[RecordedTx],
+        deadline: Deadline,
+    ) -> Result<TxStatus, SchemeError>;
+
+    /// What became of recorded transactions, decided from chain state. If the chain has no
+    /// trace of them, the newest is sent again (the same bytes, so it can only ever be mined
+    /// once); `Failed` only when none can ever be mined and the payment did not happen.
+    async fn reconcile(
+        &self,
+        payment: &Self::Payment,
+        txs: &[RecordedTx],
+        deadline: Deadline,
+    ) -> Result<TxStatus, SchemeError>;
+
+    /// A prepared transaction will not be sent (its record was refused): give back what
+    /// `prepare` reserved, e.g. an EVM nonce, so that no gap stalls the signer.
+    async fn discard(&self, _signed: &SignedView<'_, Self::Signed>) {}
+}
+
+/// A scheme handler as the core holds it: [`Scheme`] with its types erased (see [`Erased`]).
 #[async_trait]
 pub trait SchemeHandler: Send + Sync + 'static {
-    /// The `/supported` kinds this handler answers; the registry keys it by them.
-    fn kinds(&self) -> Vec<SupportedKind>;
-    /// `(family pattern, address)` of every signer, for `/supported.signers`.
-    fn signers(&self) -> Vec<(String, String)>;
-    /// Every check that needs no simulation, in protocol order.
-    async fn check(&self, request: &PaymentRequest) -> Result<Check, SchemeError>;
-    /// Runs the payment against the chain without committing it.
-    async fn simulate(&self, payment: &CheckedPayment) -> Result<Option<Rejection>, SchemeError>;
-    async fn prepare(&self, payment: &CheckedPayment) -> Result<Preparation, SchemeError>;
+    fn describe(&self) -> Description;
+    async fn check(
+        &self,
+        request: &PaymentRequest,
+        deadline: Deadline,
+    ) -> Result<Check, SchemeError>;
+    fn revive(&self, request: &PaymentRequest) -> Result<CheckedPayment, Rejection>;
+    async fn simulate(
+        &self,
+        payment: &CheckedPayment,
+        deadline: Deadline,
+    ) -> Result<Option<Rejection>, SchemeError>;
+    async fn prepare(
+        &self,
+        payment: &CheckedPayment,
+        deadline: Deadline,
+    ) -> Result<Preparation, SchemeError>;
     async fn broadcast(
         &self,
         payment: &CheckedPayment,
         prepared: &Prepared,
+        deadline: Deadline,
     ) -> Result<Broadcast, SchemeError>;
     async fn await_outcome(
         &self,
         payment: &CheckedPayment,
-        tx_id: &str,
-        deadline: Instant,
+        txs: &[RecordedTx],
+        deadline: Deadline,
     ) -> Result<TxStatus, SchemeError>;
-    /// Parses a stored request back into a payment without the time or chain checks, so a
-    /// recorded transaction can be reconciled after the authorization's window closed.
-    fn revive(&self, request: &PaymentRequest) -> Result<CheckedPayment, Rejection>;
-    /// What became of a recorded transaction. If the chain has no trace of it, `raw` is sent
-    /// again (the same bytes, so it can only ever be mined once); `Failed` when it can no
-    /// longer be mined and the payment did not happen.
     async fn reconcile(
         &self,
         payment: &CheckedPayment,
-        tx_id: &str,
-        raw: Option<&[u8]>,
+        txs: &[RecordedTx],
+        deadline: Deadline,
     ) -> Result<TxStatus, SchemeError>;
-    /// Lease keys of every signer this handler may use.
-    fn signer_keys(&self) -> Vec<String>;
-    /// A prepared transaction will not be sent (its record was refused): give back what
-    /// `prepare` reserved, e.g. an EVM nonce, so that no gap stalls the signer.
-    async fn discard(&self, _prepared: &Prepared) {}
+    async fn discard(&self, prepared: &Prepared);
+}
+
+/// What a factory made of one configured network.
+pub enum Built {
+    Serving(Arc<dyn SchemeHandler>),
+    /// Configured but cannot be served now (no usable signer); the text says why, for the log.
+    NotServed(String),
 }
 
 /// Builds the handler of one scheme for one configured network of its chain family.
@@ -206,14 +393,13 @@ pub trait SchemeFactory: Send + Sync {
     fn scheme(&self) -> &'static str;
     /// Offline validation for `check-config`.
     fn validate(&self, slug: &str, settings: &NetworkSettings) -> Result<(), String>;
-    /// `Ok(None)` when the network is configured but cannot be served (no usable signer); the
-    /// string says why, for the start-up log. `Err` stops start-up.
+    /// `Err` stops start-up (a configuration that cannot be right, e.g. the wrong chain).
     async fn build(
         &self,
         slug: &str,
         settings: &NetworkSettings,
-        gate: std::sync::Arc<dyn SignerGate>,
-    ) -> Result<Result<std::sync::Arc<dyn SchemeHandler>, String>, String>;
+        gate: Arc<dyn SignerGate>,
+    ) -> Result<Built, String>;
 }
 
 #[cfg(test)]

@@ -33,7 +33,8 @@ pub enum Miss {
 impl SchemeRegistry {
     /// Adds a handler under each of its kinds. A kind claimed twice is a configuration error.
     pub fn register(&mut self, handler: Arc<dyn SchemeHandler>) -> Result<(), String> {
-        for kind in handler.kinds() {
+        let description = handler.describe();
+        for kind in description.kinds {
             let key = SchemeKey {
                 x402_version: kind.x402_version,
                 scheme: kind.scheme.clone(),
@@ -47,7 +48,7 @@ impl SchemeRegistry {
             }
             self.kinds.push(kind);
         }
-        for (family, address) in handler.signers() {
+        for (family, address) in description.signers {
             let list = self.signers.entry(family).or_default();
             if !list.contains(&address) {
                 list.push(address);

@@ -25,8 +25,8 @@ use crate::config::NetworkSettings;
 use crate::protocol::network::caip2_to_v1;
 use crate::protocol::{NetworkId, PaymentRequest, SupportedKind};
 use crate::scheme::{
-    Broadcast, Check, CheckedPayment, Preparation, Prepared, Rejection, SchemeError, SchemeFactory,
-    SchemeHandler, SignerGate, TxStatus,
+    Broadcast, Built, Checked, Deadline, Description, Erased, RecordedTx, Rejection, Scheme,
+    SchemeError, SchemeFactory, Signed, SignedView, SignerGate, Stop, TxStatus,
 };
 
 pub const SCHEME: &str = "exact";
@@ -68,16 +68,12 @@ pub struct EvmExact {
     fees: tokio::sync::Mutex<Option<(Instant, alloy::eips::eip1559::Eip1559Estimation)>>,
 }
 
-fn payment_of(payment: &CheckedPayment) -> Result<&EvmPayment, SchemeError> {
-    payment
-        .details
-        .downcast_ref::<EvmPayment>()
-        .ok_or_else(|| SchemeError::Internal("EVM handler given a payment it did not check".into()))
-}
-
 #[async_trait]
-impl SchemeHandler for EvmExact {
-    fn kinds(&self) -> Vec<SupportedKind> {
+impl Scheme for EvmExact {
+    type Payment = EvmPayment;
+    type Signed = settle::SignedTx;
+
+    fn describe(&self) -> Description {
         let mut kinds = vec![SupportedKind {
             x402_version: 2,
             scheme: SCHEME.into(),
@@ -92,67 +88,74 @@ impl SchemeHandler for EvmExact {
                 extra: None,
             });
         }
-        kinds
+        Description {
+            kinds,
+            signers: self
+                .signers
+                .addresses()
+                .map(|a| (self.network.family_pattern(), a.to_checksum(None)))
+                .collect(),
+            lease_keys: self
+                .signers
+                .addresses()
+                .map(|a| self.lease_key(a))
+                .collect(),
+        }
     }
 
-    fn signers(&self) -> Vec<(String, String)> {
-        self.signers
-            .addresses()
-            .map(|a| (self.network.family_pattern(), a.to_checksum(None)))
-            .collect()
-    }
-
-    async fn check(&self, request: &PaymentRequest) -> Result<Check, SchemeError> {
+    async fn check(
+        &self,
+        request: &PaymentRequest,
+        _deadline: Deadline,
+    ) -> Result<Checked<EvmPayment>, Stop> {
         verify::check(self, request).await
     }
 
-    async fn simulate(&self, payment: &CheckedPayment) -> Result<Option<Rejection>, SchemeError> {
-        verify::simulate(self, payment_of(payment)?).await
+    fn revive(&self, request: &PaymentRequest) -> Result<Checked<EvmPayment>, Rejection> {
+        verify::revive(self, request)
     }
 
-    async fn prepare(&self, payment: &CheckedPayment) -> Result<Preparation, SchemeError> {
-        settle::prepare(self, payment_of(payment)?).await
+    async fn simulate(&self, payment: &EvmPayment, _deadline: Deadline) -> Result<(), Stop> {
+        verify::simulate(self, payment).await
+    }
+
+    async fn prepare(
+        &self,
+        payment: &EvmPayment,
+        _deadline: Deadline,
+    ) -> Result<Signed<settle::SignedTx>, Stop> {
+        settle::prepare(self, payment).await
     }
 
     async fn broadcast(
         &self,
-        _payment: &CheckedPayment,
-        prepared: &Prepared,
+        _payment: &EvmPayment,
+        signed: &SignedView<'_, settle::SignedTx>,
+        _deadline: Deadline,
     ) -> Result<Broadcast, SchemeError> {
-        settle::broadcast(self, prepared).await
+        settle::broadcast(self, signed).await
     }
 
     async fn await_outcome(
         &self,
-        payment: &CheckedPayment,
-        tx_id: &str,
-        deadline: Instant,
+        payment: &EvmPayment,
+        txs: &[RecordedTx],
+        deadline: Deadline,
     ) -> Result<TxStatus, SchemeError> {
-        settle::await_outcome(self, payment_of(payment)?, tx_id, deadline).await
-    }
-
-    fn revive(&self, request: &PaymentRequest) -> Result<CheckedPayment, Rejection> {
-        verify::revive(self, request)
+        settle::await_outcome(self, payment, txs, deadline).await
     }
 
     async fn reconcile(
         &self,
-        payment: &CheckedPayment,
-        tx_id: &str,
-        raw: Option<&[u8]>,
+        payment: &EvmPayment,
+        txs: &[RecordedTx],
+        _deadline: Deadline,
     ) -> Result<TxStatus, SchemeError> {
-        settle::reconcile(self, payment_of(payment)?, tx_id, raw).await
+        settle::reconcile(self, payment, txs).await
     }
 
-    async fn discard(&self, prepared: &Prepared) {
-        settle::discard(self, prepared).await;
-    }
-
-    fn signer_keys(&self) -> Vec<String> {
-        self.signers
-            .addresses()
-            .map(|a| self.lease_key(a))
-            .collect()
+    async fn discard(&self, signed: &SignedView<'_, settle::SignedTx>) {
+        settle::discard(self, signed).await;
     }
 }
 
@@ -190,14 +193,14 @@ impl SchemeFactory for EvmExactFactory {
         slug: &str,
         settings: &NetworkSettings,
         gate: Arc<dyn SignerGate>,
-    ) -> Result<Result<Arc<dyn SchemeHandler>, String>, String> {
+    ) -> Result<Built, String> {
         let network = settings.network_id().map_err(|e| e.to_string())?;
         let options = EvmOptions::parse(&settings.options, &network)
             .map_err(|e| format!("networks.{slug}: {e}"))?;
         let keys = settings.load_signer_keys().map_err(|e| e.to_string())?;
         let signers = SignerPool::from_keys(&keys).map_err(|e| format!("networks.{slug}: {e}"))?;
         if signers.is_empty() {
-            return Ok(Err(format!(
+            return Ok(Built::NotServed(format!(
                 "no signer key: set X402__NETWORKS__{}__SIGNER_KEYS or networks.{slug}.signer_key_file",
                 slug.to_ascii_uppercase()
             )));
@@ -219,8 +222,8 @@ impl SchemeFactory for EvmExactFactory {
             fees: tokio::sync::Mutex::new(None),
         };
         match handler.probe(slug).await? {
-            Ok(()) => Ok(Ok(Arc::new(handler))),
-            Err(why) => Ok(Err(why)),
+            Ok(()) => Ok(Built::Serving(Arc::new(Erased(handler)))),
+            Err(why) => Ok(Built::NotServed(why)),
         }
     }
 }

@@ -20,7 +20,8 @@ use super::contracts::IEip3009;
 use super::verify::{diagnose, rpc, settlement_call};
 use super::{EvmExact, EvmPayment, reason};
 use crate::scheme::{
-    Broadcast, Preparation, Prepared, Rejection, SchemeError, SignerLease, TxStatus,
+    Broadcast, Deadline, Inclusion, RecordedTx, Rejection, SchemeError, Signed, SignedView,
+    SignerLease, Stop, TxStatus,
 };
 
 /// Fee estimates are reused this long: one `eth_feeHistory` per block, not per settle.
@@ -30,19 +31,20 @@ const GAS_MARGIN_NUM: u64 = 6;
 const GAS_MARGIN_DEN: u64 = 5;
 
 /// What `prepare` hands `broadcast`.
-struct SignedTx {
+pub struct SignedTx {
     signer_index: usize,
     nonce: u64,
 }
 
-pub(super) async fn prepare(h: &EvmExact, p: &EvmPayment) -> Result<Preparation, SchemeError> {
+pub(super) async fn prepare(h: &EvmExact, p: &EvmPayment) -> Result<Signed<SignedTx>, Stop> {
     let (to, data) = settlement_call(h, p);
     let Some((signer_index, fence)) = h.signers.pick(|a| h.gate.fence(&h.lease_key(a))).await
     else {
         return Err(SchemeError::Signer(format!(
             "this process holds no signer lease on {}; another replica settles for now",
             h.network
-        )));
+        ))
+        .into());
     };
     let signer = h
         .signers
@@ -64,18 +66,17 @@ pub(super) async fn prepare(h: &EvmExact, p: &EvmPayment) -> Result<Preparation,
         Ok(gas) => gas,
         Err(failure @ RpcFailure::Node(_)) => {
             let text = failure.revert_text().unwrap_or_else(|| failure.message());
-            let rejection = diagnose(h, p, &text).await?;
-            return Ok(Preparation::Rejected(rejection));
+            return Err(diagnose(h, p, &text).await?.into());
         }
-        Err(transport) => return Err(rpc(transport)),
+        Err(transport) => return Err(rpc(transport).into()),
     };
     if gas > h.options.max_gas_limit {
-        return Ok(Preparation::Rejected(
-            Rejection::new(reason::SIMULATION_FAILED).with_message(format!(
+        return Err(Rejection::new(reason::SIMULATION_FAILED)
+            .with_message(format!(
                 "gas estimate {gas} exceeds this network's cap of {}",
                 h.options.max_gas_limit
-            )),
-        ));
+            ))
+            .into());
     }
     let gas_limit = (gas * GAS_MARGIN_NUM / GAS_MARGIN_DEN).min(h.options.max_gas_limit);
     let fees = fees(h).await?;
@@ -85,7 +86,8 @@ pub(super) async fn prepare(h: &EvmExact, p: &EvmPayment) -> Result<Preparation,
         return Err(SchemeError::Unavailable(format!(
             "network fee {} wei/gas is above the configured cap {cap}",
             fees.max_fee_per_gas
-        )));
+        ))
+        .into());
     }
     let nonce = h
         .signers
@@ -107,12 +109,12 @@ pub(super) async fn prepare(h: &EvmExact, p: &EvmPayment) -> Result<Preparation,
         Ok(s) => s,
         Err(e) => {
             h.signers.release_nonce(signer_index, nonce).await;
-            return Err(SchemeError::Signer(format!("signing failed: {e}")));
+            return Err(SchemeError::Signer(format!("signing failed: {e}")).into());
         }
     };
     let envelope = TxEnvelope::from(tx.into_signed(signature));
     let tx_id = format!("{:#x}", envelope.tx_hash());
-    Ok(Preparation::Ready(Prepared {
+    Ok(Signed {
         tx_id,
         signer: signer.address.to_checksum(None),
         lease: Some(SignerLease {
@@ -120,11 +122,11 @@ pub(super) async fn prepare(h: &EvmExact, p: &EvmPayment) -> Result<Preparation,
             fence,
         }),
         raw: envelope.encoded_2718(),
-        details: Box::new(SignedTx {
+        details: SignedTx {
             signer_index,
             nonce,
-        }),
-    }))
+        },
+    })
 }
 
 async fn fees(h: &EvmExact) -> Result<Eip1559Estimation, SchemeError> {
@@ -144,19 +146,19 @@ async fn fees(h: &EvmExact) -> Result<Eip1559Estimation, SchemeError> {
 }
 
 /// Hands back the nonce of a transaction that will never be sent.
-pub(super) async fn discard(h: &EvmExact, prepared: &Prepared) {
-    if let Some(signed) = prepared.details.downcast_ref::<SignedTx>() {
-        h.signers
-            .release_nonce(signed.signer_index, signed.nonce)
-            .await;
-    }
+pub(super) async fn discard(h: &EvmExact, prepared: &SignedView<'_, SignedTx>) {
+    let signed = prepared.details;
+    h.signers
+        .release_nonce(signed.signer_index, signed.nonce)
+        .await;
 }
 
-pub(super) async fn broadcast(h: &EvmExact, prepared: &Prepared) -> Result<Broadcast, SchemeError> {
-    let signed = prepared.details.downcast_ref::<SignedTx>().ok_or_else(|| {
-        SchemeError::Internal("EVM handler given a transaction it did not sign".into())
-    })?;
-    let failure = match h.chain.sender().send_raw_transaction(&prepared.raw).await {
+pub(super) async fn broadcast(
+    h: &EvmExact,
+    prepared: &SignedView<'_, SignedTx>,
+) -> Result<Broadcast, SchemeError> {
+    let signed = prepared.details;
+    let failure = match h.chain.sender().send_raw_transaction(prepared.raw).await {
         Ok(_) => return Ok(Broadcast::Sent),
         Err(e) => RpcFailure::from(e),
     };
@@ -214,9 +216,11 @@ pub(super) async fn broadcast(h: &EvmExact, prepared: &Prepared) -> Result<Broad
 pub(super) async fn await_outcome(
     h: &EvmExact,
     p: &EvmPayment,
-    tx_id: &str,
-    deadline: Instant,
+    txs: &[RecordedTx],
+    deadline: Deadline,
 ) -> Result<TxStatus, SchemeError> {
+    let deadline = deadline.instant();
+    let tx_id = newest(txs)?.tx_id.as_str();
     let hash = B256::from_str(tx_id)
         .map_err(|_| SchemeError::Internal(format!("bad transaction id {tx_id}")))?;
     let poll = h.options.receipt_poll;
@@ -231,7 +235,7 @@ pub(super) async fn await_outcome(
             .read(|pr| async move { pr.get_transaction_receipt(hash).await })
             .await
         {
-            Ok(Some(receipt)) => return Ok(judge(p, &receipt)),
+            Ok(Some(receipt)) => return Ok(judge(p, tx_id, &receipt)),
             Ok(None) => answered = true,
             Err(e) => {
                 warn!(tx = tx_id, error = %e.message(), "receipt poll failed");
@@ -259,9 +263,10 @@ pub(super) async fn await_outcome(
 pub(super) async fn reconcile(
     h: &EvmExact,
     p: &EvmPayment,
-    tx_id: &str,
-    raw: Option<&[u8]>,
+    txs: &[RecordedTx],
 ) -> Result<TxStatus, SchemeError> {
+    let newest = newest(txs)?;
+    let (tx_id, raw) = (newest.tx_id.as_str(), newest.raw.as_deref());
     let hash = B256::from_str(tx_id)
         .map_err(|_| SchemeError::Internal(format!("bad transaction id {tx_id}")))?;
     if let Some(receipt) = h
@@ -270,7 +275,7 @@ pub(super) async fn reconcile(
         .await
         .map_err(rpc)?
     {
-        return Ok(judge(p, &receipt));
+        return Ok(judge(p, tx_id, &receipt));
     }
     let known = h
         .chain
@@ -353,8 +358,14 @@ async fn authorization_used(h: &EvmExact, p: &EvmPayment) -> Result<bool, Scheme
         .map_err(|e| SchemeError::Rpc(format!("authorizationState unreadable: {e}")))
 }
 
+/// The transaction the core recorded last.
+fn newest(txs: &[RecordedTx]) -> Result<&RecordedTx, SchemeError> {
+    txs.last()
+        .ok_or_else(|| SchemeError::Internal("no recorded transaction to follow".into()))
+}
+
 /// A mined transaction is a payment only if it succeeded and the asset emitted the transfer.
-fn judge(p: &EvmPayment, receipt: &TransactionReceipt) -> TxStatus {
+fn judge(p: &EvmPayment, tx_id: &str, receipt: &TransactionReceipt) -> TxStatus {
     let block = receipt.block_number.unwrap_or_default();
     if !receipt.status() {
         return TxStatus::Failed(
@@ -369,7 +380,10 @@ fn judge(p: &EvmPayment, receipt: &TransactionReceipt) -> TxStatus {
                 .is_ok_and(|t| t.from == a.from && t.to == a.to && t.value == a.value)
     });
     if paid {
-        TxStatus::Confirmed
+        TxStatus::Confirmed(Inclusion {
+            tx_id: tx_id.to_string(),
+            block: receipt.block_number,
+        })
     } else {
         TxStatus::Failed(
             Rejection::new(reason::TRANSFER_EVENT_MISMATCH).with_message(format!(

@@ -17,20 +17,13 @@ use super::contracts::{IEip3009, IMulticall3};
 use super::payload::{self, PayloadError, parse_address, parse_decimal};
 use super::{EvmExact, EvmPayment, SCHEME, SignatureRoute, reason};
 use crate::protocol::{PaymentRequest, reason as generic};
-use crate::scheme::{Check, CheckedPayment, Rejection, SchemeError};
+use crate::scheme::{Checked, PaymentMeta, Rejection, SchemeError, Stop};
 
 /// `validBefore` must leave this many seconds for the transaction to land (digest §4.4 step 6).
 const EXPIRY_BUFFER_SECS: u64 = 6;
 /// secp256k1 n / 2: tokens reject signatures with a larger `s` (EIP-2).
 const SECP256K1N_HALF: U256 =
     uint!(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0_U256);
-
-pub(super) async fn check(h: &EvmExact, req: &PaymentRequest) -> Result<Check, SchemeError> {
-    match check_inner(h, req).await? {
-        Ok(payment) => Ok(Check::Valid(payment)),
-        Err(rejection) => Ok(Check::Invalid(rejection)),
-    }
-}
 
 /// What the request says, parsed and statically checked (digest §4.4 steps 1–3), with no chain
 /// access and no clock: shared by `check` and by `revive`.
@@ -112,40 +105,47 @@ fn parse(h: &EvmExact, req: &PaymentRequest) -> Result<Parsed, Rejection> {
     })
 }
 
-fn checked(h: &EvmExact, p: EvmPayment) -> CheckedPayment {
+fn checked(h: &EvmExact, p: EvmPayment) -> Checked<EvmPayment> {
     let a = &p.authorization;
-    CheckedPayment {
-        network: h.network.clone(),
-        payer: a.from.to_checksum(None),
-        replay_key: format!("{}/{:#x}/{:#x}/{}", h.network, p.asset, a.from, a.nonce)
-            .to_ascii_lowercase(),
-        replay_reason: reason::NONCE_ALREADY_USED,
-        pay_to: p.pay_to.to_checksum(None),
-        asset: p.asset.to_checksum(None),
-        amount: p.amount.to_string(),
-        details: Box::new(p),
+    Checked {
+        meta: PaymentMeta {
+            network: h.network.clone(),
+            payer: a.from.to_checksum(None),
+            replay_key: format!("{}/{:#x}/{:#x}/{}", h.network, p.asset, a.from, a.nonce)
+                .to_ascii_lowercase(),
+            replay_reason: reason::NONCE_ALREADY_USED,
+            pay_to: p.pay_to.to_checksum(None),
+            asset: p.asset.to_checksum(None),
+            amount: p.amount.to_string(),
+        },
+        payment: p,
     }
 }
 
 /// A stored request as a payment, for reconciling its recorded transaction.
-pub(super) fn revive(h: &EvmExact, req: &PaymentRequest) -> Result<CheckedPayment, Rejection> {
+pub(super) fn revive(h: &EvmExact, req: &PaymentRequest) -> Result<Checked<EvmPayment>, Rejection> {
     parse(h, req).map(|parsed| checked(h, parsed.payment))
 }
 
-async fn check_inner(
-    h: &EvmExact,
-    req: &PaymentRequest,
-) -> Result<Result<CheckedPayment, Rejection>, SchemeError> {
+/// Every check of digest §4.4 but the simulation, in the SDK's order.
+pub(super) async fn check(h: &EvmExact, req: &PaymentRequest) -> Result<Checked<EvmPayment>, Stop> {
     let Parsed {
         mut payment,
         deployment,
-    } = match parse(h, req) {
-        Ok(parsed) => parsed,
-        Err(rejection) => return Ok(Err(rejection)),
-    };
+    } = parse(h, req)?;
+    let payer = payment.authorization.from.to_checksum(None);
+    check_parsed(h, &mut payment, deployment.as_ref())
+        .await
+        .map_err(|stop| stop.with_payer(&payer))?;
+    Ok(checked(h, payment))
+}
+
+async fn check_parsed(
+    h: &EvmExact,
+    payment: &mut EvmPayment,
+    deployment: Option<&payload::Deployment>,
+) -> Result<(), Stop> {
     let auth = payment.authorization.clone();
-    let payer = auth.from.to_checksum(None);
-    let with_payer = |r: Rejection| Ok(Err(r.with_payer(payer.clone())));
     let hash = payload::signing_hash(
         &auth,
         &payment.domain_name,
@@ -153,47 +153,42 @@ async fn check_inner(
         h.chain_id,
         payment.asset,
     );
-    payment.route =
-        match classify_signature(h, &auth, &payment.signature, deployment.as_ref(), hash).await? {
-            Ok(route) => route,
-            Err(rejection) => return with_payer(rejection),
-        };
+    payment.route = classify_signature(h, &auth, &payment.signature, deployment, hash).await?;
     if auth.to != payment.pay_to {
-        return with_payer(
-            Rejection::new(reason::RECIPIENT_MISMATCH)
-                .with_message(format!("authorization pays {}", auth.to)),
-        );
+        return Err(Rejection::new(reason::RECIPIENT_MISMATCH)
+            .with_message(format!("authorization pays {}", auth.to))
+            .into());
     }
     let now = U256::from(unix_now());
     if auth.valid_before < now + U256::from(EXPIRY_BUFFER_SECS) {
-        return with_payer(
-            Rejection::new(reason::VALID_BEFORE)
-                .with_message("authorization expired or expires within 6 s"),
-        );
+        return Err(Rejection::new(reason::VALID_BEFORE)
+            .with_message("authorization expired or expires within 6 s")
+            .into());
     }
     if auth.valid_after > now {
-        return with_payer(
-            Rejection::new(reason::VALID_AFTER).with_message("authorization is not valid yet"),
-        );
+        return Err(Rejection::new(reason::VALID_AFTER)
+            .with_message("authorization is not valid yet")
+            .into());
     }
     if auth.value != payment.amount {
-        let reason = if req.x402_version() == 1 {
+        let reason = if payment.x402_version == 1 {
             reason::VALUE_MISMATCH_V1
         } else {
             reason::VALUE_MISMATCH
         };
-        return with_payer(Rejection::new(reason).with_message(format!(
-            "authorization value {} ≠ required {}",
-            auth.value, payment.amount
-        )));
+        return Err(Rejection::new(reason)
+            .with_message(format!(
+                "authorization value {} ≠ required {}",
+                auth.value, payment.amount
+            ))
+            .into());
     }
     if !h.chain.has_code(payment.asset).await.map_err(rpc)? {
-        return with_payer(
-            Rejection::new(reason::ASSET_NOT_DEPLOYED)
-                .with_message(format!("no contract at {}", payment.asset)),
-        );
+        return Err(Rejection::new(reason::ASSET_NOT_DEPLOYED)
+            .with_message(format!("no contract at {}", payment.asset))
+            .into());
     }
-    Ok(Ok(checked(h, payment)))
+    Ok(())
 }
 
 /// Decides how the token will check the signature, rejecting what cannot pass (digest §4.4
@@ -204,42 +199,42 @@ async fn classify_signature(
     sig: &Bytes,
     deployment: Option<&payload::Deployment>,
     hash: B256,
-) -> Result<Result<SignatureRoute, Rejection>, SchemeError> {
+) -> Result<SignatureRoute, Stop> {
     let from = auth.from;
     if let Some(deployment) = deployment
         && !h.chain.has_code(from).await.map_err(rpc)?
     {
         if !h.options.factories.contains(&deployment.factory) {
-            return Ok(Err(Rejection::new(reason::FACTORY_NOT_ALLOWED)
+            return Err(Rejection::new(reason::FACTORY_NOT_ALLOWED)
                 .with_message(format!(
                     "ERC-6492 factory {} is not allow-listed",
                     deployment.factory
-                ))));
+                ))
+                .into());
         }
-        return Ok(Ok(SignatureRoute::Counterfactual(deployment.clone())));
+        return Ok(SignatureRoute::Counterfactual(deployment.clone()));
     }
     // A deployed wallet's ERC-6492 signature is checked as its inner signature (ERC-6492).
     if sig.len() == 65 && recover(hash, sig) == Some(from) {
         if U256::from_be_slice(&sig[32..64]) > SECP256K1N_HALF {
-            return Ok(Err(
-                Rejection::new(reason::SIGNATURE).with_message("signature s is in the upper half")
-            ));
+            return Err(Rejection::new(reason::SIGNATURE)
+                .with_message("signature s is in the upper half")
+                .into());
         }
-        return Ok(Ok(SignatureRoute::Eoa));
+        return Ok(SignatureRoute::Eoa);
     }
     if h.chain.has_code(from).await.map_err(rpc)? {
-        return Ok(Ok(SignatureRoute::ContractWallet));
+        return Ok(SignatureRoute::ContractWallet);
     }
-    if sig.len() <= 65 {
-        Ok(Err(Rejection::new(reason::SIGNATURE).with_message(
-            "signature does not recover to authorization.from",
-        )))
+    Err(if sig.len() <= 65 {
+        Rejection::new(reason::SIGNATURE)
+            .with_message("signature does not recover to authorization.from")
     } else {
-        Ok(Err(Rejection::new(reason::UNDEPLOYED_SMART_WALLET)
-            .with_message(
-                "smart-wallet signature, but the payer has no code and no ERC-6492 deployment data",
-            )))
+        Rejection::new(reason::UNDEPLOYED_SMART_WALLET).with_message(
+            "smart-wallet signature, but the payer has no code and no ERC-6492 deployment data",
+        )
     }
+    .into())
 }
 
 /// The address that signed `hash` with the 65-byte `r‖s‖v` signature, by libsecp256k1.
@@ -323,11 +318,8 @@ fn split_vrs(sig: &Bytes) -> (B256, B256, u8) {
     (r, s, if v < 27 { v + 27 } else { v })
 }
 
-/// Runs the payment with `eth_call`; `Some` is why it would fail.
-pub(super) async fn simulate(
-    h: &EvmExact,
-    p: &EvmPayment,
-) -> Result<Option<Rejection>, SchemeError> {
+/// Runs the payment with `eth_call`; a rejection says why it would fail.
+pub(super) async fn simulate(h: &EvmExact, p: &EvmPayment) -> Result<(), Stop> {
     let (to, data) = settlement_call(h, p);
     let payer = p.authorization.from.to_checksum(None);
     match h.chain.eth_call(to, data).await {
@@ -345,16 +337,16 @@ pub(super) async fn simulate(
                         .get(1)
                         .and_then(|r| alloy::sol_types::decode_revert_reason(&r.returnData))
                         .unwrap_or_else(|| "transfer reverted".into());
-                    return Ok(Some(diagnose(h, p, &text).await?.with_payer(payer)));
+                    return Err(diagnose(h, p, &text).await?.with_payer(payer).into());
                 }
             }
-            Ok(None)
+            Ok(())
         }
         Err(failure @ RpcFailure::Node(_)) => {
             let text = failure.revert_text().unwrap_or_else(|| failure.message());
-            Ok(Some(diagnose(h, p, &text).await?.with_payer(payer)))
+            Err(diagnose(h, p, &text).await?.with_payer(payer).into())
         }
-        Err(transport) => Err(rpc(transport)),
+        Err(transport) => Err(rpc(transport).into()),
     }
 }
 

@@ -16,7 +16,7 @@ mod verify;
 pub mod wire;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -30,8 +30,8 @@ use crate::config::NetworkSettings;
 use crate::protocol::network::caip2_to_v1;
 use crate::protocol::{NetworkId, PaymentRequest, SupportedKind};
 use crate::scheme::{
-    Broadcast, Check, CheckedPayment, Preparation, Prepared, Rejection, SchemeError, SchemeFactory,
-    SchemeHandler, SignerGate, TxStatus,
+    Broadcast, Built, Checked, Deadline, Description, Erased, RecordedTx, Rejection, Scheme,
+    SchemeError, SchemeFactory, Signed, SignedView, SignerGate, Stop, TxStatus,
 };
 
 pub const SCHEME: &str = "exact";
@@ -113,16 +113,12 @@ pub struct SvmExact {
     options: SvmOptions,
 }
 
-fn payment_of(payment: &CheckedPayment) -> Result<&SvmPayment, SchemeError> {
-    payment
-        .details
-        .downcast_ref::<SvmPayment>()
-        .ok_or_else(|| SchemeError::Internal("SVM handler given a payment it did not check".into()))
-}
-
 #[async_trait]
-impl SchemeHandler for SvmExact {
-    fn kinds(&self) -> Vec<SupportedKind> {
+impl Scheme for SvmExact {
+    type Payment = SvmPayment;
+    type Signed = ();
+
+    fn describe(&self) -> Description {
         let extra = self
             .fee_payers
             .first()
@@ -141,61 +137,63 @@ impl SchemeHandler for SvmExact {
                 extra,
             });
         }
-        kinds
+        Description {
+            kinds,
+            signers: self
+                .fee_payers
+                .iter()
+                .map(|k| (self.network.family_pattern(), k.pubkey().to_string()))
+                .collect(),
+            // Fee payers have no nonce lane, so they are not leased (see `Signed::lease`).
+            lease_keys: Vec::new(),
+        }
     }
 
-    fn signers(&self) -> Vec<(String, String)> {
-        self.fee_payers
-            .iter()
-            .map(|k| (self.network.family_pattern(), k.pubkey().to_string()))
-            .collect()
+    async fn check(
+        &self,
+        request: &PaymentRequest,
+        _deadline: Deadline,
+    ) -> Result<Checked<SvmPayment>, Stop> {
+        verify::check(self, request)
     }
 
-    async fn check(&self, request: &PaymentRequest) -> Result<Check, SchemeError> {
-        Ok(verify::check(self, request))
+    fn revive(&self, request: &PaymentRequest) -> Result<Checked<SvmPayment>, Rejection> {
+        verify::revive(self, request)
     }
 
-    async fn simulate(&self, payment: &CheckedPayment) -> Result<Option<Rejection>, SchemeError> {
-        verify::simulate(self, payment_of(payment)?).await
+    async fn simulate(&self, payment: &SvmPayment, _deadline: Deadline) -> Result<(), Stop> {
+        verify::simulate(self, payment).await
     }
 
-    async fn prepare(&self, payment: &CheckedPayment) -> Result<Preparation, SchemeError> {
-        settle::prepare(self, payment_of(payment)?)
+    async fn prepare(&self, payment: &SvmPayment, _deadline: Deadline) -> Result<Signed<()>, Stop> {
+        Ok(settle::prepare(self, payment)?)
     }
 
     async fn broadcast(
         &self,
-        _payment: &CheckedPayment,
-        prepared: &Prepared,
+        _payment: &SvmPayment,
+        signed: &SignedView<'_, ()>,
+        _deadline: Deadline,
     ) -> Result<Broadcast, SchemeError> {
-        settle::broadcast(self, prepared).await
+        settle::broadcast(self, signed).await
     }
 
     async fn await_outcome(
         &self,
-        payment: &CheckedPayment,
-        tx_id: &str,
-        deadline: Instant,
+        payment: &SvmPayment,
+        txs: &[RecordedTx],
+        deadline: Deadline,
     ) -> Result<TxStatus, SchemeError> {
-        settle::await_outcome(self, payment_of(payment)?, tx_id, deadline).await
-    }
-
-    fn revive(&self, request: &PaymentRequest) -> Result<CheckedPayment, Rejection> {
-        verify::revive(self, request)
+        settle::await_outcome(self, payment, txs, deadline.instant()).await
     }
 
     async fn reconcile(
         &self,
-        payment: &CheckedPayment,
-        tx_id: &str,
-        raw: Option<&[u8]>,
+        payment: &SvmPayment,
+        txs: &[RecordedTx],
+        _deadline: Deadline,
     ) -> Result<TxStatus, SchemeError> {
-        settle::reconcile(self, payment_of(payment)?, tx_id, raw).await
-    }
-
-    fn signer_keys(&self) -> Vec<String> {
-        // Fee payers have no nonce lane, so they are not leased (see `Prepared::lease`).
-        Vec::new()
+        settle::reconcile(self, payment, txs).await
     }
 }
 
@@ -243,13 +241,13 @@ impl SchemeFactory for SvmExactFactory {
         slug: &str,
         settings: &NetworkSettings,
         _gate: Arc<dyn SignerGate>,
-    ) -> Result<Result<Arc<dyn SchemeHandler>, String>, String> {
+    ) -> Result<Built, String> {
         let network = settings.network_id().map_err(|e| e.to_string())?;
         let options =
             SvmOptions::parse(&settings.options).map_err(|e| format!("networks.{slug}: {e}"))?;
         let fee_payers = load_fee_payers(slug, settings)?;
         if fee_payers.is_empty() {
-            return Ok(Err(format!(
+            return Ok(Built::NotServed(format!(
                 "no fee payer key: set X402__NETWORKS__{}__SIGNER_KEYS or networks.{slug}.signer_key_file",
                 slug.to_ascii_uppercase()
             )));
@@ -268,8 +266,8 @@ impl SchemeFactory for SvmExactFactory {
             options,
         };
         match handler.probe(slug).await? {
-            Ok(()) => Ok(Ok(Arc::new(handler))),
-            Err(why) => Ok(Err(why)),
+            Ok(()) => Ok(Built::Serving(Arc::new(Erased(handler)))),
+            Err(why) => Ok(Built::NotServed(why)),
         }
     }
 }

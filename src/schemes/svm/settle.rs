@@ -10,23 +10,25 @@ use serde_json::{Value, json};
 use super::rpc::RpcFailure;
 use super::verify::cosigned;
 use super::{SvmExact, SvmPayment, reason};
-use crate::scheme::{Broadcast, Preparation, Prepared, Rejection, SchemeError, TxStatus};
+use crate::scheme::{
+    Broadcast, Inclusion, RecordedTx, Rejection, SchemeError, Signed, SignedView, TxStatus,
+};
 
-pub(super) fn prepare(h: &SvmExact, p: &SvmPayment) -> Result<Preparation, SchemeError> {
+pub(super) fn prepare(h: &SvmExact, p: &SvmPayment) -> Result<Signed<()>, SchemeError> {
     let tx = cosigned(h, p)?;
     let fee_payer = h
         .fee_payers
         .get(p.fee_payer_index)
         .map(|k| k.pubkey().to_string())
         .unwrap_or_default();
-    Ok(Preparation::Ready(Prepared {
+    Ok(Signed {
         tx_id: tx.transaction_id(),
         signer: fee_payer,
         // Fee payers have no nonce lane: any replica may co-sign with them at once.
         lease: None,
         raw: tx.serialize(),
-        details: Box::new(()),
-    }))
+        details: (),
+    })
 }
 
 fn base64_of(raw: &[u8]) -> Result<String, SchemeError> {
@@ -35,8 +37,11 @@ fn base64_of(raw: &[u8]) -> Result<String, SchemeError> {
         .map_err(|e| SchemeError::Internal(format!("recorded transaction unreadable: {e}")))
 }
 
-pub(super) async fn broadcast(h: &SvmExact, prepared: &Prepared) -> Result<Broadcast, SchemeError> {
-    let params = json!([base64_of(&prepared.raw)?, {
+pub(super) async fn broadcast(
+    h: &SvmExact,
+    prepared: &SignedView<'_, ()>,
+) -> Result<Broadcast, SchemeError> {
+    let params = json!([base64_of(prepared.raw)?, {
         "encoding": "base64",
         "skipPreflight": false,
         "preflightCommitment": "confirmed",
@@ -105,7 +110,10 @@ async fn status(h: &SvmExact, tx_id: &str) -> Result<Option<TxStatus>, SchemeErr
     // Seen at `processed` only: it landed but is not final yet. It must never be called expired.
     let level = s["confirmationStatus"].as_str().unwrap_or_default();
     Ok(Some(if level == "confirmed" || level == "finalized" {
-        TxStatus::Confirmed
+        TxStatus::Confirmed(Inclusion {
+            tx_id: tx_id.to_string(),
+            block: s["slot"].as_u64(),
+        })
     } else {
         TxStatus::Pending
     }))
@@ -132,12 +140,19 @@ fn expired(tx_id: &str) -> TxStatus {
     )
 }
 
+/// The transaction the core recorded last.
+fn newest(txs: &[RecordedTx]) -> Result<&RecordedTx, SchemeError> {
+    txs.last()
+        .ok_or_else(|| SchemeError::Internal("no recorded transaction to follow".into()))
+}
+
 pub(super) async fn await_outcome(
     h: &SvmExact,
     p: &SvmPayment,
-    tx_id: &str,
+    txs: &[RecordedTx],
     deadline: Instant,
 ) -> Result<TxStatus, SchemeError> {
+    let tx_id = newest(txs)?.tx_id.as_str();
     loop {
         match status(h, tx_id).await? {
             Some(TxStatus::Pending) => {} // landed, not final yet: keep waiting
@@ -162,9 +177,10 @@ pub(super) async fn await_outcome(
 pub(super) async fn reconcile(
     h: &SvmExact,
     p: &SvmPayment,
-    tx_id: &str,
-    raw: Option<&[u8]>,
+    txs: &[RecordedTx],
 ) -> Result<TxStatus, SchemeError> {
+    let newest = newest(txs)?;
+    let (tx_id, raw) = (newest.tx_id.as_str(), newest.raw.as_deref());
     if let Some(known) = status(h, tx_id).await? {
         return Ok(known);
     }

@@ -15,22 +15,19 @@ use super::rpc::RpcFailure;
 use super::wire::VersionedTransaction;
 use super::{SCHEME, SvmExact, SvmPayment, reason};
 use crate::protocol::{PaymentRequest, reason as generic};
-use crate::scheme::{Check, CheckedPayment, Rejection, SchemeError};
+use crate::scheme::{Checked, PaymentMeta, Rejection, SchemeError, Stop};
 
 /// Instructions allowed: compute limit, compute price, transfer, then up to four optional
 /// Lighthouse or Memo instructions (3–7: Phantom injects Lighthouse guards, §5.5).
 const MIN_INSTRUCTIONS: usize = 3;
 const MAX_INSTRUCTIONS: usize = 7;
 
-pub(super) fn check(h: &SvmExact, req: &PaymentRequest) -> Check {
-    match parse(h, req, true) {
-        Ok(payment) => Check::Valid(payment),
-        Err(rejection) => Check::Invalid(rejection),
-    }
+pub(super) fn check(h: &SvmExact, req: &PaymentRequest) -> Result<Checked<SvmPayment>, Stop> {
+    Ok(parse(h, req, true)?)
 }
 
 /// A stored request back as a payment (no signature re-check needed: it was checked before).
-pub(super) fn revive(h: &SvmExact, req: &PaymentRequest) -> Result<CheckedPayment, Rejection> {
+pub(super) fn revive(h: &SvmExact, req: &PaymentRequest) -> Result<Checked<SvmPayment>, Rejection> {
     parse(h, req, false)
 }
 
@@ -38,7 +35,7 @@ fn parse(
     h: &SvmExact,
     req: &PaymentRequest,
     check_signature: bool,
-) -> Result<CheckedPayment, Rejection> {
+) -> Result<Checked<SvmPayment>, Rejection> {
     let no = |reason: &str, message: String| Err(Rejection::new(reason).with_message(message));
     if req.payload_scheme() != SCHEME || req.scheme() != SCHEME {
         return no(
@@ -272,19 +269,21 @@ fn parse(
         }
     }
     let message_hash = bs58::encode(Sha256::digest(tx.message_bytes())).into_string();
-    Ok(CheckedPayment {
-        network: h.network.clone(),
-        payer,
-        replay_key: format!("{}/{message_hash}", h.network),
-        replay_reason: crate::protocol::reason::DUPLICATE_SETTLEMENT,
-        pay_to: pay_to.to_string(),
-        asset: mint.to_string(),
-        amount: amount.to_string(),
-        details: Box::new(SvmPayment {
+    Ok(Checked {
+        meta: PaymentMeta {
+            network: h.network.clone(),
+            payer,
+            replay_key: format!("{}/{message_hash}", h.network),
+            replay_reason: crate::protocol::reason::DUPLICATE_SETTLEMENT,
+            pay_to: pay_to.to_string(),
+            asset: mint.to_string(),
+            amount: amount.to_string(),
+        },
+        payment: SvmPayment {
             tx,
             fee_payer_index,
             authority: transfer.authority,
-        }),
+        },
     })
 }
 
@@ -300,10 +299,7 @@ pub(super) fn cosigned(h: &SvmExact, p: &SvmPayment) -> Result<VersionedTransact
     Ok(tx)
 }
 
-pub(super) async fn simulate(
-    h: &SvmExact,
-    p: &SvmPayment,
-) -> Result<Option<Rejection>, SchemeError> {
+pub(super) async fn simulate(h: &SvmExact, p: &SvmPayment) -> Result<(), Stop> {
     let tx = cosigned(h, p)?;
     let params = json!([tx.to_base64(), {
         "encoding": "base64",
@@ -316,7 +312,7 @@ pub(super) async fn simulate(
         Ok(result) => {
             let value = &result["value"];
             if value["err"].is_null() {
-                return Ok(None);
+                return Ok(());
             }
             let logs: Vec<&str> = value["logs"]
                 .as_array()
@@ -332,17 +328,15 @@ pub(super) async fn simulate(
                 .copied()
                 .collect::<Vec<_>>()
                 .join(" | ");
-            Ok(Some(
-                Rejection::new(reason::SIMULATION_FAILED)
-                    .with_message(format!("{} {tail}", value["err"]))
-                    .with_payer(payer),
-            ))
+            Err(Rejection::new(reason::SIMULATION_FAILED)
+                .with_message(format!("{} {tail}", value["err"]))
+                .with_payer(payer)
+                .into())
         }
-        Err(RpcFailure::Node { message, .. }) => Ok(Some(
-            Rejection::new(reason::SIMULATION_FAILED)
-                .with_message(message)
-                .with_payer(payer),
-        )),
-        Err(transport) => Err(SchemeError::Rpc(transport.message())),
+        Err(RpcFailure::Node { message, .. }) => Err(Rejection::new(reason::SIMULATION_FAILED)
+            .with_message(message)
+            .with_payer(payer)
+            .into()),
+        Err(transport) => Err(SchemeError::Rpc(transport.message()).into()),
     }
 }
