@@ -19,6 +19,9 @@ use crate::ledger::{self, LedgerError};
 use crate::scheme::{Built, SchemeRegistry, SignerGate};
 use crate::schemes;
 
+/// The longest start-up waits for the reconcile pass before serving.
+const STARTUP_RECONCILE: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
@@ -38,6 +41,7 @@ pub struct Application {
     port: u16,
     settles: TaskTracker,
     grace: Duration,
+    header_read_timeout: Duration,
     background: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -60,17 +64,21 @@ impl Application {
         }
         leases.renew().await;
         let timing = SettleTiming {
-            confirm_timeout: Duration::from_millis(settings.settlement.confirm_timeout_ms),
+            deadline: Duration::from_millis(settings.settlement.confirm_timeout_ms),
             lease_margin: Duration::from_millis(settings.settlement.lease_margin_ms),
         };
         let facilitator = Arc::new(Facilitator::new(registry, ledger, leases.clone(), timing));
-        // Finish what an earlier run left unfinished before taking new work.
-        let finished = reconcile::pass(&facilitator).await;
-        if finished > 0 {
-            info!(
-                rows = finished,
+        // Finish what an earlier run left unfinished before taking new work, but never let a
+        // struggling RPC hold start-up: what this pass does not finish, the background one will.
+        match tokio::time::timeout(STARTUP_RECONCILE, reconcile::pass(&facilitator)).await {
+            Ok(0) => {}
+            Ok(rows) => info!(
+                rows,
                 "start-up reconcile finished rows left by an earlier run"
-            );
+            ),
+            Err(_) => {
+                warn!("start-up reconcile ran out of time; the background reconciler continues")
+            }
         }
         let background = CancellationToken::new();
         let tasks = vec![
@@ -85,17 +93,18 @@ impl Application {
             .map(Bytes::from)
             .map_err(|e| AppError::Network(format!("cannot serialise /supported: {e}")))?;
         let settles = TaskTracker::new();
+        let request_timeout = Duration::from_millis(settings.server.request_timeout_ms);
         let state = AppState {
             facilitator,
             supported_json,
             settles: settles.clone(),
             receipts_token: settings.server.receipts_token.clone(),
+            settle_slots: Arc::new(tokio::sync::Semaphore::new(
+                settings.server.max_concurrent_settles,
+            )),
+            request_timeout,
         };
-        let router = router(
-            state,
-            settings.server.body_limit_bytes,
-            Duration::from_millis(settings.server.request_timeout_ms),
-        );
+        let router = router(state, settings.server.body_limit_bytes, request_timeout);
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&addr)
             .await
@@ -113,6 +122,7 @@ impl Application {
             port,
             settles,
             grace: Duration::from_millis(settings.server.shutdown_grace_ms),
+            header_read_timeout: Duration::from_millis(settings.server.header_read_timeout_ms),
             background,
             tasks,
         })
@@ -129,9 +139,14 @@ impl Application {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         info!(port = self.port, "x402 facilitator listening");
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stop)
-            .await;
+        let served = serve(
+            self.listener,
+            self.router,
+            self.header_read_timeout,
+            self.grace,
+            stop,
+        )
+        .await;
         self.settles.close();
         if tokio::time::timeout(self.grace, self.settles.wait())
             .await
@@ -147,6 +162,65 @@ impl Application {
         }
         served
     }
+}
+
+/// The accept loop: HTTP/1.1 with keep-alive, a bound on reading a request's headers, the
+/// client's address on every request (`ConnectInfo`), and a graceful stop that lets open
+/// connections finish their request (bounded by `grace`).
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    header_read_timeout: Duration,
+    grace: Duration,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of descriptors and the like: wait a moment rather than spin.
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = router.clone().map_request(
+            move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            },
+        );
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away or sends garbage ends its connection; nothing to report.
+            let _ = watched.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("shutdown grace ran out with connections still open");
+    }
+    Ok(())
 }
 
 /// Matches every enabled network to the plugins for its namespace and schemes.

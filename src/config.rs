@@ -109,6 +109,10 @@ pub struct ServerSettings {
     /// When set, `/settlements` requires `Authorization: Bearer <token>`.
     #[serde(default)]
     pub receipts_token: Option<Secret>,
+    /// Settles in flight on this replica; past it a settle gets 503 with `Retry-After`.
+    pub max_concurrent_settles: usize,
+    /// How long a client may take to send a request's headers (slow clients hold connections).
+    pub header_read_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,7 +132,8 @@ pub struct DatabaseSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SettlementSettings {
-    /// How long `/settle` waits for confirmation before answering `settlement_pending`.
+    /// How long a `/settle` (and a `/verify`) may take from the request's arrival: a settle that
+    /// cannot see its outcome by then answers `settlement_pending`.
     pub confirm_timeout_ms: u64,
     /// A settle holds its ledger row for `confirm_timeout_ms` plus this margin.
     pub lease_margin_ms: u64,
@@ -239,6 +244,18 @@ impl Settings {
                 self.server.request_timeout_ms, self.settlement.confirm_timeout_ms
             ));
         }
+        if self.settlement.confirm_timeout_ms >= 30_000 {
+            return bad(format!(
+                "settlement.confirm_timeout_ms ({}) must stay under the SDK clients' 30 s timeout",
+                self.settlement.confirm_timeout_ms
+            ));
+        }
+        if self.server.max_concurrent_settles == 0 || self.server.header_read_timeout_ms == 0 {
+            return bad(
+                "server.max_concurrent_settles and server.header_read_timeout_ms must be positive"
+                    .into(),
+            );
+        }
         if self.settlement.signer_lease_ttl_ms < 300 || self.settlement.reconcile_interval_ms == 0 {
             return bad(
                 "settlement.signer_lease_ttl_ms must be ≥ 300 and reconcile_interval_ms positive"
@@ -280,9 +297,30 @@ impl Settings {
         self.networks.iter().filter(|(_, n)| n.enabled)
     }
 
-    /// The settings as JSON with every secret redacted, for `check-config`.
+    /// The settings as JSON with every secret redacted, for `check-config`: keys, tokens and
+    /// the database URL are `<redacted>`, and RPC URLs keep only their scheme and host
+    /// (providers put API keys in the path, the query or the user name).
     pub fn redacted_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("<unprintable: {e}>"))
+        let mut shown = self.clone();
+        for network in shown.networks.values_mut() {
+            for url in &mut network.rpc_urls {
+                *url = redact_url(url);
+            }
+        }
+        serde_json::to_string_pretty(&shown).unwrap_or_else(|e| format!("<unprintable: {e}>"))
+    }
+}
+
+/// A URL with its path and query hidden (`https://host/<redacted>`), and any user name dropped.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit('@').next().unwrap_or(host);
+    let hidden = rest.len() > host.len();
+    match (scheme.is_empty(), hidden) {
+        (true, _) => "<rpc-url>".into(),
+        (false, true) => format!("{scheme}://{host}/<redacted>"),
+        (false, false) => format!("{scheme}://{host}"),
     }
 }
 
@@ -328,6 +366,20 @@ mod tests {
         );
         let printed = s.redacted_json();
         assert!(!printed.contains("0xaa") && printed.contains("<redacted>"));
+    }
+
+    #[test]
+    fn redacts_keys_in_urls() {
+        assert_eq!(
+            redact_url("https://base.g.alchemy.com/v2/SECRET"),
+            "https://base.g.alchemy.com/<redacted>"
+        );
+        assert_eq!(
+            redact_url("https://user:pw@host:8545"),
+            "https://host:8545/<redacted>"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+        assert_eq!(redact_url("https://rpc?key=1"), "https://rpc/<redacted>");
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub struct Metrics {
     pub reconcile_released: AtomicU64,
     pub reconcile_pending: AtomicU64,
     pub reconcile_errors: AtomicU64,
+    /// Settled rows whose block left the chain (a reorg) and were reconciled again.
+    pub reorged: AtomicU64,
+    /// Settles refused because too many were in flight (503 with `Retry-After`).
+    pub settle_shed: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -80,6 +84,7 @@ impl Metrics {
                 ("pending", &self.settle_pending),
                 ("duplicate", &self.settle_duplicate),
                 ("fault", &self.settle_faults),
+                ("shed", &self.settle_shed),
             ],
         );
         family(
@@ -91,6 +96,7 @@ impl Metrics {
                 ("released", &self.reconcile_released),
                 ("pending", &self.reconcile_pending),
                 ("error", &self.reconcile_errors),
+                ("reorged", &self.reorged),
             ],
         );
         out

@@ -13,13 +13,15 @@ mod payment_id;
 pub mod reconcile;
 mod settle;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tracing::{Span, info};
 
 use self::leases::SignerLeases;
 use self::metrics::Metrics;
+use self::settle::{Settle, plugin_deadline};
 use crate::ledger::{LedgerError, SettlementState, SharedLedger};
 use crate::protocol::{PaymentRequest, SettleResponse, SupportedResponse, VerifyResponse, reason};
 use crate::scheme::{
@@ -41,10 +43,42 @@ pub enum FacilitatorError {
 /// Timing of the settle path.
 #[derive(Debug, Clone, Copy)]
 pub struct SettleTiming {
-    /// How long a settle waits for the outcome before answering `settlement_pending`.
-    pub confirm_timeout: Duration,
-    /// Lease beyond the confirm bound, so a live settle is never taken over.
+    /// How long a request may take from its arrival: a settle that cannot see its outcome by
+    /// then answers `settlement_pending` (the SDK clients give up at 30 s).
+    pub deadline: Duration,
+    /// Lease beyond the deadline, so a live settle is never taken over.
     pub lease_margin: Duration,
+}
+
+/// What the HTTP layer and a running settle share: the transaction once it is recorded, and
+/// whether the client stopped waiting (it was answered without the outcome, which it is then
+/// owed).
+#[derive(Debug, Default)]
+pub struct SettleWatch {
+    recorded: Mutex<Option<(String, String)>>,
+    abandoned: AtomicBool,
+}
+
+impl SettleWatch {
+    fn recorded(&self, replay_key: &str, tx: &str) {
+        if let Ok(mut r) = self.recorded.lock() {
+            *r = Some((replay_key.to_string(), tx.to_string()));
+        }
+    }
+
+    /// `(replay key, transaction)` of the newest transaction recorded so far.
+    pub fn transaction(&self) -> Option<(String, String)> {
+        self.recorded.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// The client will not see this settle's answer.
+    pub fn abandon(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+    }
+
+    fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
+    }
 }
 
 pub struct Facilitator {
@@ -85,11 +119,26 @@ impl Facilitator {
         &self.ledger
     }
 
+    pub fn timing(&self) -> SettleTiming {
+        self.timing
+    }
+
+    /// The CAIP-2 networks some handler serves: the reconciler works only on their rows.
+    pub fn served_networks(&self) -> Vec<String> {
+        self.registry.networks()
+    }
+
+    /// The deadline of a request that arrived at `arrived`.
+    pub fn deadline(&self, arrived: Instant) -> Deadline {
+        Deadline::at(arrived + self.timing.deadline)
+    }
+
     pub async fn verify(
         &self,
         request: &PaymentRequest,
+        arrived: Instant,
     ) -> Result<VerifyResponse, FacilitatorError> {
-        let answer = self.verify_inner(request).await;
+        let answer = self.verify_inner(request, arrived).await;
         self.metrics.count_verify(&answer);
         answer
     }
@@ -97,21 +146,29 @@ impl Facilitator {
     async fn verify_inner(
         &self,
         request: &PaymentRequest,
+        arrived: Instant,
     ) -> Result<VerifyResponse, FacilitatorError> {
-        let (handler, payment) = match self.check(request).await? {
-            Ok(checked) => checked,
+        let deadline = plugin_deadline(self.deadline(arrived));
+        let handler = match self.handler(request) {
+            Ok(handler) => handler,
             Err(rejection) => return Ok(invalid(rejection)),
         };
-        if let Err(rejection) = payment_id::check(self, request).await? {
-            return Ok(invalid(rejection.with_payer(payment.meta.payer.clone())));
+        // A payment-identifier is only read here: a verify reserves nothing.
+        match payment_id::extract(request) {
+            Ok(Some(id)) => {
+                payment_id::refuse_conflict(self, handler.as_ref(), request, &id).await?
+            }
+            Ok(None) => {}
+            Err(rejection) => return Ok(invalid(rejection)),
         }
+        let payment = match self.check(handler.as_ref(), request, deadline).await? {
+            Ok(payment) => payment,
+            Err(rejection) => return Ok(invalid(rejection)),
+        };
         if let Some(rejection) = self.replay_rejection(&payment).await? {
             return Ok(invalid(rejection));
         }
-        if let Some(rejection) = handler
-            .simulate(&payment, Deadline::after(self.timing.confirm_timeout))
-            .await?
-        {
+        if let Some(rejection) = handler.simulate(&payment, deadline).await? {
             return Ok(invalid(rejection.with_payer(payment.meta.payer.clone())));
         }
         Ok(VerifyResponse {
@@ -126,8 +183,10 @@ impl Facilitator {
     pub async fn settle(
         &self,
         request: &PaymentRequest,
+        arrived: Instant,
+        watch: &SettleWatch,
     ) -> Result<SettleResponse, FacilitatorError> {
-        let answer = self.settle_inner(request).await;
+        let answer = self.settle_inner(request, arrived, watch).await;
         self.metrics.count_settle(&answer);
         // Money events are always logged (the per-request access log is at debug).
         match &answer {
@@ -148,98 +207,79 @@ impl Facilitator {
     async fn settle_inner(
         &self,
         request: &PaymentRequest,
+        arrived: Instant,
+        watch: &SettleWatch,
     ) -> Result<SettleResponse, FacilitatorError> {
         let network = request.payload_network().to_string();
-        let (handler, payment) = match self.check(request).await? {
-            Ok(checked) => checked,
-            Err(rejection) => {
-                // A retry after `settlement_pending` can arrive after the authorization's window
-                // closed; if a transaction was recorded for it, the retry is owed its outcome.
-                if let Some((handler, payment)) = self.recorded(request).await? {
-                    return settle::run(
-                        self,
-                        handler.as_ref(),
-                        &payment,
-                        request,
-                        network,
-                        None,
-                        Some(rejection),
-                    )
-                    .await;
-                }
-                return Ok(settle_failure(rejection, "", &network));
-            }
+        let handler = match self.handler(request) {
+            Ok(handler) => handler,
+            Err(rejection) => return Ok(settle_failure(rejection, "", &network)),
         };
-        let payment_id = match payment_id::check(self, request).await? {
-            Ok(payment_id::Seen::Answered(stored)) => return Ok(*stored),
-            Ok(payment_id::Seen::Fresh(id)) => id,
-            Err(rejection) => {
-                return Ok(settle_failure(
-                    rejection.with_payer(payment.meta.payer.clone()),
-                    "",
-                    &network,
-                ));
-            }
+        let payment_id = match payment_id::extract(request) {
+            Ok(id) => id,
+            Err(rejection) => return Ok(settle_failure(rejection, "", &network)),
         };
-        let answer = settle::run(
-            self,
-            handler.as_ref(),
-            &payment,
+        let job = Settle {
+            fac: self,
+            handler: handler.as_ref(),
             request,
             network,
-            payment_id.clone(),
-            None,
-        )
-        .await?;
-        if let Some(id) = payment_id.filter(|_| answer.success) {
-            payment_id::store(self, &id, &answer).await?;
-        }
-        Ok(answer)
-    }
-
-    /// The payment as stored, when the ledger recorded a transaction for it (submitted or settled).
-    async fn recorded(
-        &self,
-        request: &PaymentRequest,
-    ) -> Result<Option<(Arc<dyn SchemeHandler>, CheckedPayment)>, FacilitatorError> {
-        let Ok(handler) = self.handler(request) else {
-            return Ok(None);
+            fingerprint: request.fingerprint(),
+            payment_id,
+            deadline: plugin_deadline(self.deadline(arrived)),
+            watch,
         };
-        let Ok(payment) = handler.revive(request) else {
-            return Ok(None);
-        };
-        let recorded = self
-            .ledger
-            .find(&payment.meta.replay_key)
+        // payment-identifier first, before any clock: a retry of a settled payment gets its
+        // answer even after the authorization's window closed (digest §6.2).
+        if let Some(id) = &job.payment_id
+            && let Some(answer) = payment_id::answered(
+                self,
+                job.handler,
+                request,
+                id,
+                &job.fingerprint,
+                &job.network,
+            )
             .await?
-            .is_some_and(|row| {
-                matches!(
-                    row.state,
-                    SettlementState::Submitted | SettlementState::Settled
-                )
-            });
-        Ok(recorded.then_some((handler, payment)))
+        {
+            return Ok(answer);
+        }
+        match self.check(job.handler, request, job.deadline).await? {
+            Ok(payment) => job.run(payment).await,
+            Err(rejection) => job.late(rejection).await,
+        }
     }
 
-    /// Dispatch and the plugin's checks. `Err` inside `Ok` is a business rejection.
+    /// Called when a settle's answer was cut off before it was known (the server's own time
+    /// bound): its client is owed the final answer.
+    /// The mark is written in the background: the ledger may be what is holding the settle up,
+    /// and the client's answer must not wait for it.
+    pub fn owe(&self, watch: &SettleWatch) {
+        watch.abandon();
+        if let Some((key, _)) = watch.transaction() {
+            let ledger = self.ledger.clone();
+            tokio::spawn(async move {
+                if let Err(e) = ledger.owe_answer(&key).await {
+                    tracing::warn!(replay_key = %key, error = %e, "cannot mark an answer as owed");
+                }
+            });
+        }
+    }
+
+    /// The plugin's checks. `Err` inside `Ok` is a business rejection.
     async fn check(
         &self,
+        handler: &dyn SchemeHandler,
         request: &PaymentRequest,
-    ) -> Result<Result<(Arc<dyn SchemeHandler>, CheckedPayment), Rejection>, FacilitatorError> {
+        deadline: Deadline,
+    ) -> Result<Result<CheckedPayment, Rejection>, FacilitatorError> {
         let span = Span::current();
         span.record("network", request.network());
         span.record("scheme", request.scheme());
-        let handler = match self.handler(request) {
-            Ok(handler) => handler,
-            Err(rejection) => return Ok(Err(rejection)),
-        };
-        match handler
-            .check(request, Deadline::after(self.timing.confirm_timeout))
-            .await?
-        {
+        match handler.check(request, deadline).await? {
             Check::Valid(payment) => {
                 span.record("payer", payment.meta.payer.as_str());
-                Ok(Ok((handler, payment)))
+                Ok(Ok(payment))
             }
             Check::Invalid(rejection) => {
                 if let Some(payer) = &rejection.payer {

@@ -1,28 +1,24 @@
-//! The `payment-identifier` extension (digest §6.2): the same id with the same payment returns the
-//! stored settle answer; the same id with a different payment is a conflict (HTTP 409).
+//! The `payment-identifier` extension (digest §6.2): a settled payment presented again with its
+//! id gets its success again; the same id with a different payment is a conflict (HTTP 409).
 //!
-//! Only successful settles are stored: a failure moved no money, so a retry is evaluated afresh.
+//! The id lives in the payment's own ledger row, written by the claim (so a `/verify` reserves
+//! nothing and an unanswered id ends with its row), unique per scope: the payer and the payee,
+//! so one buyer's id never blocks another's payment. "The same payment" is the request's
+//! fingerprint (payload and core requirements), so a seller that re-describes the resource
+//! between verify and settle still gets its stored answer. Failed payments hold no id: a retry
+//! is evaluated afresh.
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use super::settle::hex_encode;
 use super::{Facilitator, FacilitatorError};
-use crate::ledger::PaymentIdOutcome;
+use crate::ledger::SettlementState;
 use crate::protocol::{PaymentRequest, SettleResponse, reason};
-use crate::scheme::Rejection;
+use crate::scheme::{PaymentMeta, Rejection, SchemeHandler};
 
 pub const EXTENSION: &str = "payment-identifier";
 
-pub enum Seen {
-    /// Not answered before (with the id, when the request carries one).
-    Fresh(Option<String>),
-    /// This id and payment were settled before: the answer given then.
-    Answered(Box<SettleResponse>),
-}
-
 /// The id the client put in `extensions["payment-identifier"].info.id`, validated.
-fn extract(request: &PaymentRequest) -> Result<Option<String>, Rejection> {
+pub(super) fn extract(request: &PaymentRequest) -> Result<Option<String>, Rejection> {
     let Some(ext) = request.extensions().and_then(|e| e.get(EXTENSION)) else {
         return Ok(None);
     };
@@ -51,41 +47,69 @@ fn extract(request: &PaymentRequest) -> Result<Option<String>, Rejection> {
     }
 }
 
-pub(super) async fn check(
-    fac: &Facilitator,
-    request: &PaymentRequest,
-) -> Result<Result<Seen, Rejection>, FacilitatorError> {
-    let id = match extract(request) {
-        Ok(Some(id)) => id,
-        Ok(None) => return Ok(Ok(Seen::Fresh(None))),
-        Err(rejection) => return Ok(Err(rejection)),
-    };
-    let hash = hex_encode(&Sha256::digest(request.to_json().as_bytes()));
-    match fac.ledger.remember_payment_id(&id, &hash).await? {
-        PaymentIdOutcome::New => Ok(Ok(Seen::Fresh(Some(id)))),
-        PaymentIdOutcome::Existing { request_hash, .. } if request_hash != hash => {
-            Err(FacilitatorError::Conflict(format!(
-                "payment-identifier {id} was already used for a different payment"
-            )))
-        }
-        PaymentIdOutcome::Existing {
-            response: Some(stored),
-            ..
-        } => match serde_json::from_str(&stored) {
-            Ok(answer) => Ok(Ok(Seen::Answered(Box::new(answer)))),
-            Err(_) => Ok(Ok(Seen::Fresh(Some(id)))),
-        },
-        PaymentIdOutcome::Existing { response: None, .. } => Ok(Ok(Seen::Fresh(Some(id)))),
-    }
+/// The scope an id is unique in.
+pub(super) fn scope(meta: &PaymentMeta) -> String {
+    format!(
+        "{}|{}",
+        meta.payer.to_ascii_lowercase(),
+        meta.pay_to.to_ascii_lowercase()
+    )
 }
 
-pub(super) async fn store(
+pub(super) fn conflict(id: Option<&str>) -> FacilitatorError {
+    FacilitatorError::Conflict(format!(
+        "payment-identifier {} was already used for a different payment",
+        id.unwrap_or("")
+    ))
+}
+
+/// The stored success when this id and this payment settled before; a conflict when the id
+/// belongs to another live payment of the same payer and payee.
+pub(super) async fn answered(
     fac: &Facilitator,
+    handler: &dyn SchemeHandler,
+    request: &PaymentRequest,
     id: &str,
-    answer: &SettleResponse,
-) -> Result<(), FacilitatorError> {
-    if let Ok(json) = serde_json::to_string(answer) {
-        fac.ledger.store_payment_response(id, &json).await?;
+    fingerprint: &str,
+    network: &str,
+) -> Result<Option<SettleResponse>, FacilitatorError> {
+    // The payer and payee come from the payment as written (no clock, no chain): a forged
+    // payer only finds rows of a payment it copied whole.
+    let Ok(payment) = handler.revive(request) else {
+        return Ok(None);
+    };
+    let Some(row) = fac.ledger.by_payment_id(&scope(&payment.meta), id).await? else {
+        return Ok(None);
+    };
+    if !row.is_payment(fingerprint) {
+        return Err(conflict(Some(id)));
     }
-    Ok(())
+    if row.state != SettlementState::Settled {
+        return Ok(None);
+    }
+    Ok(Some(SettleResponse {
+        success: true,
+        error_reason: None,
+        error_message: None,
+        payer: Some(row.payer.clone()),
+        transaction: row.tx_id.clone().unwrap_or_default(),
+        network: network.to_string(),
+        extensions: None,
+    }))
+}
+
+/// For `/verify`: a conflict when the id is held by another live payment in its scope.
+pub(super) async fn refuse_conflict(
+    fac: &Facilitator,
+    handler: &dyn SchemeHandler,
+    request: &PaymentRequest,
+    id: &str,
+) -> Result<(), FacilitatorError> {
+    let Ok(payment) = handler.revive(request) else {
+        return Ok(());
+    };
+    match fac.ledger.by_payment_id(&scope(&payment.meta), id).await? {
+        Some(row) if !row.is_payment(&request.fingerprint()) => Err(conflict(Some(id))),
+        _ => Ok(()),
+    }
 }

@@ -1,7 +1,9 @@
 //! The reconciler: finishes ledger rows that a crash, a restart or a slow chain left unfinished,
-//! from chain state alone. It runs once before the service accepts requests and then in the
+//! from chain state alone, and watches settled rows until their transaction is past the reorg
+//! depth. It runs once before the service accepts requests (bounded in time) and then in the
 //! background. Several replicas may run it at once: a row is worked on only by whoever wins the
-//! `take_over` compare-and-set on its expired lease.
+//! `take_over` compare-and-set on its expired lease, and only rows of networks this process
+//! serves are looked at.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,10 +13,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::Facilitator;
-use super::settle::hex_decode;
-use crate::ledger::{SettlementRecord, SettlementState};
-use crate::protocol::parse_request;
-use crate::scheme::{Deadline, RecordedTx, TxStatus};
+use super::settle::{current, hex_encode, plugin_deadline, revive_stored};
+use crate::ledger::{
+    ClaimToken, Included, SettlementRecord, SettlementState, Submission, Transition,
+};
+use crate::scheme::{
+    Broadcast, CheckedPayment, Deadline, Finality, Inclusion, RecordedTx, SchemeHandler, TxStatus,
+};
 
 /// Rows looked at per pass.
 const BATCH: i64 = 100;
@@ -28,9 +33,18 @@ fn backoff(reconciles: i64) -> Duration {
     (Duration::from_secs(1) * 2u32.pow(doubling)).min(MAX_BACKOFF)
 }
 
-/// One pass over the expired unfinished rows; returns how many it finished.
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One pass over the expired unfinished rows and the settled rows not yet final; returns how
+/// many rows it finished.
 pub async fn pass(fac: &Facilitator) -> usize {
-    let rows = match fac.ledger.stale(BATCH).await {
+    let networks = fac.served_networks();
+    if networks.is_empty() {
+        return 0;
+    }
+    let rows = match fac.ledger.stale(&networks, BATCH).await {
         Ok(rows) => rows,
         Err(e) => {
             warn!(error = %e, "reconciler cannot read the ledger");
@@ -43,21 +57,42 @@ pub async fn pass(fac: &Facilitator) -> usize {
             Ok(true) => finished += 1,
             Ok(false) => {}
             Err(e) => {
-                fac.metrics.reconcile_errors.fetch_add(1, Ordering::Relaxed);
+                inc(&fac.metrics.reconcile_errors);
                 warn!(replay_key = %row.replay_key, error = %e, "reconcile failed; will retry");
             }
         }
     }
+    match fac.ledger.unfinal(&networks, BATCH).await {
+        Ok(rows) => {
+            for row in rows {
+                if let Err(e) = watch_row(fac, &row).await {
+                    warn!(replay_key = %row.replay_key, error = %e, "reorg watch failed; will retry");
+                }
+            }
+        }
+        Err(e) => warn!(error = %e, "reconciler cannot read the ledger"),
+    }
     finished
 }
 
-fn inc(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
+/// The handler and payment of a stored row.
+fn payment_of(
+    fac: &Facilitator,
+    row: &SettlementRecord,
+) -> Result<(Arc<dyn SchemeHandler>, CheckedPayment), String> {
+    let request = crate::protocol::parse_request(row.request.as_bytes())
+        .map_err(|e| format!("stored request unreadable: {e:?}"))?;
+    let handler = fac
+        .handler(&request)
+        .map_err(|r| format!("no handler for the stored request: {}", r.reason))?;
+    let (_, payment) = revive_stored(handler.as_ref(), &row.request).map_err(|e| e.to_string())?;
+    Ok((handler, payment))
 }
 
 /// `Ok(true)` when the row reached a final state (or was released).
 async fn reconcile_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool, String> {
-    let lease = fac.timing.confirm_timeout + fac.timing.lease_margin;
+    let timing = fac.timing();
+    let lease = timing.deadline + timing.lease_margin;
     let ledger = &fac.ledger;
     let Some(token) = ledger
         .take_over(row, lease)
@@ -66,47 +101,54 @@ async fn reconcile_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool
     else {
         return Ok(false); // another replica took it, or its holder came back
     };
-    if row.state == SettlementState::Claimed {
-        // Claimed but never recorded a transaction: nothing can have been broadcast.
-        // Lost: the holder came back meanwhile; either way the row is no longer ours to count.
-        let _ = ledger
-            .release(&row.replay_key, &token)
-            .await
-            .map_err(|e| e.to_string())?;
-        inc(&fac.metrics.reconcile_released);
-        info!(replay_key = %row.replay_key, "released a claim its holder abandoned before broadcasting");
-        return Ok(true);
-    }
+    let key = row.replay_key.as_str();
     let give_back = async |why: String| {
-        let _ = ledger
-            .defer(&row.replay_key, &token, backoff(row.reconciles))
-            .await;
+        // Lost: someone else holds the row now, and will decide.
+        let _ = ledger.defer(key, &token, backoff(row.reconciles)).await;
         Err::<bool, String>(why)
     };
-    let tx = row.tx_id.clone().unwrap_or_default();
-    let request = match parse_request(row.request.as_bytes()) {
-        Ok(request) => request,
-        Err(e) => return give_back(format!("stored request unreadable: {e:?}")).await,
-    };
-    let handler = match fac.handler(&request) {
-        Ok(handler) => handler,
-        Err(r) => {
-            return give_back(format!("no handler for the stored request: {}", r.reason)).await;
+    if row.state == SettlementState::Claimed {
+        // Claimed and nothing recorded since: this attempt broadcast nothing.
+        match ledger.release(key, &token).await {
+            Ok(Transition::Applied) => {
+                inc(&fac.metrics.reconcile_released);
+                info!(replay_key = %key, "released a claim its holder abandoned before broadcasting");
+                return Ok(true);
+            }
+            // Transactions of earlier attempts are recorded: the row is never deleted; the
+            // next settle of the payment re-examines them.
+            Ok(Transition::Lost) => {
+                let _ = ledger
+                    .record_failed(
+                        key,
+                        &token,
+                        crate::protocol::reason::UNEXPECTED_SETTLE_ERROR,
+                    )
+                    .await;
+                return Ok(true);
+            }
+            Err(e) => return give_back(e.to_string()).await,
         }
+    }
+    let (handler, payment) = match payment_of(fac, row) {
+        Ok(found) => found,
+        Err(why) => return give_back(why).await,
     };
-    let payment = match handler.revive(&request) {
-        Ok(payment) => payment,
-        Err(r) => return give_back(format!("stored request no longer parses: {}", r.reason)).await,
+    let deadline = plugin_deadline(Deadline::after(timing.deadline));
+    let txs = match ledger.txs(key).await {
+        Ok(all) => current(row, &all),
+        Err(e) => return give_back(e.to_string()).await,
     };
-    let txs = [RecordedTx {
-        tx_id: tx.clone(),
-        raw: row.raw_tx.as_deref().and_then(hex_decode),
-    }];
-    let deadline = Deadline::after(fac.timing.confirm_timeout);
     match handler.reconcile(&payment, &txs, deadline).await {
-        Ok(TxStatus::Confirmed(_)) => {
+        Ok(TxStatus::Confirmed(inclusion)) => {
+            let block = inclusion.block.and_then(|b| i64::try_from(b).ok());
+            let included = Included {
+                tx_id: &inclusion.tx_id,
+                block_number: block,
+                block_hash: inclusion.block_hash.as_deref(),
+            };
             if !ledger
-                .record_settled(&row.replay_key, &token, &tx)
+                .record_settled(key, &token, &included)
                 .await
                 .map_err(|e| e.to_string())?
                 .applied()
@@ -114,12 +156,12 @@ async fn reconcile_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool
                 return Ok(false); // taken over meanwhile; its new holder records it
             }
             inc(&fac.metrics.reconcile_settled);
-            info!(replay_key = %row.replay_key, %tx, "reconciled: settled");
+            info!(replay_key = %key, tx = %inclusion.tx_id, "reconciled: settled");
             Ok(true)
         }
         Ok(TxStatus::Failed(rejection)) => {
             if !ledger
-                .record_failed(&row.replay_key, &token, &rejection.reason)
+                .record_failed(key, &token, &rejection.reason)
                 .await
                 .map_err(|e| e.to_string())?
                 .applied()
@@ -127,18 +169,109 @@ async fn reconcile_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool
                 return Ok(false);
             }
             inc(&fac.metrics.reconcile_failed);
-            info!(replay_key = %row.replay_key, %tx, reason = %rejection.reason, "reconciled: failed");
+            info!(replay_key = %key, reason = %rejection.reason, "reconciled: failed");
             Ok(true)
         }
         Ok(TxStatus::Pending) => {
             inc(&fac.metrics.reconcile_pending);
-            let _ = ledger
-                .defer(&row.replay_key, &token, backoff(row.reconciles))
-                .await;
+            if let Err(why) =
+                replace_stuck(fac, handler.as_ref(), &payment, &token, &txs, deadline).await
+            {
+                warn!(replay_key = %key, %why, "cannot replace a stuck transaction");
+            }
+            let _ = ledger.defer(key, &token, backoff(row.reconciles)).await;
             Ok(false)
         }
         Err(e) => give_back(e.to_string()).await,
     }
+}
+
+/// A stuck transaction (priced below the chain, or past its authorization) gets its
+/// replacement, recorded before it is broadcast like any transaction.
+async fn replace_stuck(
+    fac: &Facilitator,
+    handler: &dyn SchemeHandler,
+    payment: &CheckedPayment,
+    token: &ClaimToken,
+    txs: &[RecordedTx],
+    deadline: Deadline,
+) -> Result<(), String> {
+    let Some(replacement) = handler
+        .replace(payment, txs, deadline)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    let key = payment.meta.replay_key.as_str();
+    let fence = replacement.lease.as_ref().map(|l| fac.leases.fence_of(l));
+    let raw = hex_encode(&replacement.raw);
+    let submission = Submission {
+        tx_id: &replacement.tx_id,
+        raw_tx: &raw,
+        signer: &replacement.signer,
+        fence: fence.as_ref(),
+    };
+    match fac.ledger.record_submitted(key, token, &submission).await {
+        Ok(Transition::Applied) => {}
+        Ok(Transition::Lost) => {
+            handler.discard(&replacement).await;
+            return Ok(());
+        }
+        Err(e) => {
+            handler.discard(&replacement).await;
+            return Err(e.to_string());
+        }
+    }
+    info!(replay_key = %key, tx = %replacement.tx_id, "replacing a stuck transaction");
+    match handler.broadcast(payment, &replacement, deadline).await {
+        Ok(Broadcast::Rejected(r)) => Err(format!("the replacement was refused: {}", r.reason)),
+        Ok(Broadcast::Unreachable(why)) => Err(why),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A settled row whose transaction is not yet final: final → stop watching; gone in a reorg →
+/// back to `submitted`, to be reconciled from the chain again.
+async fn watch_row(fac: &Facilitator, row: &SettlementRecord) -> Result<(), String> {
+    let (handler, _) = payment_of(fac, row)?;
+    let Some(tx) = row.tx_id.clone() else {
+        return Ok(());
+    };
+    let inclusion = Inclusion {
+        tx_id: tx.clone(),
+        block: row.block_number.and_then(|b| u64::try_from(b).ok()),
+        block_hash: row.block_hash.clone(),
+    };
+    let deadline = Deadline::after(fac.timing().deadline);
+    match handler
+        .finality(&inclusion, deadline)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Finality::Final => {
+            let _ = fac
+                .ledger
+                .finalize(&row.replay_key, &tx)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Finality::Holding => {}
+        Finality::Vanished => {
+            if fac
+                .ledger
+                .unsettle(row)
+                .await
+                .map_err(|e| e.to_string())?
+                .applied()
+            {
+                inc(&fac.metrics.reorged);
+                warn!(replay_key = %row.replay_key, %tx, "the block of a settled payment left the chain; reconciling it again");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs a pass every `interval` until `stop`.

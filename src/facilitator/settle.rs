@@ -1,77 +1,51 @@
 //! The settle sequence around the ledger: claim → prepare → record → broadcast → confirm → record.
 //!
-//! Each branch leaves the ledger row in a state that tells the truth about the chain: `claimed`
-//! rows are deleted when nothing was broadcast, `submitted` rows keep the transaction (id and
-//! bytes) whenever it may be on chain, and a settle that cannot see the outcome in time gives up
-//! its lease and answers `settlement_pending`, so the next identical settle reconciles instead of
-//! broadcasting.
+//! Each branch leaves the ledger row in a state that tells the truth about the chain (docs/ledger.md):
+//! - a row is only ever judged against the payment it recorded, revived from the ledger, never
+//!   from the incoming body; a request that is not that payment (another fingerprint) never
+//!   takes the row over;
+//! - `claimed` rows are deleted only when nothing was ever recorded under them; `submitted`
+//!   rows keep every transaction (id and bytes) that may be on chain;
+//! - a `failed` row is re-examined (receipts of every transaction it ever recorded) before it is
+//!   claimed again, and repaired to `settled` if the chain shows one of them paid;
+//! - once the chain has spoken, the answer comes from the chain: a ledger fault after that is
+//!   logged and the row is finished by the reconciler;
+//! - everything runs within the request's one deadline; a settle that cannot see the outcome in
+//!   time answers `settlement_pending` with its transaction and owes its client the final answer.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::{Facilitator, FacilitatorError, settle_failure};
+use super::{Facilitator, FacilitatorError, SettleWatch, payment_id, settle_failure};
 use crate::ledger::{
-    ClaimOutcome, ClaimToken, NewClaim, SettlementRecord, SettlementState, Submission, Transition,
-    now_ms,
+    ClaimOutcome, ClaimToken, Included, NewClaim, SettlementRecord, SettlementState, Submission,
+    Transition, TxRecord, now_ms,
 };
-use crate::protocol::{PaymentRequest, SettleResponse, reason};
+use crate::protocol::{PaymentRequest, SettleResponse, parse_request, reason};
 use crate::scheme::{
-    Broadcast, CheckedPayment, Deadline, Preparation, RecordedTx, Rejection, SchemeError,
+    Broadcast, CheckedPayment, Deadline, Preparation, Prepared, RecordedTx, Rejection, SchemeError,
     SchemeHandler, TxStatus,
 };
 
 /// Re-signing rounds when a nonce turns out to be taken.
 const MAX_PREPARE_ROUNDS: usize = 3;
+/// Kept back from the request's deadline for the ledger writes that follow the last RPC call.
+const LEDGER_RESERVE: Duration = Duration::from_millis(400);
 
-pub(super) async fn run(
-    fac: &Facilitator,
-    handler: &dyn SchemeHandler,
-    payment: &CheckedPayment,
-    request: &PaymentRequest,
-    network: String,
-    payment_id: Option<String>,
-    reconcile_only: Option<Rejection>,
-) -> Result<SettleResponse, FacilitatorError> {
-    let request_json = request.to_json();
-    let run = Run {
-        fac,
-        handler,
-        payment,
-        network,
-        deadline: Deadline::after(fac.timing.confirm_timeout),
-        request_json: request_json.clone(),
-    };
-    let claim = NewClaim {
-        replay_key: payment.meta.replay_key.clone(),
-        network: payment.meta.network.to_string(),
-        scheme: request.scheme().to_string(),
-        x402_version: request.x402_version(),
-        payer: payment.meta.payer.clone(),
-        pay_to: payment.meta.pay_to.clone(),
-        asset: payment.meta.asset.clone(),
-        amount: payment.meta.amount.clone(),
-        resource_url: request.resource_url().map(str::to_string),
-        payment_id,
-        request: request_json,
-    };
-    match fac.ledger.claim(&claim, run.lease()).await? {
-        // A payment that no longer passes the checks is only here to learn the outcome of an
-        // earlier settle; with nothing recorded there is nothing to learn, and nothing is sent.
-        ClaimOutcome::Claimed(token) if reconcile_only.is_some() => {
-            // Nothing was done under this claim; if it was lost meanwhile, there is nothing to undo.
-            let _ = fac.ledger.release(&claim.replay_key, &token).await?;
-            Ok(run.fail(
-                reconcile_only.unwrap_or_else(|| Rejection::new(reason::UNEXPECTED_SETTLE_ERROR)),
-                "",
-            ))
-        }
-        ClaimOutcome::Claimed(token) => {
-            fault_point("after_claim");
-            run.submit(&token).await
-        }
-        ClaimOutcome::Existing(row) => run.existing(*row).await,
-    }
+/// One settle request: what it asks for and by when it must be answered.
+pub(super) struct Settle<'a> {
+    pub fac: &'a Facilitator,
+    pub handler: &'a dyn SchemeHandler,
+    pub request: &'a PaymentRequest,
+    /// The network to echo (digest §2.2).
+    pub network: String,
+    pub fingerprint: String,
+    pub payment_id: Option<String>,
+    /// The request's deadline, less what the ledger needs after the chain has answered.
+    pub deadline: Deadline,
+    pub watch: &'a SettleWatch,
 }
 
 /// Test builds (`--features fault-injection`) can stop dead here so that a test can SIGKILL the
@@ -89,277 +63,16 @@ fn fault_point(point: &str) {
     let _ = point;
 }
 
-struct Run<'a> {
-    fac: &'a Facilitator,
-    handler: &'a dyn SchemeHandler,
-    payment: &'a CheckedPayment,
-    network: String,
-    deadline: Deadline,
-    /// The request as stored, to recognise the retry owed a final answer.
-    request_json: String,
+pub(super) fn plugin_deadline(request_deadline: Deadline) -> Deadline {
+    Deadline::at(
+        request_deadline
+            .instant()
+            .checked_sub(LEDGER_RESERVE)
+            .unwrap_or_else(|| request_deadline.instant()),
+    )
 }
 
-impl Run<'_> {
-    fn lease(&self) -> Duration {
-        self.fac.timing.confirm_timeout + self.fac.timing.lease_margin
-    }
-
-    fn key(&self) -> &str {
-        &self.payment.meta.replay_key
-    }
-
-    /// A transition lost here means another holder took the row over while this settle ran
-    /// (its lease ran out): the answer still says what this settle saw, and the new holder
-    /// records the outcome from the chain.
-    fn note(&self, done: Transition, what: &str) {
-        if done == Transition::Lost {
-            warn!(replay_key = %self.key(), "{what}: the row was taken over by another holder");
-        }
-    }
-
-    fn fail(&self, rejection: Rejection, transaction: &str) -> SettleResponse {
-        settle_failure(
-            rejection.with_payer(self.payment.meta.payer.clone()),
-            transaction,
-            &self.network,
-        )
-    }
-
-    fn success(&self, tx: &str) -> SettleResponse {
-        SettleResponse {
-            success: true,
-            error_reason: None,
-            error_message: None,
-            payer: Some(self.payment.meta.payer.clone()),
-            transaction: tx.to_string(),
-            network: self.network.clone(),
-            extensions: None,
-        }
-    }
-
-    /// Someone claimed this payment before us.
-    async fn existing(&self, row: SettlementRecord) -> Result<SettleResponse, FacilitatorError> {
-        let tx = row.tx_id.clone().unwrap_or_default();
-        let duplicate = || {
-            self.fail(
-                Rejection::new(reason::DUPLICATE_SETTLEMENT)
-                    .with_message("this payment is being settled by another request"),
-                &tx,
-            )
-        };
-        let ledger = &self.fac.ledger;
-        match row.state {
-            // The client was told `settlement_pending` and the reconciler finished the payment
-            // before its retry came: that retry (the identical request, once) gets the success.
-            SettlementState::Settled
-                if row.request == self.request_json
-                    && ledger.take_pending_report(self.key()).await?.applied() =>
-            {
-                Ok(self.success(&tx))
-            }
-            SettlementState::Settled => Ok(self.fail(
-                Rejection::new(self.payment.meta.replay_reason)
-                    .with_message(format!("payment already settled in transaction {tx}")),
-                "",
-            )),
-            _ if row.lease_active(now_ms()) => Ok(duplicate()),
-            // The holder stopped before broadcasting anything (crash or lost connection).
-            SettlementState::Claimed => match ledger.take_over(&row, self.lease()).await? {
-                Some(token) => self.submit(&token).await,
-                None => Ok(duplicate()),
-            },
-            // A transaction is recorded: find out what became of it, never broadcast anew.
-            SettlementState::Submitted => match ledger.take_over(&row, self.lease()).await? {
-                Some(token) => {
-                    info!(tx = %tx, "reconciling a previously submitted settlement");
-                    let txs = [RecordedTx {
-                        tx_id: tx.clone(),
-                        raw: row.raw_tx.as_deref().and_then(hex_decode),
-                    }];
-                    let status = self
-                        .handler
-                        .reconcile(self.payment, &txs, self.deadline)
-                        .await;
-                    match status {
-                        Ok(TxStatus::Pending) => self.confirm(&token, &tx).await,
-                        other => self.finish(&token, &tx, other).await,
-                    }
-                }
-                None => Ok(duplicate()),
-            },
-            // `claim` re-claims failed rows itself; seeing one here means we lost that race.
-            SettlementState::Failed => Ok(duplicate()),
-        }
-    }
-
-    async fn submit(&self, token: &ClaimToken) -> Result<SettleResponse, FacilitatorError> {
-        let ledger = &self.fac.ledger;
-        for _ in 0..MAX_PREPARE_ROUNDS {
-            let prepared = match self.handler.prepare(self.payment, self.deadline).await {
-                Ok(Preparation::Ready(prepared)) => prepared,
-                Ok(Preparation::Rejected(rejection)) => {
-                    self.abandon(token).await?;
-                    return Ok(self.fail(rejection, ""));
-                }
-                Err(e) => {
-                    self.abandon(token).await?;
-                    return Err(e.into());
-                }
-            };
-            let fence = prepared.lease.as_ref().map(|l| self.fac.leases.fence_of(l));
-            let raw = hex_encode(&prepared.raw);
-            let submission = Submission {
-                tx_id: &prepared.tx_id,
-                raw_tx: &raw,
-                signer: &prepared.signer,
-                fence: fence.as_ref(),
-            };
-            let recorded = match ledger
-                .record_submitted(self.key(), token, &submission)
-                .await
-            {
-                Ok(recorded) => recorded,
-                Err(e) => {
-                    // Not recorded (as far as we can tell), so never sent: give the nonce back.
-                    self.handler.discard(&prepared).await;
-                    return Err(e.into());
-                }
-            };
-            if recorded == Transition::Lost {
-                // Our claim or our signer lease is gone: nothing was sent, and nothing will be.
-                self.handler.discard(&prepared).await;
-                self.abandon(token).await?;
-                return Err(SchemeError::Signer(format!(
-                    "the lease on {} or the claim on this payment was lost before broadcast",
-                    prepared.signer
-                ))
-                .into());
-            }
-            fault_point("after_record");
-            match self
-                .handler
-                .broadcast(self.payment, &prepared, self.deadline)
-                .await
-            {
-                Ok(Broadcast::Sent) => {
-                    fault_point("after_broadcast");
-                    return self.confirm(token, &prepared.tx_id).await;
-                }
-                Ok(Broadcast::Ambiguous(why)) => {
-                    warn!(tx = %prepared.tx_id, %why, "broadcast outcome unknown; confirming by id");
-                    return self.confirm(token, &prepared.tx_id).await;
-                }
-                Ok(Broadcast::Retry(why)) => {
-                    warn!(tx = %prepared.tx_id, %why, "transaction cannot be mined as signed; signing again");
-                }
-                Ok(Broadcast::Rejected(rejection)) => {
-                    let done = ledger
-                        .record_failed(self.key(), token, &rejection.reason)
-                        .await?;
-                    self.note(done, "record_failed");
-                    return Ok(self.fail(rejection, ""));
-                }
-                Err(e) => {
-                    let done = ledger
-                        .record_failed(self.key(), token, reason::UNEXPECTED_SETTLE_ERROR)
-                        .await?;
-                    self.note(done, "record_failed");
-                    return Err(e.into());
-                }
-            }
-        }
-        let done = ledger
-            .record_failed(self.key(), token, reason::UNEXPECTED_SETTLE_ERROR)
-            .await?;
-        self.note(done, "record_failed");
-        Err(SchemeError::Signer(format!("nonce conflicts in {MAX_PREPARE_ROUNDS} rounds")).into())
-    }
-
-    /// Ends a claim under which nothing can have been broadcast.
-    async fn abandon(&self, token: &ClaimToken) -> Result<(), FacilitatorError> {
-        let ledger = &self.fac.ledger;
-        // A first round deletes the row; a later round (after a Retry) has a superseded
-        // transaction recorded that can never be mined, so the row is marked failed instead.
-        if ledger.release(self.key(), token).await? == Transition::Lost {
-            let done = ledger
-                .record_failed(self.key(), token, reason::UNEXPECTED_SETTLE_ERROR)
-                .await?;
-            self.note(done, "record_failed");
-        }
-        Ok(())
-    }
-
-    async fn confirm(
-        &self,
-        token: &ClaimToken,
-        tx: &str,
-    ) -> Result<SettleResponse, FacilitatorError> {
-        let txs = [RecordedTx {
-            tx_id: tx.to_string(),
-            raw: None,
-        }];
-        let status = self
-            .handler
-            .await_outcome(self.payment, &txs, self.deadline)
-            .await;
-        if matches!(status, Ok(TxStatus::Confirmed(_))) {
-            fault_point("after_confirm");
-        }
-        self.finish(token, tx, status).await
-    }
-
-    /// Records what the chain said and answers.
-    async fn finish(
-        &self,
-        token: &ClaimToken,
-        tx: &str,
-        status: Result<TxStatus, SchemeError>,
-    ) -> Result<SettleResponse, FacilitatorError> {
-        let ledger = &self.fac.ledger;
-        let pending = |message: String| {
-            self.fail(
-                Rejection::new(reason::SETTLEMENT_PENDING).with_message(message),
-                tx,
-            )
-        };
-        match status {
-            Ok(TxStatus::Confirmed(_)) => {
-                let done = ledger.record_settled(self.key(), token, tx).await?;
-                self.note(done, "record_settled");
-                // This answer is the final one; nothing more is owed to an earlier pending, and
-                // if nothing was owed there is nothing to take.
-                let _ = ledger.take_pending_report(self.key()).await?;
-                Ok(self.success(tx))
-            }
-            Ok(TxStatus::Failed(rejection)) => {
-                let done = ledger
-                    .record_failed(self.key(), token, &rejection.reason)
-                    .await?;
-                self.note(done, "record_failed");
-                Ok(self.fail(rejection, tx))
-            }
-            Ok(TxStatus::Pending) => {
-                let done = ledger.end_lease(self.key(), token, self.lease()).await?;
-                self.note(done, "end_lease");
-                Ok(pending(
-                    "not confirmed within the settle bound; settle again with the same payload to reconcile".into(),
-                ))
-            }
-            Err(e) => {
-                // It may be on chain: the row keeps the transaction and the next settle (or the
-                // reconciler) finds out.
-                warn!(tx, error = %e, "cannot read the outcome of a broadcast transaction");
-                let done = ledger.end_lease(self.key(), token, self.lease()).await?;
-                self.note(done, "end_lease");
-                Ok(pending(format!(
-                    "outcome unknown ({e}); settle again with the same payload to reconcile"
-                )))
-            }
-        }
-    }
-}
-
-pub(crate) fn hex_encode(bytes: &[u8]) -> String {
+pub(super) fn hex_encode(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -369,7 +82,7 @@ pub(crate) fn hex_encode(bytes: &[u8]) -> String {
     out
 }
 
-pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
+pub(super) fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
@@ -377,6 +90,615 @@ pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+/// A ledger transaction record as the plugin reads it.
+pub(super) fn recorded(tx: &TxRecord) -> RecordedTx {
+    RecordedTx {
+        tx_id: tx.tx_id.clone(),
+        raw: tx.raw_tx.as_deref().and_then(hex_decode),
+        recorded_at_ms: tx.recorded_at,
+    }
+}
+
+/// The transactions of the row's current attempt (all performing its recorded request).
+pub(super) fn current(row: &SettlementRecord, txs: &[TxRecord]) -> Vec<RecordedTx> {
+    txs.iter()
+        .filter(|t| t.attempt == row.attempts)
+        .map(recorded)
+        .collect()
+}
+
+/// The claim a payment makes, from its request and what the plugin checked.
+pub(super) fn new_claim(
+    payment: &CheckedPayment,
+    request: &PaymentRequest,
+    fingerprint: String,
+    payment_id: Option<String>,
+) -> NewClaim {
+    let m = &payment.meta;
+    NewClaim {
+        replay_key: m.replay_key.clone(),
+        network: m.network.to_string(),
+        scheme: request.scheme().to_string(),
+        x402_version: request.x402_version(),
+        payer: m.payer.clone(),
+        pay_to: m.pay_to.clone(),
+        asset: m.asset.clone(),
+        amount: m.amount.clone(),
+        resource_url: request.resource_url().map(str::to_string),
+        payment_scope: payment_id.as_ref().map(|_| payment_id::scope(m)),
+        payment_id,
+        request: request.to_json(),
+        fingerprint,
+    }
+}
+
+/// A stored request back as the payment it records (no clock, no chain).
+pub(super) fn revive_stored(
+    handler: &dyn SchemeHandler,
+    request_json: &str,
+) -> Result<(PaymentRequest, CheckedPayment), SchemeError> {
+    let request = parse_request(request_json.as_bytes())
+        .map_err(|e| SchemeError::Internal(format!("a stored request is unreadable: {e:?}")))?;
+    let payment = handler.revive(&request).map_err(|r| {
+        SchemeError::Internal(format!("a stored request no longer parses: {}", r.reason))
+    })?;
+    Ok((request, payment))
+}
+
+impl Settle<'_> {
+    fn lease(&self) -> Duration {
+        self.fac.timing.deadline + self.fac.timing.lease_margin
+    }
+
+    fn fail(&self, payment: &CheckedPayment, rejection: Rejection, tx: &str) -> SettleResponse {
+        settle_failure(
+            rejection.with_payer(payment.meta.payer.clone()),
+            tx,
+            &self.network,
+        )
+    }
+
+    fn success(&self, payment: &CheckedPayment, tx: &str) -> SettleResponse {
+        SettleResponse {
+            success: true,
+            error_reason: None,
+            error_message: None,
+            payer: Some(payment.meta.payer.clone()),
+            transaction: tx.to_string(),
+            network: self.network.clone(),
+            extensions: None,
+        }
+    }
+
+    fn duplicate(&self, payment: &CheckedPayment, tx: &str) -> SettleResponse {
+        self.fail(
+            payment,
+            Rejection::new(reason::DUPLICATE_SETTLEMENT)
+                .with_message("this payment is being settled by another request"),
+            tx,
+        )
+    }
+
+    /// A transition lost here means another holder took the row over while this settle ran
+    /// (its lease ran out): the answer still says what this settle saw, and the new holder
+    /// records the outcome from the chain.
+    fn note(&self, key: &str, done: Transition, what: &str) {
+        if done == Transition::Lost {
+            warn!(replay_key = %key, "{what}: the row was taken over by another holder");
+        }
+    }
+
+    /// A checked payment: claim it, or meet the row that already holds it.
+    pub async fn run(&self, payment: CheckedPayment) -> Result<SettleResponse, FacilitatorError> {
+        let claim = new_claim(
+            &payment,
+            self.request,
+            self.fingerprint.clone(),
+            self.payment_id.clone(),
+        );
+        match self.fac.ledger.claim(&claim, self.lease()).await? {
+            ClaimOutcome::Claimed(token) => {
+                fault_point("after_claim");
+                self.submit(&payment, &token, Vec::new()).await
+            }
+            ClaimOutcome::Existing(row) => self.existing(*row, Some(&payment)).await,
+            ClaimOutcome::PaymentIdTaken => Err(payment_id::conflict(self.payment_id.as_deref())),
+        }
+    }
+
+    /// A payment that no longer passes the checks (e.g. its authorization expired) is only
+    /// here to learn the outcome of an earlier settle of the same payment.
+    pub async fn late(&self, rejection: Rejection) -> Result<SettleResponse, FacilitatorError> {
+        let failure = || settle_failure(rejection.clone(), "", &self.network);
+        let Ok(revived) = self.handler.revive(self.request) else {
+            return Ok(failure());
+        };
+        let Some(row) = self.fac.ledger.find(&revived.meta.replay_key).await? else {
+            return Ok(failure());
+        };
+        if !row.is_payment(&self.fingerprint)
+            || !matches!(
+                row.state,
+                SettlementState::Submitted | SettlementState::Settled
+            )
+        {
+            return Ok(failure());
+        }
+        self.existing(row, None).await
+    }
+
+    /// Someone claimed this payment's replay key before us: judge the row by what it recorded.
+    async fn existing(
+        &self,
+        row: SettlementRecord,
+        incoming: Option<&CheckedPayment>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let ledger = &self.fac.ledger;
+        let (_, stored) = revive_stored(self.handler, &row.request)?;
+        let tx = row.tx_id.clone().unwrap_or_default();
+        let same = row.is_payment(&self.fingerprint);
+        let key = row.replay_key.clone();
+        match row.state {
+            // The client that was told `settlement_pending` (or whose answer was cut off) is owed
+            // the final answer once; any other replay of a settled payment is refused.
+            SettlementState::Settled
+                if same
+                    && ledger
+                        .take_owed_answer(&key, &self.fingerprint)
+                        .await?
+                        .applied() =>
+            {
+                Ok(self.success(&stored, &tx))
+            }
+            SettlementState::Settled => Ok(self.fail(
+                &stored,
+                Rejection::new(stored.meta.replay_reason)
+                    .with_message(format!("payment already settled in transaction {tx}")),
+                "",
+            )),
+            SettlementState::Failed => match incoming {
+                Some(payment) => self.revisit_failed(row, payment).await,
+                None => Ok(self.fail(&stored, Rejection::new(stored.meta.replay_reason), "")),
+            },
+            // Another payment with this replay key (another authorization with the same nonce,
+            // or a stranger's copy of its public fields): it never touches this row.
+            _ if !same => Ok(self.fail(
+                incoming.unwrap_or(&stored),
+                Rejection::new(stored.meta.replay_reason)
+                    .with_message("another payment with this authorization is being settled"),
+                "",
+            )),
+            _ if row.lease_active(now_ms()) => Ok(self.duplicate(&stored, &tx)),
+            // The holder stopped before recording anything (crash or lost connection).
+            SettlementState::Claimed => match ledger.take_over(&row, self.lease()).await? {
+                Some(token) => self.submit(&stored, &token, Vec::new()).await,
+                None => Ok(self.duplicate(&stored, &tx)),
+            },
+            // A transaction is recorded: find out what became of it, never broadcast anew.
+            SettlementState::Submitted => match ledger.take_over(&row, self.lease()).await? {
+                Some(token) => {
+                    info!(tx = %tx, "reconciling a previously submitted settlement");
+                    let txs = current(&row, &ledger.txs(&key).await?);
+                    self.follow(&stored, &token, txs).await
+                }
+                None => Ok(self.duplicate(&stored, &tx)),
+            },
+        }
+    }
+
+    /// What became of recorded transactions; a stuck one is replaced, then awaited.
+    async fn follow(
+        &self,
+        payment: &CheckedPayment,
+        token: &ClaimToken,
+        mut txs: Vec<RecordedTx>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let status = self.handler.reconcile(payment, &txs, self.deadline).await;
+        match status {
+            Ok(TxStatus::Pending) => {
+                if let Err(e) = self.bump(payment, token, &mut txs).await {
+                    warn!(replay_key = %payment.meta.replay_key, error = %e, "cannot replace a stuck transaction");
+                }
+                self.confirm(payment, token, &txs).await
+            }
+            other => self.finish(payment, token, &txs, other).await,
+        }
+    }
+
+    /// Replaces the newest of `txs` when the plugin says it is stuck (see `Scheme::replace`):
+    /// the replacement is recorded before it is broadcast, like any transaction.
+    async fn bump(
+        &self,
+        payment: &CheckedPayment,
+        token: &ClaimToken,
+        txs: &mut Vec<RecordedTx>,
+    ) -> Result<(), FacilitatorError> {
+        let Some(replacement) = self.handler.replace(payment, txs, self.deadline).await? else {
+            return Ok(());
+        };
+        let key = &payment.meta.replay_key;
+        if self.record(key, token, &replacement).await? == Transition::Lost {
+            self.handler.discard(&replacement).await;
+            return Ok(());
+        }
+        info!(replay_key = %key, tx = %replacement.tx_id, "replacing a stuck transaction");
+        txs.push(RecordedTx {
+            tx_id: replacement.tx_id.clone(),
+            raw: Some(replacement.raw.clone()),
+            recorded_at_ms: now_ms(),
+        });
+        match self
+            .handler
+            .broadcast(payment, &replacement, self.deadline)
+            .await?
+        {
+            Broadcast::Sent | Broadcast::Ambiguous(_) | Broadcast::Retry(_) => Ok(()),
+            Broadcast::Rejected(r) => {
+                warn!(replay_key = %key, reason = %r.reason, "the replacement was refused");
+                Ok(())
+            }
+            Broadcast::Unreachable(why) => Err(SchemeError::Rpc(why).into()),
+        }
+    }
+
+    async fn record(
+        &self,
+        key: &str,
+        token: &ClaimToken,
+        prepared: &Prepared,
+    ) -> Result<Transition, FacilitatorError> {
+        let fence = prepared.lease.as_ref().map(|l| self.fac.leases.fence_of(l));
+        let raw = hex_encode(&prepared.raw);
+        let submission = Submission {
+            tx_id: &prepared.tx_id,
+            raw_tx: &raw,
+            signer: &prepared.signer,
+            fence: fence.as_ref(),
+        };
+        match self
+            .fac
+            .ledger
+            .record_submitted(key, token, &submission)
+            .await
+        {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                // Not recorded (as far as we can tell), so never sent: give the nonce back.
+                self.handler.discard(prepared).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn submit(
+        &self,
+        payment: &CheckedPayment,
+        token: &ClaimToken,
+        mut txs: Vec<RecordedTx>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let ledger = &self.fac.ledger;
+        let key = payment.meta.replay_key.as_str();
+        for _ in 0..MAX_PREPARE_ROUNDS {
+            let prepared = match self.handler.prepare(payment, self.deadline).await {
+                Ok(Preparation::Ready(prepared)) => prepared,
+                Ok(Preparation::Rejected(rejection)) => {
+                    return self.abandon(payment, token, rejection).await;
+                }
+                Err(e) => {
+                    self.give_up(payment, token).await?;
+                    return Err(e.into());
+                }
+            };
+            if self.record(key, token, &prepared).await? == Transition::Lost {
+                // Our claim or our signer lease is gone: nothing was sent, and nothing will be.
+                self.handler.discard(&prepared).await;
+                self.give_up(payment, token).await?;
+                return Err(SchemeError::Signer(format!(
+                    "the lease on {} or the claim on this payment was lost before broadcast",
+                    prepared.signer
+                ))
+                .into());
+            }
+            self.watch.recorded(key, &prepared.tx_id);
+            txs.push(RecordedTx {
+                tx_id: prepared.tx_id.clone(),
+                raw: Some(prepared.raw.clone()),
+                recorded_at_ms: now_ms(),
+            });
+            fault_point("after_record");
+            match self
+                .handler
+                .broadcast(payment, &prepared, self.deadline)
+                .await
+            {
+                Ok(Broadcast::Sent) => {
+                    fault_point("after_broadcast");
+                    return self.confirm(payment, token, &txs).await;
+                }
+                Ok(Broadcast::Ambiguous(why)) => {
+                    warn!(tx = %prepared.tx_id, %why, "broadcast outcome unknown; confirming by id");
+                    return self.confirm(payment, token, &txs).await;
+                }
+                Ok(Broadcast::Retry(why)) => {
+                    warn!(tx = %prepared.tx_id, %why, "transaction cannot be mined as signed; signing again");
+                }
+                Ok(Broadcast::Rejected(rejection)) => {
+                    let done = ledger.record_failed(key, token, &rejection.reason).await?;
+                    self.note(key, done, "record_failed");
+                    return Ok(self.fail(payment, rejection, ""));
+                }
+                Ok(Broadcast::Unreachable(why)) => {
+                    // Provably never sent: the payment did not happen and may be tried again.
+                    let done = ledger
+                        .record_failed(key, token, reason::UNEXPECTED_SETTLE_ERROR)
+                        .await?;
+                    self.note(key, done, "record_failed");
+                    return Err(
+                        SchemeError::Rpc(format!("no RPC URL could be reached: {why}")).into(),
+                    );
+                }
+                Err(e) => {
+                    let done = ledger
+                        .record_failed(key, token, reason::UNEXPECTED_SETTLE_ERROR)
+                        .await?;
+                    self.note(key, done, "record_failed");
+                    return Err(e.into());
+                }
+            }
+        }
+        let done = ledger
+            .record_failed(key, token, reason::UNEXPECTED_SETTLE_ERROR)
+            .await?;
+        self.note(key, done, "record_failed");
+        Err(SchemeError::Signer(format!("nonce conflicts in {MAX_PREPARE_ROUNDS} rounds")).into())
+    }
+
+    /// Ends a claim under which nothing was sent by this attempt, after a fault.
+    async fn give_up(
+        &self,
+        payment: &CheckedPayment,
+        token: &ClaimToken,
+    ) -> Result<(), FacilitatorError> {
+        let key = &payment.meta.replay_key;
+        if self.fac.ledger.release(key, token).await? == Transition::Lost {
+            // Transactions were recorded under this row before (an earlier attempt, or a
+            // superseded signature): it is never deleted. Hand it back to be looked at again.
+            let done = self.fac.ledger.defer(key, token, Duration::ZERO).await?;
+            self.note(key, done, "defer");
+        }
+        Ok(())
+    }
+
+    /// The plugin refused before signing (e.g. the estimate says the authorization is spent).
+    /// A row that never recorded a transaction is released; one that did is never deleted:
+    /// its transactions are examined first (one of them may be why the authorization is
+    /// spent), and the refusal is recorded.
+    async fn abandon(
+        &self,
+        payment: &CheckedPayment,
+        token: &ClaimToken,
+        rejection: Rejection,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let ledger = &self.fac.ledger;
+        let key = payment.meta.replay_key.as_str();
+        if ledger.release(key, token).await? == Transition::Applied {
+            return Ok(self.fail(payment, rejection, ""));
+        }
+        let history = ledger.txs(key).await?;
+        if let Some(answer) = self.reexamine(&history, token).await? {
+            return Ok(answer);
+        }
+        let done = ledger.record_failed(key, token, &rejection.reason).await?;
+        self.note(key, done, "record_failed");
+        Ok(self.fail(payment, rejection, ""))
+    }
+
+    /// A failed row met by a checked payment: re-examine every transaction it ever recorded
+    /// (each against the payment it performed), repair it to `settled` if one moved the
+    /// money, and otherwise claim it again for this payment.
+    async fn revisit_failed(
+        &self,
+        row: SettlementRecord,
+        payment: &CheckedPayment,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let ledger = &self.fac.ledger;
+        let tx = row.tx_id.clone().unwrap_or_default();
+        let Some(token) = ledger.take_over(&row, self.lease()).await? else {
+            return Ok(self.duplicate(payment, &tx));
+        };
+        let history = ledger.txs(&row.replay_key).await?;
+        match self.reexamine(&history, &token).await {
+            Ok(Some(answer)) => return Ok(answer),
+            Ok(None) => {}
+            Err(e) => {
+                let done = ledger
+                    .defer(&row.replay_key, &token, Duration::ZERO)
+                    .await?;
+                self.note(&row.replay_key, done, "defer");
+                return Err(e);
+            }
+        }
+        let claim = new_claim(
+            payment,
+            self.request,
+            self.fingerprint.clone(),
+            self.payment_id.clone(),
+        );
+        match ledger.reclaim(&claim, &token, self.lease()).await? {
+            Some(fresh) => self.submit(payment, &fresh, Vec::new()).await,
+            None => Ok(self.duplicate(payment, &tx)),
+        }
+    }
+
+    /// Looks at every recorded transaction of a payment, newest attempt first, each against the
+    /// request it performed. If the chain shows one paid, the row (held with `token`) is
+    /// repaired to `settled` and the answer is given; `None` when none of them moved money.
+    async fn reexamine(
+        &self,
+        history: &[TxRecord],
+        token: &ClaimToken,
+    ) -> Result<Option<SettleResponse>, FacilitatorError> {
+        let mut attempts: BTreeMap<i64, Vec<&TxRecord>> = BTreeMap::new();
+        for tx in history {
+            attempts.entry(tx.attempt).or_default().push(tx);
+        }
+        for txs in attempts.values().rev() {
+            let Some(first) = txs.first() else { continue };
+            let (request, paid) = revive_stored(self.handler, &first.request)?;
+            let recorded: Vec<RecordedTx> = txs.iter().map(|t| recorded(t)).collect();
+            let Some(TxStatus::Confirmed(inclusion)) = self
+                .handler
+                .examine(&paid, &recorded, self.deadline)
+                .await?
+            else {
+                continue;
+            };
+            let fingerprint = first
+                .fingerprint
+                .clone()
+                .unwrap_or_else(|| request.fingerprint());
+            let claim = new_claim(&paid, &request, fingerprint.clone(), None);
+            let block = inclusion.block.and_then(|b| i64::try_from(b).ok());
+            let included = Included {
+                tx_id: &inclusion.tx_id,
+                block_number: block,
+                block_hash: inclusion.block_hash.as_deref(),
+            };
+            let done = self
+                .fac
+                .ledger
+                .repair_settled(&claim, token, &included)
+                .await?;
+            self.note(&claim.replay_key, done, "repair_settled");
+            warn!(
+                replay_key = %claim.replay_key,
+                tx = %inclusion.tx_id,
+                "repaired a payment recorded as failed: the chain shows its transaction paid"
+            );
+            if fingerprint == self.fingerprint
+                && self
+                    .fac
+                    .ledger
+                    .take_owed_answer(&claim.replay_key, &fingerprint)
+                    .await?
+                    .applied()
+            {
+                return Ok(Some(self.success(&paid, &inclusion.tx_id)));
+            }
+            return Ok(Some(self.fail(
+                &paid,
+                Rejection::new(paid.meta.replay_reason).with_message(format!(
+                    "payment already settled in transaction {}",
+                    inclusion.tx_id
+                )),
+                "",
+            )));
+        }
+        Ok(None)
+    }
+
+    async fn confirm(
+        &self,
+        payment: &CheckedPayment,
+        token: &ClaimToken,
+        txs: &[RecordedTx],
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let status = self
+            .handler
+            .await_outcome(payment, txs, self.deadline)
+            .await;
+        if matches!(status, Ok(TxStatus::Confirmed(_))) {
+            fault_point("after_confirm");
+        }
+        self.finish(payment, token, txs, status).await
+    }
+
+    /// Records what the chain said and answers with it. The chain's word is the answer: a
+    /// ledger fault while recording it is logged and left to the reconciler (the row keeps its
+    /// transactions and its lease runs out).
+    async fn finish(
+        &self,
+        payment: &CheckedPayment,
+        token: &ClaimToken,
+        txs: &[RecordedTx],
+        status: Result<TxStatus, SchemeError>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let ledger = &self.fac.ledger;
+        let key = payment.meta.replay_key.as_str();
+        let newest = txs.last().map(|t| t.tx_id.as_str()).unwrap_or_default();
+        let recorded =
+            |what: &str, result: Result<Transition, crate::ledger::LedgerError>| match result {
+                Ok(done) => self.note(key, done, what),
+                Err(e) => warn!(
+                    replay_key = %key,
+                    error = %e,
+                    "{what} failed after the chain answered; the reconciler will record it"
+                ),
+            };
+        let pending = |message: String| {
+            self.fail(
+                payment,
+                Rejection::new(reason::SETTLEMENT_PENDING).with_message(message),
+                newest,
+            )
+        };
+        match status {
+            Ok(TxStatus::Confirmed(inclusion)) => {
+                let block = inclusion.block.and_then(|b| i64::try_from(b).ok());
+                let included = Included {
+                    tx_id: &inclusion.tx_id,
+                    block_number: block,
+                    block_hash: inclusion.block_hash.as_deref(),
+                };
+                recorded(
+                    "record_settled",
+                    ledger.record_settled(key, token, &included).await,
+                );
+                // This answer is the final one, and nothing more is owed to an earlier
+                // pending, unless the client stopped waiting for it (then it stays owed).
+                if !self.watch.abandoned() {
+                    recorded(
+                        "take_owed_answer",
+                        ledger
+                            .take_owed_answer(key, &self.fingerprint)
+                            .await
+                            .map(|_| Transition::Applied),
+                    );
+                }
+                Ok(self.success(payment, &inclusion.tx_id))
+            }
+            Ok(TxStatus::Failed(rejection)) => {
+                recorded(
+                    "record_failed",
+                    ledger.record_failed(key, token, &rejection.reason).await,
+                );
+                Ok(self.fail(payment, rejection, newest))
+            }
+            Ok(TxStatus::Pending) => {
+                recorded(
+                    "end_lease",
+                    ledger.end_lease(key, token, self.lease()).await,
+                );
+                Ok(pending(
+                    "not confirmed within the settle bound; settle again with the same payload to reconcile".into(),
+                ))
+            }
+            Err(e) => {
+                // It may be on chain: the row keeps the transaction and the next settle (or the
+                // reconciler) finds out.
+                warn!(tx = newest, error = %e, "cannot read the outcome of a broadcast transaction");
+                recorded(
+                    "end_lease",
+                    ledger.end_lease(key, token, self.lease()).await,
+                );
+                Ok(pending(format!(
+                    "outcome unknown ({e}); settle again with the same payload to reconcile"
+                )))
+            }
+        }
+    }
 }
 
 #[cfg(test)]

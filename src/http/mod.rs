@@ -33,6 +33,10 @@ pub struct AppState {
     pub settles: TaskTracker,
     /// When set, receipts require it as a bearer token.
     pub receipts_token: Option<crate::config::Secret>,
+    /// Settles in flight on this replica, at most `server.max_concurrent_settles`.
+    pub settle_slots: Arc<tokio::sync::Semaphore>,
+    /// The server's own bound on a request (`server.request_timeout_ms`).
+    pub request_timeout: Duration,
 }
 
 pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> Router {

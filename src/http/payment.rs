@@ -1,17 +1,32 @@
 //! `POST /verify` and `POST /settle`.
+//!
+//! A settle runs on its own task: if the client hangs up, it still reaches a recorded state.
+//! Its answer is awaited until just before the server's own time bound; a settle still running
+//! then is answered `settlement_pending` with its transaction (or, if nothing was sent yet, a
+//! settle-shaped 503), and its client is owed the final answer (see `SettleWatch`). Settles in
+//! flight are bounded: past the bound, a settle is refused at once with 503 and `Retry-After`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use tracing::Instrument;
 
 use super::AppState;
 use super::error::{ApiError, Endpoint};
 use super::extract::PaymentBody;
-use crate::facilitator::settle_failure;
-use crate::protocol::{SettleResponse, VerifyResponse};
+use super::request_id::Arrived;
+use crate::facilitator::{FacilitatorError, SettleWatch, settle_failure};
+use crate::protocol::{SettleResponse, VerifyResponse, reason};
+use crate::scheme::{Rejection, SchemeError};
+
+/// Taken from the server's own bound for writing the answer before it is cut.
+const ANSWER_RESERVE: Duration = Duration::from_millis(250);
 
 pub(super) async fn verify(
     State(state): State<AppState>,
+    Extension(Arrived(arrived)): Extension<Arrived>,
     PaymentBody(body): PaymentBody,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let request = match body {
@@ -28,7 +43,7 @@ pub(super) async fn verify(
     };
     state
         .facilitator
-        .verify(&request)
+        .verify(&request, arrived)
         .await
         .map(Json)
         .map_err(|e| ApiError::fault(Endpoint::Verify, request.payload_network(), e))
@@ -36,26 +51,76 @@ pub(super) async fn verify(
 
 pub(super) async fn settle(
     State(state): State<AppState>,
+    Extension(Arrived(arrived)): Extension<Arrived>,
     PaymentBody(body): PaymentBody,
 ) -> Result<Json<SettleResponse>, ApiError> {
     let request = match body {
         Ok(request) => request,
         Err((rejection, network)) => return Ok(Json(settle_failure(rejection, "", &network))),
     };
-    // The settle runs on its own task: if the client hangs up, it still reaches a recorded state.
+    let network = request.payload_network().to_string();
+    let Ok(slot) = state.settle_slots.clone().try_acquire_owned() else {
+        state
+            .facilitator
+            .metrics
+            .settle_shed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(ApiError::Overloaded {
+            endpoint: Some(Endpoint::Settle),
+            network,
+            retry_after: Duration::from_secs(1),
+        });
+    };
     let facilitator = state.facilitator.clone();
+    let watch = Arc::new(SettleWatch::default());
+    let task_watch = watch.clone();
+    let task_network = network.clone();
     let work = async move {
-        let network = request.payload_network().to_string();
+        let _slot = slot;
         facilitator
-            .settle(&request)
+            .settle(&request, arrived, &task_watch)
             .await
             .map(Json)
-            .map_err(|e| ApiError::fault(Endpoint::Settle, network, e))
+            .map_err(|e| ApiError::fault(Endpoint::Settle, task_network, e))
     };
-    match state.settles.spawn(work.in_current_span()).await {
-        Ok(answer) => answer,
-        Err(join) => Err(ApiError::Internal(format!(
+    let mut task = state.settles.spawn(work.in_current_span());
+    let cutoff = arrived + state.request_timeout.saturating_sub(ANSWER_RESERVE);
+    match tokio::time::timeout_at(cutoff.into(), &mut task).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(join)) => Err(ApiError::Internal(format!(
             "settle task ended abnormally: {join}"
         ))),
+        Err(_) => Ok(cut_off(&state, &watch, &network, arrived).await?),
+    }
+}
+
+/// The answer for a settle still running at the server's bound; the task goes on and records
+/// its outcome, which its client is then owed.
+async fn cut_off(
+    state: &AppState,
+    watch: &SettleWatch,
+    network: &str,
+    arrived: Instant,
+) -> Result<Json<SettleResponse>, ApiError> {
+    state.facilitator.owe(watch);
+    tracing::warn!(
+        ms = arrived.elapsed().as_millis() as u64,
+        "settle still running at the server's time bound; answered settlement_pending"
+    );
+    match watch.transaction() {
+        Some((_, tx)) => Ok(Json(settle_failure(
+            Rejection::new(reason::SETTLEMENT_PENDING).with_message(
+                "not finished within the server's time bound; settle again with the same payload to learn the outcome",
+            ),
+            &tx,
+            network,
+        ))),
+        None => Err(ApiError::fault(
+            Endpoint::Settle,
+            network,
+            FacilitatorError::Scheme(SchemeError::Unavailable(
+                "nothing was sent within the server's time bound".into(),
+            )),
+        )),
     }
 }

@@ -17,6 +17,10 @@ use super::error::{ApiError, Endpoint, ParkedError, render};
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// When the request arrived: the deadline of the work it starts counts from here.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrived(pub Instant);
+
 /// A process-unique id: a random 64-bit prefix drawn once per process (so ids from different
 /// processes and restarts differ) and a counter. No syscall per request, unlike a fresh UUIDv4.
 fn next_id() -> String {
@@ -41,6 +45,7 @@ pub(super) async fn middleware(mut req: Request, next: Next, timeout: Duration) 
     let started = Instant::now();
     let id = next_id();
     req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(Arrived(started));
     let endpoint = endpoint_of(req.uri().path());
     let span = tracing::info_span!(
         "request",

@@ -11,17 +11,31 @@ use sqlx::migrate::{Migrate, Migration, MigrationSource, MigrationType, Migrator
 use super::{Backend, Ledger, LedgerError};
 
 /// `(version, name, sql)` for each backend. The two lists name the same files.
-const POSTGRES: &[(i64, &str, &str)] = &[(
-    1,
-    "settlements",
-    include_str!("../../migrations/postgres/0001_settlements.sql"),
-)];
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "settlements",
+        include_str!("../../migrations/postgres/0001_settlements.sql"),
+    ),
+    (
+        2,
+        "money_path",
+        include_str!("../../migrations/postgres/0002_money_path.sql"),
+    ),
+];
 
-const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "settlements",
-    include_str!("../../migrations/sqlite/0001_settlements.sql"),
-)];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "settlements",
+        include_str!("../../migrations/sqlite/0001_settlements.sql"),
+    ),
+    (
+        2,
+        "money_path",
+        include_str!("../../migrations/sqlite/0002_money_path.sql"),
+    ),
+];
 
 /// The compiled-in files of one backend, as sqlx's migrator reads them.
 #[derive(Debug)]

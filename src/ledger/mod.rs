@@ -12,11 +12,10 @@
 //! without broadcasting is deleted (`release`), so the same authorization can be retried; a
 //! `failed` row may be claimed again because the chain did not consume the authorization.
 //!
-//! Files: [`settlements`] (the payment rows), [`signers`] (signer leases), `payment_ids`
-//! (the payment-identifier extension), `migrate` (the schema, per backend).
+//! Files: [`settlements`] (the payment rows, their recorded transactions, payment
+//! identifiers), [`signers`] (signer leases), `migrate` (the schema, per backend).
 
 mod migrate;
-mod payment_ids;
 mod settlements;
 mod signers;
 
@@ -26,10 +25,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::{AnyPool, Executor};
 
-pub use payment_ids::PaymentIdOutcome;
 pub use settlements::{
-    ClaimOutcome, ClaimToken, Fence, NewClaim, ReceiptQuery, SettlementRecord, SettlementState,
-    Submission,
+    ClaimOutcome, ClaimToken, Fence, Included, NewClaim, ReceiptQuery, SettlementRecord,
+    SettlementState, Submission, TxRecord,
 };
 
 #[derive(Debug, thiserror::Error)]

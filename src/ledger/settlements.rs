@@ -50,8 +50,12 @@ pub struct NewClaim {
     pub amount: String,
     pub resource_url: Option<String>,
     pub payment_id: Option<String>,
+    /// The scope a payment-identifier is unique in (payer and payee).
+    pub payment_scope: Option<String>,
     /// The facilitator request JSON, kept so that reconciliation needs nothing else.
     pub request: String,
+    /// What makes two requests the same payment (see `protocol::PaymentRequest::fingerprint`).
+    pub fingerprint: String,
 }
 
 /// A ledger row.
@@ -81,6 +85,14 @@ pub struct SettlementRecord {
     pub created_at: i64,
     pub updated_at: i64,
     pub settled_at: Option<i64>,
+    pub fingerprint: Option<String>,
+    pub payment_scope: Option<String>,
+    /// 1 while a client that was answered `settlement_pending` is owed the final answer.
+    pub owed: bool,
+    pub block_number: Option<i64>,
+    pub block_hash: Option<String>,
+    /// When the settling transaction passed the reorg depth; until then the row is watched.
+    pub finalized_at: Option<i64>,
 }
 
 impl SettlementRecord {
@@ -116,8 +128,57 @@ impl SettlementRecord {
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             settled_at: row.try_get("settled_at")?,
+            fingerprint: row.try_get("fingerprint")?,
+            payment_scope: row.try_get("payment_scope")?,
+            owed: row.try_get::<i64, _>("pending_reported")? != 0,
+            block_number: row.try_get("block_number")?,
+            block_hash: row.try_get("block_hash")?,
+            finalized_at: row.try_get("finalized_at")?,
         })
     }
+
+    /// Whether `fingerprint` is this row's payment. Rows from before fingerprints existed
+    /// match nothing, so they are never taken over by another request.
+    pub fn is_payment(&self, fingerprint: &str) -> bool {
+        self.fingerprint.as_deref() == Some(fingerprint)
+    }
+}
+
+/// A transaction the ledger recorded for a payment, with the request it performs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxRecord {
+    pub tx_id: String,
+    pub replay_key: String,
+    /// The row's `attempts` when it was recorded: transactions of one attempt share a request.
+    pub attempt: i64,
+    pub raw_tx: Option<String>,
+    pub signer: Option<String>,
+    pub request: String,
+    pub fingerprint: Option<String>,
+    pub recorded_at: i64,
+}
+
+impl TxRecord {
+    fn decode(row: &AnyRow) -> Result<Self, LedgerError> {
+        Ok(TxRecord {
+            tx_id: row.try_get("tx_id")?,
+            replay_key: row.try_get("replay_key")?,
+            attempt: row.try_get("attempt")?,
+            raw_tx: row.try_get("raw_tx")?,
+            signer: row.try_get("signer")?,
+            request: row.try_get("request")?,
+            fingerprint: row.try_get("fingerprint")?,
+            recorded_at: row.try_get("recorded_at")?,
+        })
+    }
+}
+
+/// Where a settling transaction was included (block number and hash), for the reorg watch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Included<'a> {
+    pub tx_id: &'a str,
+    pub block_number: Option<i64>,
+    pub block_hash: Option<&'a str>,
 }
 
 /// Proof of holding a row: every transition by the holder names it, so a holder that lost the
@@ -135,8 +196,10 @@ impl ClaimToken {
 pub enum ClaimOutcome {
     /// The row is ours: nothing else may act on this payment until we record or release it.
     Claimed(ClaimToken),
-    /// Someone claimed it first; here is their row.
+    /// Someone claimed it first (or it failed before); here is the row as it stands.
     Existing(Box<SettlementRecord>),
+    /// The payment-identifier is held by another live payment in the same scope.
+    PaymentIdTaken,
 }
 
 /// The signer lease a transaction is recorded under (see `signer_leases`).
@@ -175,21 +238,36 @@ pub struct ReceiptQuery {
 
 const COLUMNS: &str = "replay_key, network, scheme, x402_version, payer, pay_to, asset, amount, \
     resource_url, payment_id, request, state, claim_token, tx_id, raw_tx, signer, error_reason, \
-    attempts, reconciles, lease_until, created_at, updated_at, settled_at";
+    attempts, reconciles, lease_until, created_at, updated_at, settled_at, fingerprint, \
+    payment_scope, pending_reported, block_number, block_hash, finalized_at";
+const TX_COLUMNS: &str =
+    "tx_id, replay_key, attempt, raw_tx, signer, request, fingerprint, recorded_at";
 
-/// Both claim statements bind the payment in this order: $1 replay_key … $11 request, then
-/// $12 token, $13 lease_until, $14 now.
+/// The claim and the re-claim bind the payment in this order: $1 replay_key … $11 request,
+/// $12 fingerprint, $13 payment_scope, then $14 token, $15 lease_until, $16 now.
 const INSERT_CLAIM: &str = "INSERT INTO settlements (replay_key, network, scheme, x402_version, \
-    payer, pay_to, asset, amount, resource_url, payment_id, request, state, claim_token, attempts, \
-    lease_until, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'claimed', $12, 1, $13, $14, $14) \
-    ON CONFLICT (replay_key) DO NOTHING";
+    payer, pay_to, asset, amount, resource_url, payment_id, request, fingerprint, payment_scope, \
+    state, claim_token, attempts, lease_until, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'claimed', $14, 1, $15, $16, \
+    $16) ON CONFLICT (replay_key) DO NOTHING";
+/// A `failed` row claimed again by the holder of `$17` (its take-over token).
 const RECLAIM_FAILED: &str = "UPDATE settlements SET network = $2, scheme = $3, \
     x402_version = $4, payer = $5, pay_to = $6, asset = $7, amount = $8, resource_url = $9, \
-    payment_id = $10, request = $11, state = 'claimed', claim_token = $12, lease_until = $13, \
-    updated_at = $14, tx_id = NULL, raw_tx = NULL, signer = NULL, error_reason = NULL, \
-    attempts = attempts + 1, retry_at = 0, reconciles = 0, pending_reported = 0, \
-    settled_at = NULL WHERE replay_key = $1 AND state = 'failed'";
+    payment_id = $10, request = $11, fingerprint = $12, payment_scope = $13, state = 'claimed', \
+    claim_token = $14, lease_until = $15, updated_at = $16, tx_id = NULL, raw_tx = NULL, \
+    signer = NULL, error_reason = NULL, attempts = attempts + 1, retry_at = 0, reconciles = 0, \
+    pending_reported = 0, settled_at = NULL, block_number = NULL, block_hash = NULL, \
+    finalized_at = NULL WHERE replay_key = $1 AND state = 'failed' AND claim_token = $17";
+
+/// Whether a database error is the payment-identifier index refusing a second live payment.
+fn is_payment_id_taken(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    db.is_unique_violation()
+        && (db.constraint() == Some("settlements_payment_id")
+            || db.message().contains("payment_scope"))
+}
 
 impl Ledger {
     pub async fn find(&self, replay_key: &str) -> Result<Option<SettlementRecord>, LedgerError> {
@@ -201,48 +279,83 @@ impl Ledger {
         row.as_ref().map(SettlementRecord::decode).transpose()
     }
 
-    /// Insert a `claimed` row holding a lease, or re-claim a `failed` one.
+    /// Insert a `claimed` row holding a lease; an existing row (in any state, `failed` included)
+    /// is returned as it stands for the core to judge.
     pub async fn claim(
         &self,
         claim: &NewClaim,
         lease: Duration,
     ) -> Result<ClaimOutcome, LedgerError> {
-        // A row can vanish between the insert and the read (a concurrent release), so try a
-        // bounded number of times; each round is itself race-free.
-        for _ in 0..3 {
-            let token = ClaimToken::new();
-            let now = now_ms();
-            let lease_until = ms_after(lease);
-            for sql in [INSERT_CLAIM, RECLAIM_FAILED] {
-                let done = sqlx::query(sql)
-                    .bind(&claim.replay_key)
-                    .bind(&claim.network)
-                    .bind(&claim.scheme)
-                    .bind(i64::from(claim.x402_version))
-                    .bind(&claim.payer)
-                    .bind(&claim.pay_to)
-                    .bind(&claim.asset)
-                    .bind(&claim.amount)
-                    .bind(&claim.resource_url)
-                    .bind(&claim.payment_id)
-                    .bind(&claim.request)
-                    .bind(&token.0)
-                    .bind(lease_until)
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await?;
-                if Transition::of(done).applied() {
-                    return Ok(ClaimOutcome::Claimed(token));
-                }
-            }
-            if let Some(existing) = self.find(&claim.replay_key).await? {
-                return Ok(ClaimOutcome::Existing(Box::new(existing)));
-            }
+        let token = ClaimToken::new();
+        let inserted = bind_claim(sqlx::query(INSERT_CLAIM), claim, &token, lease)
+            .execute(&self.pool)
+            .await;
+        match inserted.map(Transition::of) {
+            Ok(Transition::Applied) => return Ok(ClaimOutcome::Claimed(token)),
+            Ok(Transition::Lost) => {}
+            Err(e) if is_payment_id_taken(&e) => return Ok(ClaimOutcome::PaymentIdTaken),
+            Err(e) => return Err(e.into()),
         }
-        Err(LedgerError::Corrupt(format!(
-            "claim of {} kept racing with deletes",
-            claim.replay_key
-        )))
+        match self.find(&claim.replay_key).await? {
+            Some(existing) => Ok(ClaimOutcome::Existing(Box::new(existing))),
+            // Released between the insert and the read: nothing holds the payment now, so the
+            // caller may simply try again.
+            None => Err(LedgerError::Corrupt(format!(
+                "the row of {} vanished while it was claimed",
+                claim.replay_key
+            ))),
+        }
+    }
+
+    /// `failed → claimed` for a new attempt at the payment, by the holder of `token` (the
+    /// failed row taken over after its transactions were re-examined).
+    pub async fn reclaim(
+        &self,
+        claim: &NewClaim,
+        token: &ClaimToken,
+        lease: Duration,
+    ) -> Result<Option<ClaimToken>, LedgerError> {
+        let fresh = ClaimToken::new();
+        let done = bind_claim(sqlx::query(RECLAIM_FAILED), claim, &fresh, lease)
+            .bind(&token.0)
+            .execute(&self.pool)
+            .await;
+        match done {
+            Ok(done) => Ok(Transition::of(done).applied().then_some(fresh)),
+            Err(e) if is_payment_id_taken(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The live (not failed) row holding payment-identifier `id` in `scope`.
+    pub async fn by_payment_id(
+        &self,
+        scope: &str,
+        id: &str,
+    ) -> Result<Option<SettlementRecord>, LedgerError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM settlements WHERE payment_scope = $1 AND payment_id = $2 \
+             AND state <> 'failed'"
+        );
+        let row = sqlx::query(&sql)
+            .bind(scope)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(SettlementRecord::decode).transpose()
+    }
+
+    /// Every transaction recorded for a payment, oldest first.
+    pub async fn txs(&self, replay_key: &str) -> Result<Vec<TxRecord>, LedgerError> {
+        let sql = format!(
+            "SELECT {TX_COLUMNS} FROM settlement_txs WHERE replay_key = $1 \
+             ORDER BY recorded_at, tx_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(replay_key)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(TxRecord::decode).collect()
     }
 
     /// Take over the row `seen` (as read) once its lease has expired, provided nobody changed it
@@ -271,7 +384,9 @@ impl Ledger {
         Ok(Transition::of(done).applied().then_some(token))
     }
 
-    /// `claimed | submitted → submitted(tx)`, before the broadcast, only while `fence` is live.
+    /// `claimed | submitted → submitted(tx)`, before the broadcast, only while `fence` is live;
+    /// the transaction joins the payment's recorded ones (a replacement keeps the earlier ones,
+    /// any of which may still be mined).
     pub async fn record_submitted(
         &self,
         replay_key: &str,
@@ -279,6 +394,7 @@ impl Ledger {
         s: &Submission<'_>,
     ) -> Result<Transition, LedgerError> {
         let now = now_ms();
+        let mut db = self.pool.begin().await?;
         let done = match s.fence {
             None => {
                 sqlx::query(
@@ -292,7 +408,7 @@ impl Ledger {
                 .bind(s.raw_tx)
                 .bind(s.signer)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *db)
                 .await?
             }
             Some(fence) => {
@@ -312,32 +428,108 @@ impl Ledger {
                 .bind(&fence.signer)
                 .bind(&fence.holder)
                 .bind(fence.fence)
-                .execute(&self.pool)
+                .execute(&mut *db)
                 .await?
             }
         };
-        Ok(Transition::of(done))
+        let done = Transition::of(done);
+        if done.applied() {
+            sqlx::query(
+                "INSERT INTO settlement_txs (tx_id, replay_key, attempt, raw_tx, signer, request, \
+                 fingerprint, recorded_at) SELECT $2, replay_key, attempts, $3, $4, request, \
+                 fingerprint, $5 FROM settlements WHERE replay_key = $1 \
+                 ON CONFLICT (tx_id) DO NOTHING",
+            )
+            .bind(replay_key)
+            .bind(s.tx_id)
+            .bind(s.raw_tx)
+            .bind(s.signer)
+            .bind(now)
+            .execute(&mut *db)
+            .await?;
+        }
+        db.commit().await?;
+        Ok(done)
     }
 
-    /// `submitted(tx_id) → settled`.
+    /// `submitted → settled` by `included`, which must be one of the payment's recorded
+    /// transactions (the one the chain mined: the newest, or one it replaced).
     pub async fn record_settled(
         &self,
         replay_key: &str,
         token: &ClaimToken,
-        tx_id: &str,
+        included: &Included<'_>,
     ) -> Result<Transition, LedgerError> {
         let done = sqlx::query(
-            "UPDATE settlements SET state = 'settled', error_reason = NULL, updated_at = $4, \
-             settled_at = $4, lease_until = 0 WHERE replay_key = $1 AND claim_token = $2 \
-             AND state = 'submitted' AND tx_id = $3",
+            "UPDATE settlements SET state = 'settled', tx_id = $3, block_number = $4, \
+             block_hash = $5, error_reason = NULL, updated_at = $6, settled_at = $6, \
+             lease_until = 0, finalized_at = NULL WHERE replay_key = $1 AND claim_token = $2 \
+             AND state = 'submitted' AND EXISTS (SELECT 1 FROM settlement_txs t \
+             WHERE t.tx_id = $3 AND t.replay_key = $1)",
         )
         .bind(replay_key)
         .bind(&token.0)
-        .bind(tx_id)
+        .bind(included.tx_id)
+        .bind(included.block_number)
+        .bind(included.block_hash)
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
         Ok(Transition::of(done))
+    }
+
+    /// `claimed | submitted | failed → settled` by a transaction of an *earlier* attempt, which
+    /// the chain shows moved the money: the row is repaired with the payment that transaction
+    /// performed (`claim`, revived from its recorded request). Its client was told otherwise,
+    /// so it is owed the success.
+    pub async fn repair_settled(
+        &self,
+        claim: &NewClaim,
+        token: &ClaimToken,
+        included: &Included<'_>,
+    ) -> Result<Transition, LedgerError> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE settlements SET network = $2, scheme = $3, x402_version = $4, payer = $5, \
+             pay_to = $6, asset = $7, amount = $8, resource_url = $9, payment_id = $10, \
+             request = $11, fingerprint = $12, payment_scope = $13, state = 'settled', \
+             tx_id = $14, block_number = $15, block_hash = $16, error_reason = NULL, \
+             updated_at = $17, settled_at = $17, lease_until = 0, pending_reported = 1, \
+             finalized_at = NULL WHERE replay_key = $1 AND claim_token = $18 \
+             AND state IN ('claimed', 'submitted', 'failed') AND EXISTS (SELECT 1 FROM settlement_txs t \
+             WHERE t.tx_id = $14 AND t.replay_key = $1)",
+        )
+        .bind(&claim.replay_key)
+        .bind(&claim.network)
+        .bind(&claim.scheme)
+        .bind(i64::from(claim.x402_version))
+        .bind(&claim.payer)
+        .bind(&claim.pay_to)
+        .bind(&claim.asset)
+        .bind(&claim.amount)
+        .bind(&claim.resource_url)
+        .bind(&claim.payment_id)
+        .bind(&claim.request)
+        .bind(&claim.fingerprint)
+        .bind(&claim.payment_scope)
+        .bind(included.tx_id)
+        .bind(included.block_number)
+        .bind(included.block_hash)
+        .bind(now)
+        .bind(&token.0)
+        .execute(&self.pool)
+        .await;
+        match done {
+            Ok(done) => Ok(Transition::of(done)),
+            // Its payment-identifier went to another payment meanwhile: settle the row without
+            // the id rather than not at all.
+            Err(e) if is_payment_id_taken(&e) => {
+                let mut without_id = claim.clone();
+                without_id.payment_id = None;
+                Box::pin(self.repair_settled(&without_id, token, included)).await
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// `claimed | submitted → failed(reason)`.
@@ -361,7 +553,9 @@ impl Ledger {
         Ok(Transition::of(done))
     }
 
-    /// Delete a `claimed` row: nothing was broadcast, so the payment may be retried.
+    /// Delete a `claimed` row under which no transaction was ever recorded: nothing was
+    /// broadcast, so the payment may be retried. A row with a transaction history is never
+    /// deleted (lost: record it as failed instead).
     pub async fn release(
         &self,
         replay_key: &str,
@@ -369,7 +563,8 @@ impl Ledger {
     ) -> Result<Transition, LedgerError> {
         let done = sqlx::query(
             "DELETE FROM settlements WHERE replay_key = $1 AND claim_token = $2 \
-             AND state = 'claimed'",
+             AND state = 'claimed' AND NOT EXISTS (SELECT 1 FROM settlement_txs \
+             WHERE replay_key = $1)",
         )
         .bind(replay_key)
         .bind(&token.0)
@@ -399,15 +594,31 @@ impl Ledger {
         Ok(Transition::of(done))
     }
 
-    /// Consumes the final answer owed after a `settlement_pending` (applied once per such row).
-    pub async fn take_pending_report(&self, replay_key: &str) -> Result<Transition, LedgerError> {
+    /// Consumes the final answer owed to the client of payment `fingerprint` after it was told
+    /// `settlement_pending` (applied once per such answer).
+    pub async fn take_owed_answer(
+        &self,
+        replay_key: &str,
+        fingerprint: &str,
+    ) -> Result<Transition, LedgerError> {
         let done = sqlx::query(
             "UPDATE settlements SET pending_reported = 0 WHERE replay_key = $1 \
-             AND state = 'settled' AND pending_reported = 1",
+             AND state = 'settled' AND pending_reported = 1 AND fingerprint = $2",
         )
         .bind(replay_key)
+        .bind(fingerprint)
         .execute(&self.pool)
         .await?;
+        Ok(Transition::of(done))
+    }
+
+    /// Marks the row's client as owed its final answer: the answer it was given (cut off by
+    /// the server's own time bound) did not carry the outcome.
+    pub async fn owe_answer(&self, replay_key: &str) -> Result<Transition, LedgerError> {
+        let done = sqlx::query("UPDATE settlements SET pending_reported = 1 WHERE replay_key = $1")
+            .bind(replay_key)
+            .execute(&self.pool)
+            .await?;
         Ok(Transition::of(done))
     }
 
@@ -431,28 +642,89 @@ impl Ledger {
         Ok(Transition::of(done))
     }
 
-    /// Unfinished rows whose lease has expired and whose retry time has come, oldest first: the
-    /// reconciler's work list.
-    pub async fn stale(&self, limit: i64) -> Result<Vec<SettlementRecord>, LedgerError> {
+    /// Unfinished rows of `networks` whose lease has expired and whose retry time has come,
+    /// oldest first: the reconciler's work list (only what this process can finish).
+    pub async fn stale(
+        &self,
+        networks: &[String],
+        limit: i64,
+    ) -> Result<Vec<SettlementRecord>, LedgerError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM settlements WHERE state IN ('claimed', 'submitted') \
-             AND lease_until <= $1 AND retry_at <= $1 ORDER BY lease_until LIMIT $2"
+             AND lease_until <= $1 AND retry_at <= $1 AND network IN ({}) \
+             ORDER BY lease_until LIMIT $2",
+            placeholders(3, networks.len())
         );
-        let rows = sqlx::query(&sql)
-            .bind(now_ms())
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let mut q = sqlx::query(&sql).bind(now_ms()).bind(limit);
+        for n in networks {
+            q = q.bind(n);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(SettlementRecord::decode).collect()
     }
 
-    /// The row that recorded transaction `tx_id`.
+    /// Settled rows of `networks` whose transaction is not yet past the reorg depth, oldest
+    /// first: the reorg watch's work list.
+    pub async fn unfinal(
+        &self,
+        networks: &[String],
+        limit: i64,
+    ) -> Result<Vec<SettlementRecord>, LedgerError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM settlements WHERE state = 'settled' \
+             AND finalized_at IS NULL AND network IN ({}) ORDER BY settled_at LIMIT $1",
+            placeholders(2, networks.len())
+        );
+        let mut q = sqlx::query(&sql).bind(limit);
+        for n in networks {
+            q = q.bind(n);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(SettlementRecord::decode).collect()
+    }
+
+    /// The settled row's transaction passed the reorg depth: stop watching it.
+    pub async fn finalize(&self, replay_key: &str, tx_id: &str) -> Result<Transition, LedgerError> {
+        let done = sqlx::query(
+            "UPDATE settlements SET finalized_at = $3 WHERE replay_key = $1 AND tx_id = $2 \
+             AND state = 'settled' AND finalized_at IS NULL",
+        )
+        .bind(replay_key)
+        .bind(tx_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(Transition::of(done))
+    }
+
+    /// `settled → submitted`: the block that carried the settling transaction left the chain
+    /// (a reorg), so the payment is reconciled again from chain state. Its client already had
+    /// the success; nothing more is owed.
+    pub async fn unsettle(&self, seen: &SettlementRecord) -> Result<Transition, LedgerError> {
+        let done = sqlx::query(
+            "UPDATE settlements SET state = 'submitted', lease_until = 0, retry_at = 0, \
+             settled_at = NULL, block_number = NULL, block_hash = NULL, pending_reported = 0, \
+             updated_at = $4 WHERE replay_key = $1 AND state = 'settled' AND tx_id = $2 \
+             AND finalized_at IS NULL AND claim_token = $3",
+        )
+        .bind(&seen.replay_key)
+        .bind(&seen.tx_id)
+        .bind(&seen.claim_token)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(Transition::of(done))
+    }
+
+    /// The row that recorded transaction `tx_id` (as its current one, or as one it replaced).
     pub async fn by_transaction(
         &self,
         tx_id: &str,
     ) -> Result<Option<SettlementRecord>, LedgerError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM settlements WHERE tx_id = $1 ORDER BY updated_at DESC LIMIT 1"
+            "SELECT {COLUMNS} FROM settlements WHERE tx_id = $1 OR replay_key IN \
+             (SELECT replay_key FROM settlement_txs WHERE tx_id = $1) \
+             ORDER BY updated_at DESC LIMIT 1"
         );
         let row = sqlx::query(&sql)
             .bind(tx_id)
@@ -489,4 +761,40 @@ impl Ledger {
             .await?;
         rows.iter().map(SettlementRecord::decode).collect()
     }
+}
+
+/// `$start, $start+1, …` for `n` values (at least one placeholder, so `IN ()` never appears;
+/// with no values it binds nothing and matches nothing).
+fn placeholders(start: usize, n: usize) -> String {
+    if n == 0 {
+        return "NULL".into();
+    }
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn bind_claim<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    claim: &'q NewClaim,
+    token: &ClaimToken,
+    lease: Duration,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(&claim.replay_key)
+        .bind(&claim.network)
+        .bind(&claim.scheme)
+        .bind(i64::from(claim.x402_version))
+        .bind(&claim.payer)
+        .bind(&claim.pay_to)
+        .bind(&claim.asset)
+        .bind(&claim.amount)
+        .bind(&claim.resource_url)
+        .bind(&claim.payment_id)
+        .bind(&claim.request)
+        .bind(&claim.fingerprint)
+        .bind(&claim.payment_scope)
+        .bind(token.0.clone())
+        .bind(ms_after(lease))
+        .bind(now_ms())
 }

@@ -30,8 +30,11 @@ impl Ledger {
         Ok(fence)
     }
 
+    /// Gives a lease up at once. The row stays (only its expiry goes), so the next holder's
+    /// fence is higher than every fence before it: deleting it would restart fences at 1, and
+    /// a process that held fence 1 before could then believe nobody used the key meanwhile.
     pub async fn release_signer(&self, signer: &str, holder: &str) -> Result<(), LedgerError> {
-        sqlx::query("DELETE FROM signer_leases WHERE signer = $1 AND holder = $2")
+        sqlx::query("UPDATE signer_leases SET expires_at = 0 WHERE signer = $1 AND holder = $2")
             .bind(signer)
             .bind(holder)
             .execute(&self.pool)

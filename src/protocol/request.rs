@@ -116,6 +116,25 @@ impl PaymentRequest {
         encoded.unwrap_or_default()
     }
 
+    /// What makes two requests the same payment: the signed payload and the terms it pays
+    /// (version, scheme, network, amount, asset, payee), as a SHA-256 hex digest. The envelope
+    /// (resource description, `extra`, unknown fields, extensions) is left out, so a seller SDK
+    /// that re-describes a resource between verify and settle still names the same payment.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let terms = serde_json::json!({
+            "v": self.x402_version(),
+            "payload": self.scheme_payload(),
+            "scheme": self.scheme(),
+            "network": self.network(),
+            "amount": self.amount(),
+            "asset": self.asset(),
+            "payTo": self.pay_to(),
+        });
+        let digest = Sha256::digest(terms.to_string().as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     pub fn x402_version(&self) -> u8 {
         match self {
             PaymentRequest::V1(_) => 1,

@@ -7,8 +7,9 @@ use std::any::Any;
 use async_trait::async_trait;
 
 use super::{
-    Broadcast, Check, Checked, CheckedPayment, Deadline, Description, Preparation, Prepared,
-    RecordedTx, Rejection, Scheme, SchemeError, SchemeHandler, Signed, SignedView, Stop, TxStatus,
+    Broadcast, Check, Checked, CheckedPayment, Deadline, Description, Finality, Inclusion,
+    Preparation, Prepared, RecordedTx, Rejection, Scheme, SchemeError, SchemeHandler, Signed,
+    SignedView, Stop, TxStatus,
 };
 use crate::protocol::PaymentRequest;
 
@@ -39,6 +40,16 @@ fn erase<P: Any + Send + Sync>(c: Checked<P>) -> CheckedPayment {
     Checked {
         meta: c.meta,
         payment: Box::new(c.payment),
+    }
+}
+
+fn erase_signed<S: Any + Send + Sync>(signed: Signed<S>) -> Prepared {
+    Signed {
+        tx_id: signed.tx_id,
+        signer: signed.signer,
+        lease: signed.lease,
+        raw: signed.raw,
+        details: Box::new(signed.details),
     }
 }
 
@@ -82,13 +93,7 @@ impl<S: Scheme> SchemeHandler for Erased<S> {
         deadline: Deadline,
     ) -> Result<Preparation, SchemeError> {
         match self.0.prepare(self.payment(payment)?, deadline).await {
-            Ok(signed) => Ok(Preparation::Ready(Signed {
-                tx_id: signed.tx_id,
-                signer: signed.signer,
-                lease: signed.lease,
-                raw: signed.raw,
-                details: Box::new(signed.details),
-            })),
+            Ok(signed) => Ok(Preparation::Ready(erase_signed(signed))),
             Err(Stop::Reject(r)) => Ok(Preparation::Rejected(r)),
             Err(Stop::Fault(e)) => Err(e),
         }
@@ -126,6 +131,36 @@ impl<S: Scheme> SchemeHandler for Erased<S> {
         self.0
             .reconcile(self.payment(payment)?, txs, deadline)
             .await
+    }
+
+    async fn examine(
+        &self,
+        payment: &CheckedPayment,
+        txs: &[RecordedTx],
+        deadline: Deadline,
+    ) -> Result<Option<TxStatus>, SchemeError> {
+        self.0.examine(self.payment(payment)?, txs, deadline).await
+    }
+
+    async fn replace(
+        &self,
+        payment: &CheckedPayment,
+        txs: &[RecordedTx],
+        deadline: Deadline,
+    ) -> Result<Option<Prepared>, SchemeError> {
+        let replacement = self
+            .0
+            .replace(self.payment(payment)?, txs, deadline)
+            .await?;
+        Ok(replacement.map(erase_signed))
+    }
+
+    async fn finality(
+        &self,
+        inclusion: &Inclusion,
+        deadline: Deadline,
+    ) -> Result<Finality, SchemeError> {
+        self.0.finality(inclusion, deadline).await
     }
 
     async fn discard(&self, prepared: &Prepared) {

@@ -202,6 +202,8 @@ pub struct RecordedTx {
     pub tx_id: String,
     /// The signed bytes, when recorded (always, since the first release).
     pub raw: Option<Vec<u8>>,
+    /// When the ledger recorded it (unix ms): how long it has been waiting.
+    pub recorded_at_ms: i64,
 }
 
 /// A lease on one signer key, granted by the core (see [`SignerGate`]).
@@ -234,6 +236,8 @@ pub enum Broadcast {
     Retry(String),
     /// We do not know whether it reached the chain (timeout, connection cut).
     Ambiguous(String),
+    /// No node could be reached at all: the bytes never left this process.
+    Unreachable(String),
 }
 
 /// Where a transaction was included.
@@ -242,6 +246,19 @@ pub struct Inclusion {
     pub tx_id: String,
     /// Block number (EVM) or slot (Solana), when the chain said.
     pub block: Option<u64>,
+    /// The including block's hash, to notice that a reorg replaced it.
+    pub block_hash: Option<String>,
+}
+
+/// Whether an included transaction can still leave the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finality {
+    /// Past the reorg depth (or the chain's own finality): it stays.
+    Final,
+    /// Still on the chain, not yet past the depth.
+    Holding,
+    /// Its block is no longer on the chain (a reorg): the payment must be looked at again.
+    Vanished,
 }
 
 pub enum TxStatus {
@@ -332,6 +349,36 @@ pub trait Scheme: Send + Sync + 'static {
         deadline: Deadline,
     ) -> Result<TxStatus, SchemeError>;
 
+    /// Which of `txs` the chain mined, and what it did, from receipts alone: no resend, no
+    /// clock. `None` when none is mined (yet). Used before a failed payment is tried again.
+    async fn examine(
+        &self,
+        payment: &Self::Payment,
+        txs: &[RecordedTx],
+        deadline: Deadline,
+    ) -> Result<Option<TxStatus>, SchemeError>;
+
+    /// A transaction to take the place of the newest of `txs` when it is stuck (e.g. priced
+    /// below the chain's fees): the same payment at a higher fee while it can still be paid,
+    /// or a cancellation that frees the signer's nonce once it cannot. `None`: leave it.
+    async fn replace(
+        &self,
+        _payment: &Self::Payment,
+        _txs: &[RecordedTx],
+        _deadline: Deadline,
+    ) -> Result<Option<Signed<Self::Signed>>, SchemeError> {
+        Ok(None)
+    }
+
+    /// Whether an included transaction is final, still holding, or gone in a reorg.
+    async fn finality(
+        &self,
+        _inclusion: &Inclusion,
+        _deadline: Deadline,
+    ) -> Result<Finality, SchemeError> {
+        Ok(Finality::Final)
+    }
+
     /// A prepared transaction will not be sent (its record was refused): give back what
     /// `prepare` reserved, e.g. an EVM nonce, so that no gap stalls the signer.
     async fn discard(&self, _signed: &SignedView<'_, Self::Signed>) {}
@@ -375,6 +422,23 @@ pub trait SchemeHandler: Send + Sync + 'static {
         txs: &[RecordedTx],
         deadline: Deadline,
     ) -> Result<TxStatus, SchemeError>;
+    async fn examine(
+        &self,
+        payment: &CheckedPayment,
+        txs: &[RecordedTx],
+        deadline: Deadline,
+    ) -> Result<Option<TxStatus>, SchemeError>;
+    async fn replace(
+        &self,
+        payment: &CheckedPayment,
+        txs: &[RecordedTx],
+        deadline: Deadline,
+    ) -> Result<Option<Prepared>, SchemeError>;
+    async fn finality(
+        &self,
+        inclusion: &Inclusion,
+        deadline: Deadline,
+    ) -> Result<Finality, SchemeError>;
     async fn discard(&self, prepared: &Prepared);
 }
 

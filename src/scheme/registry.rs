@@ -94,6 +94,19 @@ impl SchemeRegistry {
         }
     }
 
+    /// The CAIP-2 networks served (v2 keys name them; v1 names map to the same handlers).
+    pub fn networks(&self) -> Vec<String> {
+        let mut networks: Vec<String> = self
+            .handlers
+            .keys()
+            .filter(|k| k.x402_version == 2)
+            .map(|k| k.network.clone())
+            .collect();
+        networks.sort();
+        networks.dedup();
+        networks
+    }
+
     pub fn is_empty(&self) -> bool {
         self.handlers.is_empty()
     }

@@ -14,7 +14,10 @@ fn check_config_prints_effective_settings_without_secrets() {
     let out = bin()
         .arg("check-config")
         .env("X402__NETWORKS__LOCAL__NETWORK", "eip155:31337")
-        .env("X402__NETWORKS__LOCAL__RPC_URLS", "http://127.0.0.1:1")
+        .env(
+            "X402__NETWORKS__LOCAL__RPC_URLS",
+            "https://base.example/v2/RPCKEY0123,https://apikey:RPCPASS@rpc.example:8545",
+        )
         .env("X402__NETWORKS__LOCAL__SIGNER_KEYS", key)
         .env("X402__DATABASE__URL", "postgres://user:hunter2@127.0.0.1/x")
         .output()
@@ -32,6 +35,15 @@ fn check_config_prints_effective_settings_without_secrets() {
     assert!(
         !stdout.contains(&key[2..]) && !stdout.contains("hunter2"),
         "secret printed: {stdout}"
+    );
+    // RPC URLs carry provider keys in the path and the user info: only scheme and host show.
+    assert!(
+        !stdout.contains("RPCKEY0123") && !stdout.contains("RPCPASS") && !stdout.contains("apikey"),
+        "an RPC key was printed: {stdout}"
+    );
+    assert!(
+        stdout.contains("https://base.example/<redacted>"),
+        "{stdout}"
     );
 }
 

@@ -425,7 +425,10 @@ async fn payment_identifier_returns_the_stored_answer_and_refuses_reuse() {
     let again = app.settle(&body).await;
     assert_eq!(again, first, "same id + same payment → the stored answer");
 
-    let mut other = harness::funded_payment(&chain).await;
+    // The same payer and payee with another payment under the same id: a conflict. (Ids are
+    // scoped to payer and payee: another payer's id is another id.)
+    let mut other = payment.clone();
+    other.nonce = crate::harness::payment::random_b256();
     other.extensions = Some(id);
     let (status, conflict) = app.post("/settle", &other.body()).await;
     assert_eq!(status, StatusCode::CONFLICT, "{conflict}");
@@ -433,7 +436,11 @@ async fn payment_identifier_returns_the_stored_answer_and_refuses_reuse() {
     let (status, conflict) = app.post("/verify", &other.body()).await;
     assert_eq!(status, StatusCode::CONFLICT, "{conflict}");
     assert_eq!(conflict["invalidReason"], "payment_identifier_conflict");
-    assert_eq!(chain.transfers_from(chain.token, other.from).await, 0);
+    assert_eq!(
+        chain.transfers_from(chain.token, other.from).await,
+        1,
+        "only the first paid"
+    );
 
     other.extensions = Some(json!({ "payment-identifier": { "info": { "id": "short" } } }));
     assert_eq!(

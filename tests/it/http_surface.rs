@@ -250,3 +250,141 @@ async fn every_refusal_is_json_with_an_error_id() {
     }
     app.stop().await;
 }
+
+/// L4: settles in flight are bounded. With room for one, a second settle while the first waits
+/// for its block is refused at once with 503, `Retry-After` and a settle-shaped body, and moves
+/// nothing; the first still settles.
+#[tokio::test]
+async fn settles_past_the_concurrency_bound_are_shed_with_retry_after() {
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let app = spawn_with(
+        &chain,
+        &db,
+        Options::default()
+            .env("X402__SERVER__MAX_CONCURRENT_SETTLES", "1")
+            .env("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "3000"),
+    )
+    .await;
+    let first = harness::funded_payment(&chain).await;
+    let second = harness::funded_payment(&chain).await;
+    chain.set_automine(false).await;
+    let url = format!("{}/settle", app.base);
+    let body = first.body();
+    let in_flight = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent")
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let resp = app
+        .http
+        .post(format!("{}/settle", app.base))
+        .json(&second.body())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let shed: Value = resp.json().await.expect("json");
+    assert_eq!(shed["success"], false, "{shed}");
+    assert_eq!(shed["errorReason"], "facilitator_overloaded", "{shed}");
+    assert_eq!(shed["transaction"], "", "{shed}");
+    assert!(shed["errorId"].is_string(), "{shed}");
+    chain.mine().await;
+    let done = in_flight.await.expect("joined");
+    assert_eq!(done.status(), StatusCode::OK);
+    chain.set_automine(true).await;
+    assert_eq!(chain.transfers_from(chain.token, second.from).await, 0);
+    app.stop().await;
+}
+
+/// L4: a client that opens a connection and sends its headers slowly (slowloris) is cut off
+/// after `server.header_read_timeout_ms`, instead of holding the connection for ever.
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let app = spawn_with(
+        &chain,
+        &db,
+        Options::default().env("X402__SERVER__HEADER_READ_TIMEOUT_MS", "500"),
+    )
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /verify HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 512];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("the server closed the connection within 5 s");
+    assert!(
+        matches!(read, Ok(n) if n == 0 || buf[..n].starts_with(b"HTTP/1.1 408")) || read.is_err(),
+        "{read:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    app.stop().await;
+}
+
+/// L1: a node error that is no verdict (a provider's rate limit, -32005) moves a read on to the
+/// next URL instead of becoming the payer's fault; with no other URL it is our fault (502),
+/// never `invalid_exact_evm_eip3009_not_supported`.
+#[tokio::test]
+async fn node_errors_that_are_not_verdicts_fail_over_or_are_our_fault() {
+    use crate::harness::proxy::{Mode, RpcProxy};
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let limited = RpcProxy::start(&chain.url).await;
+    let app = spawn_with(
+        &chain,
+        &db,
+        Options::default().env(
+            "X402__NETWORKS__LOCAL__RPC_URLS",
+            format!("{},{}", limited.url, chain.url),
+        ),
+    )
+    .await;
+    limited.set(Mode::NodeError);
+    let p = harness::funded_payment(&chain).await;
+    let answer = app.verify(&p.body()).await;
+    assert_eq!(answer["isValid"], true, "{answer}");
+    app.stop().await;
+
+    let only = RpcProxy::start(&chain.url).await;
+    let app = spawn_with(
+        &chain,
+        &db,
+        Options {
+            rpc_url: Some(only.url.clone()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut p = harness::funded_payment(&chain).await;
+    p.nonce = crate::harness::payment::random_b256();
+    // Warm the code cache while the node answers, then the provider starts refusing.
+    let _ = app.verify(&p.body()).await;
+    only.set(Mode::NodeError);
+    let (status, answer) = app.post("/verify", &p.body()).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert_eq!(
+        answer["invalidReason"], "unexpected_verify_error",
+        "{answer}"
+    );
+    app.stop().await;
+}

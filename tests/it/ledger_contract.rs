@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use x402_facilitator::ledger::{
-    self, ClaimOutcome, ClaimToken, Fence, NewClaim, PaymentIdOutcome, ReceiptQuery,
-    SettlementState, SharedLedger, Submission,
+    self, ClaimOutcome, ClaimToken, Fence, Included, NewClaim, ReceiptQuery, SettlementState,
+    SharedLedger, Submission,
 };
 
 use crate::harness::Db;
@@ -31,8 +31,25 @@ fn claim(key: &str) -> NewClaim {
         amount: "10000".into(),
         resource_url: Some("http://127.0.0.1/x".into()),
         payment_id: None,
+        payment_scope: None,
         request: "{}".into(),
+        fingerprint: format!("fp-{key}"),
     }
+}
+
+/// Where a test transaction was "included".
+fn at(tx: &str) -> Included<'_> {
+    Included {
+        tx_id: tx,
+        block_number: Some(7),
+        block_hash: Some("0xblock"),
+    }
+}
+
+const NETWORKS: &[&str] = &["eip155:31337"];
+
+fn nets() -> Vec<String> {
+    NETWORKS.iter().map(|n| n.to_string()).collect()
 }
 
 async fn claimed(l: &SharedLedger, key: &str) -> ClaimToken {
@@ -121,7 +138,7 @@ async fn transitions_follow_the_state_machine() {
         let fence = lease(&l).await;
         let token = claimed(&l, "k").await;
         assert!(
-            !l.record_settled("k", &token, "0xabc")
+            !l.record_settled("k", &token, &at("0xabc"))
                 .await
                 .expect("cas")
                 .applied(),
@@ -133,14 +150,14 @@ async fn transitions_follow_the_state_machine() {
             "a submitted row is never released"
         );
         assert!(
-            !l.record_settled("k", &token, "0xother")
+            !l.record_settled("k", &token, &at("0xother"))
                 .await
                 .expect("cas")
                 .applied(),
             "settled only with the recorded tx"
         );
         assert!(
-            l.record_settled("k", &token, "0xabc")
+            l.record_settled("k", &token, &at("0xabc"))
                 .await
                 .expect("cas")
                 .applied()
@@ -321,11 +338,37 @@ async fn release_and_failed_rows_can_be_claimed_again() {
             failed.error_reason.as_deref(),
             Some("invalid_exact_evm_transaction_failed")
         );
-        claimed(&l, "r").await;
+        // A failed row is not claimed behind the core's back: the claim shows it, and the
+        // core claims it again only after taking it over (and looking at its transactions).
+        let ClaimOutcome::Existing(seen) = l.claim(&claim("r"), LEASE).await.expect("claim") else {
+            panic!("a failed row is shown, not re-claimed")
+        };
+        assert_eq!(seen.state, SettlementState::Failed);
+        let taker = l
+            .take_over(&seen, LEASE)
+            .await
+            .expect("cas")
+            .expect("taken");
+        assert!(
+            l.reclaim(&claim("r"), &ClaimToken("stranger".into()), LEASE)
+                .await
+                .expect("reclaim")
+                .is_none(),
+            "only the holder of the failed row claims it again"
+        );
+        l.reclaim(&claim("r"), &taker, LEASE)
+            .await
+            .expect("reclaim")
+            .expect("reclaimed");
         let again = l.find("r").await.expect("find").expect("row");
         assert_eq!(
             (again.state, again.attempts, again.tx_id),
             (SettlementState::Claimed, 2, None)
+        );
+        assert_eq!(
+            l.txs("r").await.expect("txs").len(),
+            1,
+            "the first attempt's transaction is kept"
         );
     })
     .await;
@@ -344,7 +387,7 @@ async fn take_over_needs_an_expired_lease() {
                 .is_none(),
             "lease still held"
         );
-        assert!(l.stale(10).await.expect("stale").is_empty());
+        assert!(l.stale(&nets(), 10).await.expect("stale").is_empty());
         assert!(
             l.end_lease("t", &token, Duration::ZERO)
                 .await
@@ -352,7 +395,7 @@ async fn take_over_needs_an_expired_lease() {
                 .applied()
         );
         assert_eq!(
-            l.stale(10).await.expect("stale").len(),
+            l.stale(&nets(), 10).await.expect("stale").len(),
             1,
             "an expired unfinished row is stale"
         );
@@ -393,7 +436,7 @@ async fn deferred_rows_wait_for_the_reconciler_but_not_for_a_settle() {
                 .applied()
         );
         assert!(
-            l.stale(10).await.expect("stale").is_empty(),
+            l.stale(&nets(), 10).await.expect("stale").is_empty(),
             "the reconciler waits"
         );
         let row = l.find("d").await.expect("find").expect("row");
@@ -404,7 +447,7 @@ async fn deferred_rows_wait_for_the_reconciler_but_not_for_a_settle() {
         assert_eq!(row.reconciles, 1);
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert_eq!(
-            l.stale(10).await.expect("stale").len(),
+            l.stale(&nets(), 10).await.expect("stale").len(),
             1,
             "then the reconciler's turn comes"
         );
@@ -450,47 +493,179 @@ async fn a_pending_report_is_owed_once_and_only_when_settled() {
                 .applied()
         );
         assert!(
-            !l.take_pending_report("p").await.expect("cas").applied(),
+            !l.take_owed_answer("p", "fp-p")
+                .await
+                .expect("cas")
+                .applied(),
             "not settled yet"
         );
         let row = l.find("p").await.expect("find").expect("row");
         let taker = l.take_over(&row, LEASE).await.expect("cas").expect("taken");
         assert!(
-            l.record_settled("p", &taker, "0x1")
+            l.record_settled("p", &taker, &at("0x1"))
                 .await
                 .expect("settled")
                 .applied()
         );
-        assert!(l.take_pending_report("p").await.expect("cas").applied());
         assert!(
-            !l.take_pending_report("p").await.expect("cas").applied(),
+            l.take_owed_answer("p", "fp-p")
+                .await
+                .expect("cas")
+                .applied()
+        );
+        assert!(
+            !l.take_owed_answer("p", "fp-p")
+                .await
+                .expect("cas")
+                .applied(),
             "owed once"
         );
     })
     .await;
 }
 
+/// A payment-identifier belongs to one live payment per scope, and is free again once that
+/// payment failed.
 #[tokio::test]
-async fn payment_identifiers_remember_the_first_payment() {
+async fn a_payment_identifier_is_held_by_one_live_payment_per_scope() {
     for_both(|l| async move {
+        let with_id = |key: &str, scope: &str| {
+            let mut c = claim(key);
+            c.payment_id = Some("pay_0123456789abcdef".into());
+            c.payment_scope = Some(scope.into());
+            c
+        };
+        let ClaimOutcome::Claimed(first) =
+            l.claim(&with_id("i1", "a|b"), LEASE).await.expect("claim")
+        else {
+            panic!("the first payment claims the id")
+        };
         assert_eq!(
-            l.remember_payment_id("pay_0123456789abcdef", "h1")
-                .await
-                .expect("id"),
-            PaymentIdOutcome::New
+            l.claim(&with_id("i2", "a|b"), LEASE).await.expect("claim"),
+            ClaimOutcome::PaymentIdTaken,
+            "another payment, same id and scope"
         );
-        l.store_payment_response("pay_0123456789abcdef", "{\"success\":true}")
+        assert!(
+            matches!(
+                l.claim(&with_id("i3", "c|b"), LEASE).await.expect("claim"),
+                ClaimOutcome::Claimed(_)
+            ),
+            "another scope is another id"
+        );
+        let row = l
+            .by_payment_id("a|b", "pay_0123456789abcdef")
             .await
-            .expect("store");
-        assert_eq!(
-            l.remember_payment_id("pay_0123456789abcdef", "h2")
+            .expect("lookup")
+            .expect("found");
+        assert_eq!(row.replay_key, "i1");
+        assert!(
+            l.record_failed("i1", &first, "x")
                 .await
-                .expect("id"),
-            PaymentIdOutcome::Existing {
-                request_hash: "h1".into(),
-                response: Some("{\"success\":true}".into())
-            }
+                .expect("cas")
+                .applied()
         );
+        assert!(
+            l.by_payment_id("a|b", "pay_0123456789abcdef")
+                .await
+                .expect("lookup")
+                .is_none(),
+            "a failed payment holds no id"
+        );
+        assert!(matches!(
+            l.claim(&with_id("i2", "a|b"), LEASE).await.expect("claim"),
+            ClaimOutcome::Claimed(_)
+        ));
+    })
+    .await;
+}
+
+/// L2: releasing a signer lease keeps its row, so the fence only ever grows: a process that
+/// held fence 1, lost the lease and gets it back never sees fence 1 again (it would think
+/// nobody used the key meanwhile).
+#[tokio::test]
+async fn signer_fences_only_grow_across_releases() {
+    for_both(|l| async move {
+        let a1 = l
+            .lease_signer("k", "a", LEASE)
+            .await
+            .expect("lease")
+            .expect("granted");
+        l.release_signer("k", "a").await.expect("release");
+        let b = l
+            .lease_signer("k", "b", LEASE)
+            .await
+            .expect("lease")
+            .expect("granted");
+        l.release_signer("k", "b").await.expect("release");
+        let a2 = l
+            .lease_signer("k", "a", LEASE)
+            .await
+            .expect("lease")
+            .expect("granted");
+        assert!(a1 < b && b < a2, "fences {a1}, {b}, {a2}");
+    })
+    .await;
+}
+
+/// Recording keeps every transaction of a payment: a replacement joins the first, a row with
+/// transactions is never deleted, and settling names any of them.
+#[tokio::test]
+async fn every_recorded_transaction_is_kept_and_a_row_with_history_is_never_deleted() {
+    for_both(|l| async move {
+        let fence = lease(&l).await;
+        let token = claimed(&l, "h").await;
+        assert!(submit(&l, "h", &token, "0xfirst", &fence).await);
+        assert!(submit(&l, "h", &token, "0xbump", &fence).await);
+        let txs = l.txs("h").await.expect("txs");
+        assert_eq!(
+            txs.iter().map(|t| t.tx_id.as_str()).collect::<Vec<_>>(),
+            ["0xfirst", "0xbump"]
+        );
+        assert!(txs.iter().all(|t| t.fingerprint.as_deref() == Some("fp-h")));
+        assert!(
+            l.record_settled("h", &token, &at("0xfirst"))
+                .await
+                .expect("cas")
+                .applied(),
+            "the chain mined the one that was replaced"
+        );
+        let row = l.find("h").await.expect("find").expect("row");
+        assert_eq!(row.tx_id.as_deref(), Some("0xfirst"));
+        assert_eq!(row.block_number, Some(7));
+        assert_eq!(
+            l.by_transaction("0xbump")
+                .await
+                .expect("lookup")
+                .map(|r| r.replay_key),
+            Some("h".into()),
+            "a replaced transaction still finds its payment"
+        );
+        // A row that recorded anything is never deleted, whatever its state.
+        let mut c = claim("h2");
+        c.fingerprint = "fp-h2".into();
+        let ClaimOutcome::Claimed(t2) = l.claim(&c, LEASE).await.expect("claim") else {
+            panic!()
+        };
+        assert!(submit(&l, "h2", &t2, "0xh2", &fence).await);
+        assert!(
+            l.record_failed("h2", &t2, "x")
+                .await
+                .expect("cas")
+                .applied()
+        );
+        let failed = l.find("h2").await.expect("find").expect("row");
+        let taker = l
+            .take_over(&failed, LEASE)
+            .await
+            .expect("cas")
+            .expect("taken");
+        let again = l
+            .reclaim(&c, &taker, LEASE)
+            .await
+            .expect("reclaim")
+            .expect("reclaimed");
+        assert!(!l.release("h2", &again).await.expect("cas").applied());
+        assert!(l.find("h2").await.expect("find").is_some());
     })
     .await;
 }
@@ -512,7 +687,7 @@ async fn receipts_filter_and_paginate() {
             };
             assert!(submit(&l, &key, &token, &format!("0xt{i}"), &fence).await);
             assert!(
-                l.record_settled(&key, &token, &format!("0xt{i}"))
+                l.record_settled(&key, &token, &at(&format!("0xt{i}")))
                     .await
                     .expect("settled")
                     .applied()

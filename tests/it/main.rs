@@ -10,5 +10,6 @@ mod exactly_once;
 mod http_surface;
 mod interop_suite;
 mod ledger_contract;
+mod money_path;
 mod sdk_interop;
 mod svm;

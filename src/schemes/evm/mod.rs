@@ -3,6 +3,7 @@
 
 mod chain;
 mod contracts;
+mod keeper;
 mod options;
 pub mod payload;
 pub mod reason;
@@ -25,8 +26,8 @@ use crate::config::NetworkSettings;
 use crate::protocol::network::caip2_to_v1;
 use crate::protocol::{NetworkId, PaymentRequest, SupportedKind};
 use crate::scheme::{
-    Broadcast, Built, Checked, Deadline, Description, Erased, RecordedTx, Rejection, Scheme,
-    SchemeError, SchemeFactory, Signed, SignedView, SignerGate, Stop, TxStatus,
+    Broadcast, Built, Checked, Deadline, Description, Erased, Finality, Inclusion, RecordedTx,
+    Rejection, Scheme, SchemeError, SchemeFactory, Signed, SignedView, SignerGate, Stop, TxStatus,
 };
 
 pub const SCHEME: &str = "exact";
@@ -68,8 +69,9 @@ pub struct EvmExact {
     fees: tokio::sync::Mutex<Option<(Instant, alloy::eips::eip1559::Eip1559Estimation)>>,
 }
 
+/// The handler is shared with its lane keeper (`keeper.rs`), which ends when it is dropped.
 #[async_trait]
-impl Scheme for EvmExact {
+impl Scheme for Arc<EvmExact> {
     type Payment = EvmPayment;
     type Signed = settle::SignedTx;
 
@@ -106,34 +108,34 @@ impl Scheme for EvmExact {
     async fn check(
         &self,
         request: &PaymentRequest,
-        _deadline: Deadline,
+        deadline: Deadline,
     ) -> Result<Checked<EvmPayment>, Stop> {
-        verify::check(self, request).await
+        verify::check(self, request, deadline).await
     }
 
     fn revive(&self, request: &PaymentRequest) -> Result<Checked<EvmPayment>, Rejection> {
         verify::revive(self, request)
     }
 
-    async fn simulate(&self, payment: &EvmPayment, _deadline: Deadline) -> Result<(), Stop> {
-        verify::simulate(self, payment).await
+    async fn simulate(&self, payment: &EvmPayment, deadline: Deadline) -> Result<(), Stop> {
+        verify::simulate(self, payment, deadline).await
     }
 
     async fn prepare(
         &self,
         payment: &EvmPayment,
-        _deadline: Deadline,
+        deadline: Deadline,
     ) -> Result<Signed<settle::SignedTx>, Stop> {
-        settle::prepare(self, payment).await
+        settle::prepare(self, payment, deadline).await
     }
 
     async fn broadcast(
         &self,
         _payment: &EvmPayment,
         signed: &SignedView<'_, settle::SignedTx>,
-        _deadline: Deadline,
+        deadline: Deadline,
     ) -> Result<Broadcast, SchemeError> {
-        settle::broadcast(self, signed).await
+        settle::broadcast(self, signed, deadline).await
     }
 
     async fn await_outcome(
@@ -149,9 +151,35 @@ impl Scheme for EvmExact {
         &self,
         payment: &EvmPayment,
         txs: &[RecordedTx],
-        _deadline: Deadline,
+        deadline: Deadline,
     ) -> Result<TxStatus, SchemeError> {
-        settle::reconcile(self, payment, txs).await
+        settle::reconcile(self, payment, txs, deadline).await
+    }
+
+    async fn examine(
+        &self,
+        payment: &EvmPayment,
+        txs: &[RecordedTx],
+        deadline: Deadline,
+    ) -> Result<Option<TxStatus>, SchemeError> {
+        settle::examine(self, payment, txs, deadline).await
+    }
+
+    async fn replace(
+        &self,
+        payment: &EvmPayment,
+        txs: &[RecordedTx],
+        deadline: Deadline,
+    ) -> Result<Option<Signed<settle::SignedTx>>, SchemeError> {
+        settle::replace(self, payment, txs, deadline).await
+    }
+
+    async fn finality(
+        &self,
+        inclusion: &Inclusion,
+        deadline: Deadline,
+    ) -> Result<Finality, SchemeError> {
+        settle::finality(self, inclusion, deadline).await
     }
 
     async fn discard(&self, signed: &SignedView<'_, settle::SignedTx>) {
@@ -163,6 +191,11 @@ impl EvmExact {
     /// The signer-lease key of one of our addresses on this network.
     fn lease_key(&self, address: Address) -> String {
         format!("{}/{address:#x}", self.network)
+    }
+
+    /// A fee per gas, held to the operator's `max_fee_per_gas_wei`.
+    fn capped(&self, fee: u128) -> u128 {
+        self.options.max_fee_per_gas.map_or(fee, |cap| fee.min(cap))
     }
 }
 
@@ -222,7 +255,11 @@ impl SchemeFactory for EvmExactFactory {
             fees: tokio::sync::Mutex::new(None),
         };
         match handler.probe(slug).await? {
-            Ok(()) => Ok(Built::Serving(Arc::new(Erased(handler)))),
+            Ok(()) => {
+                let handler = Arc::new(handler);
+                keeper::spawn(&handler);
+                Ok(Built::Serving(Arc::new(Erased(handler))))
+            }
             Err(why) => Ok(Built::NotServed(why)),
         }
     }
@@ -232,10 +269,11 @@ impl EvmExact {
     /// Start-up checks against the chain. A wrong chain id stops start-up; an unreachable RPC
     /// only warns (it may come back); signers with no gas money are not advertised.
     async fn probe(&self, slug: &str) -> Result<Result<(), String>, String> {
-        let probe_timeout = Duration::from_secs(5);
+        let probe = Deadline::after(Duration::from_secs(5));
         let chain_id = tokio::time::timeout(
-            probe_timeout,
-            self.chain.read(|p| async move { p.get_chain_id().await }),
+            probe.remaining(),
+            self.chain
+                .read(probe, |p| async move { p.get_chain_id().await }),
         )
         .await;
         match chain_id {
@@ -259,7 +297,7 @@ impl EvmExact {
         for address in self.signers.addresses() {
             match self
                 .chain
-                .read(|p| async move { p.get_balance(address).await })
+                .read(probe, |p| async move { p.get_balance(address).await })
                 .await
             {
                 Ok(b) if b.is_zero() => {

@@ -29,6 +29,14 @@ struct Raw {
     assets: Vec<String>,
     #[serde(default = "default_rpc_timeout")]
     rpc_timeout_ms: u64,
+    #[serde(default = "default_confirmations")]
+    confirmations: u64,
+    #[serde(default = "default_finality_depth")]
+    finality_depth: u64,
+    #[serde(default = "default_stuck_after")]
+    stuck_after_ms: u64,
+    #[serde(default = "default_expiry_margin")]
+    expiry_margin_secs: u64,
 }
 
 fn default_poll() -> u64 {
@@ -39,6 +47,22 @@ fn default_gas() -> u64 {
 }
 fn default_rpc_timeout() -> u64 {
     5_000
+}
+/// Included in a block is enough on L2s, whose sequencer orders transactions once.
+fn default_confirmations() -> u64 {
+    1
+}
+/// Settled rows are watched for reorgs until their block is this deep (two Ethereum epochs).
+fn default_finality_depth() -> u64 {
+    64
+}
+fn default_stuck_after() -> u64 {
+    30_000
+}
+/// How far past `validBefore` the chain's head must be before "expired, never mined" is a
+/// verdict: a few blocks of slack for a head that is about to be replaced.
+fn default_expiry_margin() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +76,15 @@ pub struct EvmOptions {
     /// `None`: any EIP-3009 token.
     pub assets: Option<HashSet<Address>>,
     pub rpc_timeout: Duration,
+    /// Blocks (the including one counts) before a transfer is an answer.
+    pub confirmations: u64,
+    /// Depth after which a settled transaction is no longer watched for reorgs.
+    pub finality_depth: u64,
+    /// A transaction waiting this long is looked at for a fee bump, and a nonce left unused
+    /// this long behind later ones is filled.
+    pub stuck_after: Duration,
+    /// See `default_expiry_margin`.
+    pub expiry_margin_secs: u64,
 }
 
 impl EvmOptions {
@@ -70,8 +103,13 @@ impl EvmOptions {
                 .map(|s| parse_address(s).ok_or_else(|| format!("{what}: `{s}` is not an address")))
                 .collect::<Result<HashSet<_>, _>>()
         };
-        if raw.receipt_poll_ms == 0 || raw.rpc_timeout_ms == 0 {
-            return Err("receipt_poll_ms and rpc_timeout_ms must be positive".into());
+        if raw.receipt_poll_ms == 0 || raw.rpc_timeout_ms == 0 || raw.stuck_after_ms == 0 {
+            return Err(
+                "receipt_poll_ms, rpc_timeout_ms and stuck_after_ms must be positive".into(),
+            );
+        }
+        if raw.confirmations == 0 {
+            return Err("confirmations must be at least 1 (the including block)".into());
         }
         Ok(EvmOptions {
             chain_id,
@@ -90,6 +128,10 @@ impl EvmOptions {
                 Some(addresses(&raw.assets, "assets")?)
             },
             rpc_timeout: Duration::from_millis(raw.rpc_timeout_ms),
+            confirmations: raw.confirmations,
+            finality_depth: raw.finality_depth.max(raw.confirmations),
+            stuck_after: Duration::from_millis(raw.stuck_after_ms),
+            expiry_margin_secs: raw.expiry_margin_secs,
         })
     }
 }

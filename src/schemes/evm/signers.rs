@@ -1,14 +1,20 @@
 //! The facilitator's own EVM keys: a pool used round-robin, each key with a locally tracked
-//! nonce so that concurrent settles pipeline instead of colliding (peers.md §2).
+//! nonce lane so that concurrent settles pipeline instead of colliding (peers.md §2).
 //!
-//! Rules learned from other facilitators' incidents: gas is estimated before a nonce is taken, so
-//! a reverting estimate burns nothing; a nonce whose transaction provably never entered a mempool
-//! is handed back and reused first, so no gap stalls the key; on "nonce too low" or a replaced
-//! transaction the key re-reads its pending count, never moving below nonces already handed out.
+//! Rules learned from other facilitators' incidents, and from our own review (H2):
+//! - gas is estimated before a nonce is taken, so a reverting estimate burns nothing;
+//! - a nonce whose transaction provably never entered a mempool is handed back: the newest one
+//!   simply un-takes, an older one is reused first, and one left unused behind later nonces is a
+//!   *hole* the lane keeper fills (`keeper.rs`), so no gap stalls the key;
+//! - a nonce whose recorded transaction can never be mined (expired and never seen by any
+//!   node) is a hole too;
+//! - on "nonce too low" or a replaced transaction the key re-reads its pending count, never
+//!   moving below nonces already handed out, and without forgetting handed-back ones.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use alloy::primitives::Address;
 use alloy::providers::Provider;
@@ -17,6 +23,7 @@ use tokio::sync::Mutex;
 
 use super::chain::{Chain, RpcFailure};
 use crate::config::Secret;
+use crate::scheme::Deadline;
 
 pub struct PoolSigner {
     pub key: PrivateKeySigner,
@@ -24,7 +31,7 @@ pub struct PoolSigner {
     nonce: Mutex<NonceState>,
     /// The lease fence the nonce view was built under: a new fence means another process may
     /// have used the key meanwhile, so the view is re-read.
-    fence: std::sync::atomic::AtomicI64,
+    fence: AtomicI64,
 }
 
 #[derive(Default)]
@@ -33,13 +40,23 @@ struct NonceState {
     next: Option<u64>,
     /// Highest nonce handed out so far plus one: a resync never goes below it.
     high_water: u64,
-    /// Nonces handed back because their transaction never reached a mempool.
-    released: BTreeSet<u64>,
+    /// Nonces handed back because their transaction never reached a mempool, with when.
+    released: BTreeMap<u64, Instant>,
+    /// Nonces whose transaction can never be mined: to be filled when they block the lane.
+    holes: BTreeSet<u64>,
 }
 
 pub struct SignerPool {
     signers: Vec<PoolSigner>,
     cursor: AtomicUsize,
+}
+
+/// A nonce the lane keeper should fill: it blocks later transactions and nothing of ours will
+/// ever use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub signer_index: usize,
+    pub nonce: u64,
 }
 
 impl SignerPool {
@@ -57,7 +74,7 @@ impl SignerPool {
                 key,
                 address,
                 nonce: Mutex::default(),
-                fence: std::sync::atomic::AtomicI64::new(0),
+                fence: AtomicI64::new(0),
             });
         }
         Ok(SignerPool {
@@ -70,8 +87,16 @@ impl SignerPool {
         self.signers.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.signers.len()
+    }
+
     pub fn addresses(&self) -> impl Iterator<Item = Address> + '_ {
         self.signers.iter().map(|s| s.address)
+    }
+
+    pub fn index_of(&self, address: Address) -> Option<usize> {
+        self.signers.iter().position(|s| s.address == address)
     }
 
     /// The next signer in turn whose lease `fence_of` grants, with that fence.
@@ -95,11 +120,20 @@ impl SignerPool {
         self.signers.get(index)
     }
 
-    /// A nonce for signer `index`: a released one first, else the next fresh one.
-    pub async fn take_nonce(&self, index: usize, chain: &Chain) -> Result<u64, RpcFailure> {
-        let signer = &self.signers[index % self.signers.len()];
+    fn signer(&self, index: usize) -> &PoolSigner {
+        &self.signers[index % self.signers.len()]
+    }
+
+    /// A nonce for signer `index`: a handed-back one first, else the next fresh one.
+    pub async fn take_nonce(
+        &self,
+        index: usize,
+        chain: &Chain,
+        deadline: Deadline,
+    ) -> Result<u64, RpcFailure> {
+        let signer = self.signer(index);
         let mut state = signer.nonce.lock().await;
-        if let Some(n) = state.released.pop_first() {
+        if let Some((n, _)) = state.released.pop_first() {
             return Ok(n);
         }
         let next = match state.next {
@@ -107,8 +141,13 @@ impl SignerPool {
             None => {
                 let address = signer.address;
                 let pending = chain
-                    .read(|p| async move { p.get_transaction_count(address).pending().await })
+                    .read(deadline, |p| async move {
+                        p.get_transaction_count(address).pending().await
+                    })
                     .await?;
+                // Handed-back nonces the chain has since seen used are gone.
+                state.released.retain(|n, _| *n >= pending);
+                state.holes.retain(|n| *n >= pending);
                 pending.max(state.high_water)
             }
         };
@@ -119,16 +158,62 @@ impl SignerPool {
 
     /// Hands back a nonce whose transaction provably never reached a mempool.
     pub async fn release_nonce(&self, index: usize, nonce: u64) {
-        let signer = &self.signers[index % self.signers.len()];
-        signer.nonce.lock().await.released.insert(nonce);
+        let signer = self.signer(index);
+        let mut state = signer.nonce.lock().await;
+        if state.next == Some(nonce + 1) && state.high_water == nonce + 1 {
+            // The newest nonce: nothing was handed out after it, so it simply un-takes.
+            state.next = Some(nonce);
+            state.high_water = nonce;
+        } else {
+            state.released.insert(nonce, Instant::now());
+        }
+    }
+
+    /// A nonce whose recorded transaction can never be mined: fill it if it blocks the lane.
+    pub async fn mark_hole(&self, index: usize, nonce: u64) {
+        self.signer(index).nonce.lock().await.holes.insert(nonce);
     }
 
     /// Forgets the local view after the node said our nonce is stale; the next `take_nonce`
-    /// re-reads the pending count (bounded below by what we already handed out).
+    /// re-reads the pending count (bounded below by what we already handed out). Handed-back
+    /// nonces are kept: forgetting them would leave a gap.
     pub async fn resync(&self, index: usize) {
-        let signer = &self.signers[index % self.signers.len()];
-        let mut state = signer.nonce.lock().await;
-        state.next = None;
-        state.released.clear();
+        self.signer(index).nonce.lock().await.next = None;
+    }
+
+    /// Whether the lane of signer `index` has anything the keeper must watch: nonces handed
+    /// out beyond what the chain has mined, or holes.
+    pub async fn lane_open(&self, index: usize) -> bool {
+        let state = self.signer(index).nonce.lock().await;
+        !state.holes.is_empty() || !state.released.is_empty() || state.high_water > 0
+    }
+
+    /// Given the signer's mined count `latest` (the next nonce the chain will execute), the
+    /// nonce to fill now, if it is a hole or a handed-back nonce unused for `unused_for`.
+    pub async fn gap_at(
+        &self,
+        index: usize,
+        latest: u64,
+        unused_for: std::time::Duration,
+    ) -> Option<Gap> {
+        let mut state = self.signer(index).nonce.lock().await;
+        state.holes.retain(|n| *n >= latest);
+        state.released.retain(|n, _| *n >= latest);
+        if state.high_water <= latest {
+            return None; // nothing of ours waits behind `latest`
+        }
+        let blocking = state.holes.remove(&latest)
+            || state
+                .released
+                .get(&latest)
+                .is_some_and(|at| at.elapsed() >= unused_for);
+        if blocking {
+            state.released.remove(&latest);
+            return Some(Gap {
+                signer_index: index,
+                nonce: latest,
+            });
+        }
+        None
     }
 }

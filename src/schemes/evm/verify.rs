@@ -17,7 +17,7 @@ use super::contracts::{IEip3009, IMulticall3};
 use super::payload::{self, PayloadError, parse_address, parse_decimal};
 use super::{EvmExact, EvmPayment, SCHEME, SignatureRoute, reason};
 use crate::protocol::{PaymentRequest, reason as generic};
-use crate::scheme::{Checked, PaymentMeta, Rejection, SchemeError, Stop};
+use crate::scheme::{Checked, Deadline, PaymentMeta, Rejection, SchemeError, Stop};
 
 /// `validBefore` must leave this many seconds for the transaction to land (digest §4.4 step 6).
 const EXPIRY_BUFFER_SECS: u64 = 6;
@@ -128,13 +128,17 @@ pub(super) fn revive(h: &EvmExact, req: &PaymentRequest) -> Result<Checked<EvmPa
 }
 
 /// Every check of digest §4.4 but the simulation, in the SDK's order.
-pub(super) async fn check(h: &EvmExact, req: &PaymentRequest) -> Result<Checked<EvmPayment>, Stop> {
+pub(super) async fn check(
+    h: &EvmExact,
+    req: &PaymentRequest,
+    deadline: Deadline,
+) -> Result<Checked<EvmPayment>, Stop> {
     let Parsed {
         mut payment,
         deployment,
     } = parse(h, req)?;
     let payer = payment.authorization.from.to_checksum(None);
-    check_parsed(h, &mut payment, deployment.as_ref())
+    check_parsed(h, &mut payment, deployment.as_ref(), deadline)
         .await
         .map_err(|stop| stop.with_payer(&payer))?;
     Ok(checked(h, payment))
@@ -144,6 +148,7 @@ async fn check_parsed(
     h: &EvmExact,
     payment: &mut EvmPayment,
     deployment: Option<&payload::Deployment>,
+    deadline: Deadline,
 ) -> Result<(), Stop> {
     let auth = payment.authorization.clone();
     let hash = payload::signing_hash(
@@ -153,7 +158,8 @@ async fn check_parsed(
         h.chain_id,
         payment.asset,
     );
-    payment.route = classify_signature(h, &auth, &payment.signature, deployment, hash).await?;
+    payment.route =
+        classify_signature(h, &auth, &payment.signature, deployment, hash, deadline).await?;
     if auth.to != payment.pay_to {
         return Err(Rejection::new(reason::RECIPIENT_MISMATCH)
             .with_message(format!("authorization pays {}", auth.to))
@@ -183,7 +189,12 @@ async fn check_parsed(
             ))
             .into());
     }
-    if !h.chain.has_code(payment.asset).await.map_err(rpc)? {
+    if !h
+        .chain
+        .has_code(deadline, payment.asset)
+        .await
+        .map_err(rpc)?
+    {
         return Err(Rejection::new(reason::ASSET_NOT_DEPLOYED)
             .with_message(format!("no contract at {}", payment.asset))
             .into());
@@ -199,10 +210,11 @@ async fn classify_signature(
     sig: &Bytes,
     deployment: Option<&payload::Deployment>,
     hash: B256,
+    deadline: Deadline,
 ) -> Result<SignatureRoute, Stop> {
     let from = auth.from;
     if let Some(deployment) = deployment
-        && !h.chain.has_code(from).await.map_err(rpc)?
+        && !h.chain.has_code(deadline, from).await.map_err(rpc)?
     {
         if !h.options.factories.contains(&deployment.factory) {
             return Err(Rejection::new(reason::FACTORY_NOT_ALLOWED)
@@ -223,7 +235,7 @@ async fn classify_signature(
         }
         return Ok(SignatureRoute::Eoa);
     }
-    if h.chain.has_code(from).await.map_err(rpc)? {
+    if h.chain.has_code(deadline, from).await.map_err(rpc)? {
         return Ok(SignatureRoute::ContractWallet);
     }
     Err(if sig.len() <= 65 {
@@ -238,7 +250,7 @@ async fn classify_signature(
 }
 
 /// The address that signed `hash` with the 65-byte `r‖s‖v` signature, by libsecp256k1.
-fn recover(hash: B256, sig: &[u8]) -> Option<Address> {
+pub(super) fn recover(hash: B256, sig: &[u8]) -> Option<Address> {
     use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
     let v = sig.get(64).copied()?;
     let id = RecoveryId::try_from(i32::from(if v >= 27 { v - 27 } else { v })).ok()?;
@@ -319,10 +331,10 @@ fn split_vrs(sig: &Bytes) -> (B256, B256, u8) {
 }
 
 /// Runs the payment with `eth_call`; a rejection says why it would fail.
-pub(super) async fn simulate(h: &EvmExact, p: &EvmPayment) -> Result<(), Stop> {
+pub(super) async fn simulate(h: &EvmExact, p: &EvmPayment, deadline: Deadline) -> Result<(), Stop> {
     let (to, data) = settlement_call(h, p);
     let payer = p.authorization.from.to_checksum(None);
-    match h.chain.eth_call(to, data).await {
+    match h.chain.eth_call(deadline, to, data).await {
         Ok(out) => {
             if let SignatureRoute::Counterfactual(_) = p.route {
                 let results =
@@ -337,14 +349,20 @@ pub(super) async fn simulate(h: &EvmExact, p: &EvmPayment) -> Result<(), Stop> {
                         .get(1)
                         .and_then(|r| alloy::sol_types::decode_revert_reason(&r.returnData))
                         .unwrap_or_else(|| "transfer reverted".into());
-                    return Err(diagnose(h, p, &text).await?.with_payer(payer).into());
+                    return Err(diagnose(h, p, &text, deadline)
+                        .await?
+                        .with_payer(payer)
+                        .into());
                 }
             }
             Ok(())
         }
         Err(failure @ RpcFailure::Node(_)) => {
             let text = failure.revert_text().unwrap_or_else(|| failure.message());
-            Err(diagnose(h, p, &text).await?.with_payer(payer).into())
+            Err(diagnose(h, p, &text, deadline)
+                .await?
+                .with_payer(payer)
+                .into())
         }
         Err(transport) => Err(rpc(transport).into()),
     }
@@ -356,9 +374,10 @@ pub(super) async fn diagnose(
     h: &EvmExact,
     p: &EvmPayment,
     revert: &str,
+    deadline: Deadline,
 ) -> Result<Rejection, SchemeError> {
     let a = &p.authorization;
-    let read = |data: Vec<u8>| h.chain.eth_call(p.asset, data.into());
+    let read = |data: Vec<u8>| h.chain.eth_call(deadline, p.asset, data.into());
     let (state, name, version, balance) = tokio::join!(
         read(
             IEip3009::authorizationStateCall {
@@ -374,7 +393,9 @@ pub(super) async fn diagnose(
     let transport = [&state, &name, &version, &balance]
         .into_iter()
         .find_map(|r| match r {
-            Err(RpcFailure::Transport(m)) => Some(m.clone()),
+            // No verdict from the node (no answer, or trouble of its own): a fault of ours,
+            // never a reason blamed on the payer (review L1).
+            Err(RpcFailure::Transport(m) | RpcFailure::Unreachable(m)) => Some(m.clone()),
             _ => None,
         });
     if let Some(m) = transport {

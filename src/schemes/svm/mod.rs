@@ -195,6 +195,15 @@ impl Scheme for SvmExact {
     ) -> Result<TxStatus, SchemeError> {
         settle::reconcile(self, payment, txs).await
     }
+
+    async fn examine(
+        &self,
+        _payment: &SvmPayment,
+        txs: &[RecordedTx],
+        _deadline: Deadline,
+    ) -> Result<Option<TxStatus>, SchemeError> {
+        settle::examine(self, txs).await
+    }
 }
 
 /// Builds [`SvmExact`] handlers for `solana:` networks.

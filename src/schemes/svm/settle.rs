@@ -113,6 +113,7 @@ async fn status(h: &SvmExact, tx_id: &str) -> Result<Option<TxStatus>, SchemeErr
         TxStatus::Confirmed(Inclusion {
             tx_id: tx_id.to_string(),
             block: s["slot"].as_u64(),
+            block_hash: None,
         })
     } else {
         TxStatus::Pending
@@ -199,4 +200,16 @@ pub(super) async fn reconcile(
         }
     }
     Ok(TxStatus::Pending)
+}
+
+/// Whether the recorded transaction landed, from its signature status alone.
+pub(super) async fn examine(
+    h: &SvmExact,
+    txs: &[RecordedTx],
+) -> Result<Option<TxStatus>, SchemeError> {
+    let tx_id = newest(txs)?.tx_id.as_str();
+    Ok(match status(h, tx_id).await? {
+        Some(TxStatus::Pending) | None => None,
+        Some(done) => Some(done),
+    })
 }

@@ -228,6 +228,27 @@ impl Chain {
             .expect(method)
     }
 
+    /// Any JSON-RPC method with parameters (e.g. `anvil_setNextBlockBaseFeePerGas`).
+    pub async fn rpc<P>(&self, method: &'static str, params: P) -> Value
+    where
+        P: serde::Serialize + Clone + Send + Sync + std::fmt::Debug + Unpin + 'static,
+    {
+        self.provider
+            .raw_request(method.into(), params)
+            .await
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    /// Whether the chain has a receipt for `tx` (`0x…` hash).
+    pub async fn has_receipt(&self, tx: &str) -> bool {
+        let receipt: Value = self
+            .provider
+            .raw_request("eth_getTransactionReceipt".into(), (tx,))
+            .await
+            .expect("eth_getTransactionReceipt");
+        !receipt.is_null()
+    }
+
     pub async fn mine(&self) {
         let _: Value = self
             .provider

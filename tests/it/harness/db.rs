@@ -102,3 +102,52 @@ pub fn migration_files() -> i64 {
         })
         .count() as i64
 }
+
+/// A session holding a lock taken by `sql` (e.g. `LOCK TABLE … IN ACCESS EXCLUSIVE MODE`) until
+/// dropped: a real lock, to hold up the app's statements on that table.
+pub struct HeldLock {
+    /// Dropping the connection closes it: the server rolls the transaction back and the lock
+    /// goes.
+    _conn: sqlx::PgConnection,
+}
+
+impl Db {
+    pub async fn hold_lock(&self, sql: &str) -> HeldLock {
+        let Db::Postgres(url) = self else {
+            panic!("locks are held on Postgres");
+        };
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::raw_sql("BEGIN")
+            .execute(&mut conn)
+            .await
+            .expect("begin");
+        sqlx::raw_sql(sql).execute(&mut conn).await.expect("lock");
+        HeldLock { _conn: conn }
+    }
+
+    /// Makes the ledger database refuse (`true`) or accept (`false`) new connections, cutting
+    /// the ones open: a database that has gone away, for real.
+    pub async fn refuse_connections(&self, refuse: bool) {
+        let Db::Postgres(url) = self else {
+            panic!("connection faults are made on Postgres");
+        };
+        let (base, name) = url.rsplit_once('/').expect("a database path");
+        let admin =
+            std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| format!("{base}/postgres"));
+        let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect");
+        let allow = if refuse { "false" } else { "true" };
+        sqlx::raw_sql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}"))
+            .execute(&mut conn)
+            .await
+            .expect("alter database");
+        if refuse {
+            sqlx::raw_sql(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            ))
+            .execute(&mut conn)
+            .await
+            .expect("terminate");
+        }
+    }
+}

@@ -1,96 +1,148 @@
-//! A loopback TCP proxy in front of the chain's RPC that a test can switch between forwarding,
-//! hanging (accepting bytes, answering nothing) and refusing: a real peer that misbehaves, not a
-//! mocked client.
+//! A loopback HTTP proxy in front of the chain's JSON-RPC that a test can make misbehave: a real
+//! peer that hangs, refuses, answers slowly, answers every call with a node error, or swallows
+//! sends, not a mocked client. It speaks HTTP/1.1 with keep-alive, reading each request whole,
+//! so that a pooled connection changes behaviour as soon as the test says so.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Mode {
-    Forward = 0,
-    Hang = 1,
-    Refuse = 2,
+    Forward,
+    /// Read the request, answer nothing, keep the connection open: the caller waits.
+    Hang,
+    /// Close the connection as soon as a request arrives (after the TCP connection was made).
+    Refuse,
+    /// Forward, but answer only after this delay.
+    Delay(Duration),
+    /// Answer every call with the JSON-RPC error a rate-limited provider sends (-32005).
+    NodeError,
+    /// Swallow `eth_sendRawTransaction` (hang), forward every other call.
+    DropSends,
 }
 
 pub struct RpcProxy {
     pub url: String,
-    mode: Arc<AtomicU8>,
+    mode: Arc<Mutex<Mode>>,
 }
 
 impl RpcProxy {
     pub async fn start(upstream: &str) -> RpcProxy {
-        let upstream = upstream.trim_start_matches("http://").to_string();
+        let upstream = upstream.to_string();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let mode = Arc::new(AtomicU8::new(Mode::Forward as u8));
+        let mode = Arc::new(Mutex::new(Mode::Forward));
         let m = mode.clone();
+        let http = reqwest::Client::new();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let m = m.clone();
-                let upstream = upstream.clone();
-                tokio::spawn(async move { relay(client, &upstream, m).await });
+                let (m, upstream, http) = (m.clone(), upstream.clone(), http.clone());
+                tokio::spawn(async move { serve(client, &upstream, &http, m).await });
             }
         });
         RpcProxy { url, mode }
     }
 
     pub fn set(&self, mode: Mode) {
-        self.mode.store(mode as u8, Ordering::SeqCst);
-    }
-}
-
-fn current(mode: &AtomicU8) -> Mode {
-    match mode.load(Ordering::SeqCst) {
-        0 => Mode::Forward,
-        1 => Mode::Hang,
-        _ => Mode::Refuse,
-    }
-}
-
-/// Relays one connection chunk by chunk, consulting the mode before each client chunk, so a
-/// pooled keep-alive connection starts hanging as soon as the test says so.
-async fn relay(mut client: TcpStream, upstream: &str, mode: Arc<AtomicU8>) {
-    if current(&mode) == Mode::Refuse {
-        return; // dropped: the client sees the connection closed
-    }
-    let Ok(server) = TcpStream::connect(upstream).await else {
-        return;
-    };
-    let (mut server_read, mut server_write) = server.into_split();
-    let (mut client_read, mut client_write) = client.split();
-    let upstream_to_client = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = server_read.read(&mut buf).await {
-            if n == 0 || client_write.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
+        if let Ok(mut m) = self.mode.lock() {
+            *m = mode;
         }
-    };
-    let client_to_upstream = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = client_read.read(&mut buf).await {
-            if n == 0 {
-                break;
+    }
+}
+
+/// A loopback URL where nothing listens: connecting is refused, so nothing is ever sent.
+pub async fn closed_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    format!("http://{addr}")
+}
+
+fn current(mode: &Mutex<Mode>) -> Mode {
+    mode.lock().map(|m| *m).unwrap_or(Mode::Forward)
+}
+
+/// One HTTP request: its body (the JSON-RPC call).
+async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    let mut length = 0usize;
+    let mut first = true;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        if first {
+            first = false;
+            continue;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).await.ok()?;
+    Some(body)
+}
+
+async fn serve(client: TcpStream, upstream: &str, http: &reqwest::Client, mode: Arc<Mutex<Mode>>) {
+    let mut reader = BufReader::new(client);
+    while let Some(body) = read_request(&mut reader).await {
+        let call: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let answer = match current(&mode) {
+            Mode::Refuse => return,
+            Mode::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return;
             }
-            match current(&mode) {
-                Mode::Forward => {
-                    if server_write.write_all(&buf[..n]).await.is_err() {
-                        break;
+            Mode::DropSends if call["method"] == "eth_sendRawTransaction" => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return;
+            }
+            Mode::NodeError => {
+                let error = |id: &Value| json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32005, "message": "daily request count exceeded, request rate limited"}});
+                let answer = match &call {
+                    Value::Array(batch) => {
+                        Value::Array(batch.iter().map(|c| error(&c["id"])).collect())
                     }
-                }
-                // Swallow the request and keep the connection open: the caller waits.
-                Mode::Hang => tokio::time::sleep(Duration::from_secs(3600)).await,
-                Mode::Refuse => break,
+                    single => error(&single["id"]),
+                };
+                answer.to_string().into_bytes()
             }
+            other => {
+                if let Mode::Delay(d) = other {
+                    tokio::time::sleep(d).await;
+                }
+                let forwarded = http
+                    .post(upstream)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                match forwarded {
+                    Ok(r) => r.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
+                    Err(_) => return,
+                }
+            }
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            answer.len()
+        );
+        let stream = reader.get_mut();
+        if stream.write_all(head.as_bytes()).await.is_err()
+            || stream.write_all(&answer).await.is_err()
+        {
+            return;
         }
-    };
-    tokio::select! {
-        _ = upstream_to_client => {}
-        _ = client_to_upstream => {}
     }
 }
