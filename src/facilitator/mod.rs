@@ -90,6 +90,13 @@ pub struct Facilitator {
     pub metrics: Metrics,
 }
 
+/// Which endpoint a request's checks are for (see `Scheme::check_settle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Verify,
+    Settle,
+}
+
 /// Extension keys this facilitator implements, advertised in `/supported`.
 pub const EXTENSIONS: &[&str] = &[payment_id::EXTENSION];
 
@@ -161,7 +168,10 @@ impl Facilitator {
             Ok(None) => {}
             Err(rejection) => return Ok(invalid(rejection)),
         }
-        let payment = match self.check(handler.as_ref(), request, deadline).await? {
+        let payment = match self
+            .check(handler.as_ref(), request, Phase::Verify, deadline)
+            .await?
+        {
             Ok(payment) => payment,
             Err(rejection) => return Ok(invalid(rejection)),
         };
@@ -244,7 +254,10 @@ impl Facilitator {
         {
             return Ok(answer);
         }
-        match self.check(job.handler, request, job.deadline).await? {
+        match self
+            .check(job.handler, request, Phase::Settle, job.deadline)
+            .await?
+        {
             Ok(payment) => job.run(payment).await,
             Err(rejection) => job.late(rejection).await,
         }
@@ -271,12 +284,17 @@ impl Facilitator {
         &self,
         handler: &dyn SchemeHandler,
         request: &PaymentRequest,
+        phase: Phase,
         deadline: Deadline,
     ) -> Result<Result<CheckedPayment, Rejection>, FacilitatorError> {
         let span = Span::current();
         span.record("network", request.network());
         span.record("scheme", request.scheme());
-        match handler.check(request, deadline).await? {
+        let checked = match phase {
+            Phase::Verify => handler.check(request, deadline).await?,
+            Phase::Settle => handler.check_settle(request, deadline).await?,
+        };
+        match checked {
             Check::Valid(payment) => {
                 span.record("payer", payment.meta.payer.as_str());
                 Ok(Ok(payment))
@@ -353,6 +371,7 @@ pub(crate) fn settle_failure(
         payer: rejection.payer,
         transaction: transaction.to_string(),
         network: network.to_string(),
+        amount: None,
         extensions: None,
     }
 }

@@ -126,6 +126,7 @@ pub(super) fn new_claim(
         pay_to: m.pay_to.clone(),
         asset: m.asset.clone(),
         amount: m.amount.clone(),
+        max_amount: m.max_amount.clone(),
         resource_url: request.resource_url().map(str::to_string),
         payment_scope: payment_id.as_ref().map(|_| payment_id::scope(m)),
         payment_id,
@@ -168,6 +169,11 @@ impl Settle<'_> {
             payer: Some(payment.meta.payer.clone()),
             transaction: tx.to_string(),
             network: self.network.clone(),
+            amount: payment
+                .meta
+                .max_amount
+                .as_ref()
+                .map(|_| payment.meta.amount.clone()),
             extensions: None,
         }
     }
@@ -243,12 +249,14 @@ impl Settle<'_> {
         match row.state {
             // The client that was told `settlement_pending` (or whose answer was cut off) is owed
             // the final answer once; any other replay of a settled payment is refused.
+            // A charge of 0 moved nothing, so repeating its success is harmless.
             SettlementState::Settled
                 if same
-                    && ledger
-                        .take_owed_answer(&key, &self.fingerprint)
-                        .await?
-                        .applied() =>
+                    && (stored.meta.moves_nothing()
+                        || ledger
+                            .take_owed_answer(&key, &self.fingerprint)
+                            .await?
+                            .applied()) =>
             {
                 Ok(self.success(&stored, &tx))
             }
@@ -380,6 +388,9 @@ impl Settle<'_> {
     ) -> Result<SettleResponse, FacilitatorError> {
         let ledger = &self.fac.ledger;
         let key = payment.meta.replay_key.as_str();
+        if payment.meta.moves_nothing() {
+            return self.settle_nothing(payment, token).await;
+        }
         for _ in 0..MAX_PREPARE_ROUNDS {
             let prepared = match self.handler.prepare(payment, self.deadline).await {
                 Ok(Preparation::Ready(prepared)) => prepared,
@@ -453,6 +464,27 @@ impl Settle<'_> {
             .await?;
         self.note(key, done, "record_failed");
         Err(SchemeError::Signer(format!("nonce conflicts in {MAX_PREPARE_ROUNDS} rounds")).into())
+    }
+
+    /// A charge of 0 (`upto`): nothing is signed or sent, and the claimed row is recorded
+    /// settled with no transaction, so the payment's replay key stays spent.
+    async fn settle_nothing(
+        &self,
+        payment: &CheckedPayment,
+        token: &ClaimToken,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let key = payment.meta.replay_key.as_str();
+        if !self
+            .fac
+            .ledger
+            .record_settled_empty(key, token)
+            .await?
+            .applied()
+        {
+            // The claim was taken over meanwhile: its new holder answers the payment.
+            return Ok(self.duplicate(payment, ""));
+        }
+        Ok(self.success(payment, ""))
     }
 
     /// Ends a claim under which nothing was sent by this attempt, after a fault.

@@ -74,6 +74,10 @@ pub(super) async fn one(
     _auth: ReceiptsAuth,
     Path(transaction): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    // A charge of 0 is settled with no transaction (its row holds `""`): nothing to look up.
+    if transaction.is_empty() {
+        return Err(ApiError::NotFound("no settlement with that transaction"));
+    }
     match state
         .facilitator
         .ledger()
@@ -154,6 +158,8 @@ fn receipt(r: &SettlementRecord) -> Value {
         "payTo": r.pay_to,
         "asset": r.asset,
         "amount": r.amount,
+        // `upto`: the signed maximum beside the charge (`amount`); null for other schemes.
+        "maxAmount": r.max_amount,
         "resource": r.resource_url,
         "paymentId": r.payment_id,
         "errorReason": r.error_reason,

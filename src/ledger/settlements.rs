@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyQueryResult, AnyRow};
 
 use super::{Ledger, LedgerError, Transition, ms_after, now_ms};
 
@@ -48,6 +48,8 @@ pub struct NewClaim {
     pub pay_to: String,
     pub asset: String,
     pub amount: String,
+    /// The signed maximum of a payment whose charge (`amount`) the seller picks (`upto`).
+    pub max_amount: Option<String>,
     pub resource_url: Option<String>,
     pub payment_id: Option<String>,
     /// The scope a payment-identifier is unique in (payer and payee).
@@ -68,7 +70,10 @@ pub struct SettlementRecord {
     pub payer: String,
     pub pay_to: String,
     pub asset: String,
+    /// What the payment moves: for `upto`, the charge the seller settled (`"0"`: nothing).
     pub amount: String,
+    /// `upto`: the most the payer signed for; `None` for schemes that move what was signed.
+    pub max_amount: Option<String>,
     pub resource_url: Option<String>,
     pub payment_id: Option<String>,
     pub request: String,
@@ -113,6 +118,7 @@ impl SettlementRecord {
             pay_to: row.try_get("pay_to")?,
             asset: row.try_get("asset")?,
             amount: row.try_get("amount")?,
+            max_amount: row.try_get("max_amount")?,
             resource_url: row.try_get("resource_url")?,
             payment_id: row.try_get("payment_id")?,
             request: row.try_get("request")?,
@@ -239,7 +245,7 @@ pub struct ReceiptQuery {
 const COLUMNS: &str = "replay_key, network, scheme, x402_version, payer, pay_to, asset, amount, \
     resource_url, payment_id, request, state, claim_token, tx_id, raw_tx, signer, error_reason, \
     attempts, reconciles, lease_until, created_at, updated_at, settled_at, fingerprint, \
-    payment_scope, pending_reported, block_number, block_hash, finalized_at";
+    payment_scope, pending_reported, block_number, block_hash, finalized_at, max_amount";
 const TX_COLUMNS: &str =
     "tx_id, replay_key, attempt, raw_tx, signer, request, fingerprint, recorded_at";
 
@@ -258,6 +264,11 @@ const RECLAIM_FAILED: &str = "UPDATE settlements SET network = $2, scheme = $3, 
     signer = NULL, error_reason = NULL, attempts = attempts + 1, retry_at = 0, reconciles = 0, \
     pending_reported = 0, settled_at = NULL, block_number = NULL, block_hash = NULL, \
     finalized_at = NULL WHERE replay_key = $1 AND state = 'failed' AND claim_token = $17";
+
+/// Keeps a row's `max_amount` in step with the payment it now records, by its holder: a
+/// statement of its own, run beside the claim, re-claim and repair ones.
+const SET_MAX_AMOUNT: &str =
+    "UPDATE settlements SET max_amount = $2 WHERE replay_key = $1 AND claim_token = $3";
 
 /// Whether a database error is the payment-identifier index refusing a second live payment.
 fn is_payment_id_taken(e: &sqlx::Error) -> bool {
@@ -287,9 +298,14 @@ impl Ledger {
         lease: Duration,
     ) -> Result<ClaimOutcome, LedgerError> {
         let token = ClaimToken::new();
-        let inserted = bind_claim(sqlx::query(INSERT_CLAIM), claim, &token, lease)
-            .execute(&self.pool)
-            .await;
+        let inserted = match &claim.max_amount {
+            None => {
+                bind_claim(sqlx::query(INSERT_CLAIM), claim, &token, lease)
+                    .execute(&self.pool)
+                    .await
+            }
+            Some(max) => self.insert_with_max(claim, &token, lease, max).await,
+        };
         match inserted.map(Transition::of) {
             Ok(Transition::Applied) => return Ok(ClaimOutcome::Claimed(token)),
             Ok(Transition::Lost) => {}
@@ -307,6 +323,31 @@ impl Ledger {
         }
     }
 
+    /// The claim's insert and its `max_amount` in one transaction: a row that names a signed
+    /// maximum never exists without it.
+    async fn insert_with_max(
+        &self,
+        claim: &NewClaim,
+        token: &ClaimToken,
+        lease: Duration,
+        max: &str,
+    ) -> Result<AnyQueryResult, sqlx::Error> {
+        let mut db = self.pool.begin().await?;
+        let inserted = bind_claim(sqlx::query(INSERT_CLAIM), claim, token, lease)
+            .execute(&mut *db)
+            .await?;
+        if inserted.rows_affected() == 1 {
+            sqlx::query(SET_MAX_AMOUNT)
+                .bind(&claim.replay_key)
+                .bind(max)
+                .bind(&token.0)
+                .execute(&mut *db)
+                .await?;
+        }
+        db.commit().await?;
+        Ok(inserted)
+    }
+
     /// `failed → claimed` for a new attempt at the payment, by the holder of `token` (the
     /// failed row taken over after its transactions were re-examined).
     pub async fn reclaim(
@@ -316,15 +357,26 @@ impl Ledger {
         lease: Duration,
     ) -> Result<Option<ClaimToken>, LedgerError> {
         let fresh = ClaimToken::new();
+        let mut db = self.pool.begin().await?;
         let done = bind_claim(sqlx::query(RECLAIM_FAILED), claim, &fresh, lease)
             .bind(&token.0)
-            .execute(&self.pool)
+            .execute(&mut *db)
             .await;
-        match done {
-            Ok(done) => Ok(Transition::of(done).applied().then_some(fresh)),
-            Err(e) if is_payment_id_taken(&e) => Ok(None),
-            Err(e) => Err(e.into()),
+        let done = match done {
+            Ok(done) => Transition::of(done),
+            Err(e) if is_payment_id_taken(&e) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if done.applied() {
+            sqlx::query(SET_MAX_AMOUNT)
+                .bind(&claim.replay_key)
+                .bind(&claim.max_amount)
+                .bind(&fresh.0)
+                .execute(&mut *db)
+                .await?;
         }
+        db.commit().await?;
+        Ok(done.applied().then_some(fresh))
     }
 
     /// The live (not failed) row holding payment-identifier `id` in `scope`.
@@ -478,6 +530,29 @@ impl Ledger {
         Ok(Transition::of(done))
     }
 
+    /// `claimed → settled` with no transaction, for a charge of 0 under a signed maximum
+    /// (`upto`): nothing was sent, and the row keeps the payment's replay key spent. The
+    /// statement itself refuses any other payment (the amount must be `0`, the maximum named,
+    /// no transaction recorded in this attempt); the row is final at once (nothing to watch).
+    pub async fn record_settled_empty(
+        &self,
+        replay_key: &str,
+        token: &ClaimToken,
+    ) -> Result<Transition, LedgerError> {
+        let done = sqlx::query(
+            "UPDATE settlements SET state = 'settled', tx_id = '', raw_tx = NULL, \
+             error_reason = NULL, updated_at = $3, settled_at = $3, finalized_at = $3, \
+             lease_until = 0 WHERE replay_key = $1 AND claim_token = $2 AND state = 'claimed' \
+             AND amount = '0' AND max_amount IS NOT NULL AND tx_id IS NULL",
+        )
+        .bind(replay_key)
+        .bind(&token.0)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(Transition::of(done))
+    }
+
     /// `claimed | submitted | failed → settled` by a transaction of an *earlier* attempt, which
     /// the chain shows moved the money: the row is repaired with the payment that transaction
     /// performed (`claim`, revived from its recorded request). Its client was told otherwise,
@@ -520,7 +595,18 @@ impl Ledger {
         .execute(&self.pool)
         .await;
         match done {
-            Ok(done) => Ok(Transition::of(done)),
+            Ok(done) => {
+                let done = Transition::of(done);
+                if done.applied() {
+                    sqlx::query(SET_MAX_AMOUNT)
+                        .bind(&claim.replay_key)
+                        .bind(&claim.max_amount)
+                        .bind(&token.0)
+                        .execute(&self.pool)
+                        .await?;
+                }
+                Ok(done)
+            }
             // Its payment-identifier went to another payment meanwhile: settle the row without
             // the id rather than not at all.
             Err(e) if is_payment_id_taken(&e) => {

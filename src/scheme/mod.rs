@@ -151,7 +151,21 @@ pub struct PaymentMeta {
     pub replay_reason: &'static str,
     pub pay_to: String,
     pub asset: String,
+    /// What this payment moves (for `upto`, the charge the seller settles).
     pub amount: String,
+    /// The most the payer signed for, in schemes where the seller picks the charge at settle
+    /// (`upto`, docs/schemes.md): the ledger keeps it beside `amount`, and the settle answer
+    /// then names the amount charged. `None` for schemes that move what was signed.
+    pub max_amount: Option<String>,
+}
+
+impl PaymentMeta {
+    /// A charge of 0 under a signed maximum: settled with no transaction at all (nothing is
+    /// sent and the payer's authorization is not used on chain), but recorded like any payment
+    /// so that its replay key stays spent and a retry is answered the same.
+    pub fn moves_nothing(&self) -> bool {
+        self.max_amount.is_some() && self.amount == "0"
+    }
 }
 
 /// A payment that passed a plugin's checks: what it says about itself, and the plugin's own
@@ -292,6 +306,8 @@ pub struct Description {
     pub signers: Vec<(String, String)>,
     /// Lease keys of every signer with a nonce lane (see [`SignerGate`]).
     pub lease_keys: Vec<String>,
+    /// Extension keys it implements (e.g. `eip2612GasSponsoring`), for `/supported.extensions`.
+    pub extensions: Vec<String>,
 }
 
 /// A payment scheme on one network, with its own payment and signed-transaction types.
@@ -308,6 +324,17 @@ pub trait Scheme: Send + Sync + 'static {
         request: &PaymentRequest,
         deadline: Deadline,
     ) -> Result<Checked<Self::Payment>, Stop>;
+
+    /// The checks of a `/settle`. The same as [`Scheme::check`] unless the scheme's settle
+    /// request says something else than its verify request: in `upto` the seller's
+    /// `requirements.amount` is the signed maximum at verify and the actual charge at settle.
+    async fn check_settle(
+        &self,
+        request: &PaymentRequest,
+        deadline: Deadline,
+    ) -> Result<Checked<Self::Payment>, Stop> {
+        self.check(request, deadline).await
+    }
 
     /// Parses a stored request back into a payment without the time or chain checks, so a
     /// recorded transaction can be reconciled after the authorization's window closed.
@@ -389,6 +416,11 @@ pub trait Scheme: Send + Sync + 'static {
 pub trait SchemeHandler: Send + Sync + 'static {
     fn describe(&self) -> Description;
     async fn check(
+        &self,
+        request: &PaymentRequest,
+        deadline: Deadline,
+    ) -> Result<Check, SchemeError>;
+    async fn check_settle(
         &self,
         request: &PaymentRequest,
         deadline: Deadline,

@@ -29,6 +29,7 @@ fn claim(key: &str) -> NewClaim {
         pay_to: "0xpayee".into(),
         asset: "0xasset".into(),
         amount: "10000".into(),
+        max_amount: None,
         resource_url: Some("http://127.0.0.1/x".into()),
         payment_id: None,
         payment_scope: None,

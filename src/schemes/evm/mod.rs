@@ -102,6 +102,7 @@ impl Scheme for Arc<EvmExact> {
                 .addresses()
                 .map(|a| self.lease_key(a))
                 .collect(),
+            extensions: Vec::new(),
         }
     }
 

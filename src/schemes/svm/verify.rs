@@ -278,6 +278,7 @@ fn parse(
             pay_to: pay_to.to_string(),
             asset: mint.to_string(),
             amount: amount.to_string(),
+            max_amount: None,
         },
         payment: SvmPayment {
             tx,
