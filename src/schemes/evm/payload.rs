@@ -53,7 +53,7 @@ pub enum PayloadError {
 pub fn parse(payload: &Map<String, Value>) -> Result<ParsedPayload, PayloadError> {
     if payload.contains_key("permit2Authorization") {
         return Err(PayloadError::UnsupportedType(
-            "Permit2 payloads are not supported by this facilitator; use EIP-3009".into(),
+            "Permit2 payloads are x402 v2 only".into(),
         ));
     }
     let Some(Value::Object(auth)) = payload.get("authorization") else {
@@ -84,7 +84,7 @@ pub fn parse(payload: &Map<String, Value>) -> Result<ParsedPayload, PayloadError
 }
 
 /// Splits an ERC-6492 wrapper into its deployment data and inner signature.
-fn unwrap_6492(raw: Bytes) -> Result<(Bytes, Option<Deployment>), PayloadError> {
+pub(crate) fn unwrap_6492(raw: Bytes) -> Result<(Bytes, Option<Deployment>), PayloadError> {
     if raw.len() < 32 || raw[raw.len() - 32..] != ERC6492_MAGIC {
         return Ok((raw, None));
     }

@@ -1,11 +1,14 @@
-//! EVM `exact` settlement: estimate, take a nonce, sign locally (so the hash is known and recorded
-//! before anything is sent), send the same bytes to each RPC in turn until one takes them, and
-//! judge the receipt, which must succeed and carry the token's `Transfer(from, to, value)` event
-//! (digest §4.5 and its newer-upstream checks) with the network's confirmations.
+//! EVM settlement, shared by every EVM payment kind (EIP-3009 and Permit2 `exact`, `upto`; each
+//! says what it needs through [`OnChain`]): estimate, take a nonce, sign locally (so the hash is
+//! known and recorded before anything is sent), send the same bytes to each RPC in turn until
+//! one takes them, and judge the receipt, which must succeed and carry the token's
+//! `Transfer(from, to, value)` event (digest §4.5 and its newer-upstream checks) with the
+//! network's confirmations.
 //!
 //! What makes "failed, no money moved" a verdict (review M2): no recorded transaction has a
 //! receipt, none is known to any node, and every configured node agrees, from its own head, that
-//! the chain's time is past `validBefore` (with a margin) and the authorization unused; a node
+//! the chain's time is past the authorization's expiry (`validBefore`, a Permit2 `deadline`; with
+//! a margin) and the authorization unused; a node
 //! that does not answer means no verdict yet. A transaction stuck below the chain's fees is
 //! replaced at its nonce with a higher fee while the authorization can still be paid, and
 //! cancelled (a zero-value self-transfer at that nonce) once it cannot (review H2).
@@ -17,17 +20,18 @@ use alloy::consensus::{SignableTransaction, Transaction, TxEip1559, TxEnvelope};
 use alloy::eips::BlockId;
 use alloy::eips::eip1559::Eip1559Estimation;
 use alloy::eips::eip2718::{Decodable2718, Encodable2718};
-use alloy::primitives::{Address, B256, Bytes, TxKind, U256};
+use alloy::primitives::{Address, B256, TxKind, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{TransactionInput, TransactionReceipt, TransactionRequest};
 use alloy::signers::SignerSync;
-use alloy::sol_types::{SolCall, SolEvent, SolValue};
+use alloy::sol_types::SolEvent;
 use tracing::warn;
 
 use super::chain::{RpcFailure, Sent};
 use super::contracts::IEip3009;
-use super::verify::{diagnose, rpc, settlement_call};
-use super::{EvmExact, EvmPayment, reason};
+use super::network::EvmNetwork;
+use super::onchain::OnChain;
+use super::verify::rpc;
 use crate::ledger::now_ms;
 use crate::scheme::{
     Broadcast, Deadline, Finality, Inclusion, RecordedTx, Rejection, SchemeError, Signed,
@@ -44,6 +48,19 @@ const GAS_MARGIN_DEN: u64 = 5;
 const BUMP_NUM: u128 = 9;
 const BUMP_DEN: u128 = 8;
 
+/// Why `prepare` signed nothing.
+pub(super) enum Unprepared {
+    Stop(Stop),
+    /// The gas estimate reverted: the plugin names the cause (a diagnosis of the payment).
+    Reverted(RpcFailure),
+}
+
+impl<E: Into<Stop>> From<E> for Unprepared {
+    fn from(e: E) -> Self {
+        Unprepared::Stop(e.into())
+    }
+}
+
 /// What `prepare` hands `broadcast`.
 pub struct SignedTx {
     signer_index: usize,
@@ -53,16 +70,24 @@ pub struct SignedTx {
     replacement: bool,
 }
 
-pub(super) async fn prepare(
-    h: &EvmExact,
-    p: &EvmPayment,
+pub(super) async fn prepare<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     deadline: Deadline,
-) -> Result<Signed<SignedTx>, Stop> {
-    let (to, data) = settlement_call(h, p);
-    let Some((signer_index, fence)) = h.signers.pick(|a| h.gate.fence(&h.lease_key(a))).await
-    else {
+) -> Result<Signed<SignedTx>, Unprepared> {
+    let (to, data) = p.call(h);
+    let fence_of = |a| h.gate.fence(&h.lease_key(a));
+    let picked = match p.sender() {
+        Some(sender) => h.signers.pick_address(sender, fence_of).await,
+        None => h.signers.pick(fence_of).await,
+    };
+    let Some((signer_index, fence)) = picked else {
+        let which = match p.sender() {
+            Some(sender) => format!("the key {sender} this payment must be sent from"),
+            None => "any signer".into(),
+        };
         return Err(SchemeError::Signer(format!(
-            "this process holds no signer lease on {}; another replica settles for now",
+            "this process holds no signer lease on {which} on {}; another replica settles for now",
             h.network
         ))
         .into());
@@ -85,14 +110,11 @@ pub(super) async fn prepare(
         .await
     {
         Ok(gas) => gas,
-        Err(failure @ RpcFailure::Node(_)) => {
-            let text = failure.revert_text().unwrap_or_else(|| failure.message());
-            return Err(diagnose(h, p, &text, deadline).await?.into());
-        }
+        Err(failure @ RpcFailure::Node(_)) => return Err(Unprepared::Reverted(failure)),
         Err(transport) => return Err(rpc(transport).into()),
     };
     if gas > h.options.max_gas_limit {
-        return Err(Rejection::new(reason::SIMULATION_FAILED)
+        return Err(Rejection::new(p.reasons().reverted)
             .with_message(format!(
                 "gas estimate {gas} exceeds this network's cap of {}",
                 h.options.max_gas_limit
@@ -136,7 +158,7 @@ pub(super) async fn prepare(
 }
 
 fn sign(
-    h: &EvmExact,
+    h: &EvmNetwork,
     signer_index: usize,
     fence: i64,
     tx: TxEip1559,
@@ -169,7 +191,7 @@ fn sign(
 }
 
 pub(super) async fn fees(
-    h: &EvmExact,
+    h: &EvmNetwork,
     deadline: Deadline,
 ) -> Result<Eip1559Estimation, SchemeError> {
     let mut cached = h.fees.lock().await;
@@ -188,7 +210,7 @@ pub(super) async fn fees(
 }
 
 /// Hands back the nonce of a transaction that will never be sent.
-pub(super) async fn discard(h: &EvmExact, prepared: &SignedView<'_, SignedTx>) {
+pub(super) async fn discard(h: &EvmNetwork, prepared: &SignedView<'_, SignedTx>) {
     let signed = prepared.details;
     if !signed.replacement {
         h.signers
@@ -197,8 +219,9 @@ pub(super) async fn discard(h: &EvmExact, prepared: &SignedView<'_, SignedTx>) {
     }
 }
 
-pub(super) async fn broadcast(
-    h: &EvmExact,
+pub(super) async fn broadcast<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     prepared: &SignedView<'_, SignedTx>,
     deadline: Deadline,
 ) -> Result<Broadcast, SchemeError> {
@@ -249,10 +272,8 @@ pub(super) async fn broadcast(
             prepared.signer
         )));
     }
-    if let Some(text) = failure.revert_text() {
-        return Ok(Broadcast::Rejected(
-            Rejection::new(reason::from_revert(&text)).with_message(text),
-        ));
+    if failure.revert_text().is_some() {
+        return Ok(Broadcast::Rejected(p.refused(&failure)));
     }
     *h.fees.lock().await = None;
     Ok(Broadcast::Retry(payload.message.to_string()))
@@ -309,7 +330,7 @@ fn decode(txs: &[RecordedTx]) -> Result<Vec<Known<'_>>, SchemeError> {
 
 /// The first receipt found among `txs`, newest first.
 async fn any_receipt<'a>(
-    h: &EvmExact,
+    h: &EvmNetwork,
     txs: &'a [Known<'a>],
     deadline: Deadline,
 ) -> Result<Option<(&'a Known<'a>, TransactionReceipt)>, SchemeError> {
@@ -330,9 +351,9 @@ async fn any_receipt<'a>(
 }
 
 /// What a mined transaction did, once it has the network's confirmations (`None` before).
-async fn judged(
-    h: &EvmExact,
-    p: &EvmPayment,
+async fn judged<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     known: &Known<'_>,
     receipt: &TransactionReceipt,
     deadline: Deadline,
@@ -351,9 +372,9 @@ async fn judged(
     Ok(Some(judge(p, known, receipt)))
 }
 
-pub(super) async fn await_outcome(
-    h: &EvmExact,
-    p: &EvmPayment,
+pub(super) async fn await_outcome<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     txs: &[RecordedTx],
     deadline: Deadline,
 ) -> Result<TxStatus, SchemeError> {
@@ -395,9 +416,9 @@ pub(super) async fn await_outcome(
 }
 
 /// Which of the recorded transactions the chain mined, from receipts alone.
-pub(super) async fn examine(
-    h: &EvmExact,
-    p: &EvmPayment,
+pub(super) async fn examine<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     txs: &[RecordedTx],
     deadline: Deadline,
 ) -> Result<Option<TxStatus>, SchemeError> {
@@ -409,9 +430,9 @@ pub(super) async fn examine(
 }
 
 /// Finds what became of recorded transactions; resends the newest if no node has it.
-pub(super) async fn reconcile(
-    h: &EvmExact,
-    p: &EvmPayment,
+pub(super) async fn reconcile<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     txs: &[RecordedTx],
     deadline: Deadline,
 ) -> Result<TxStatus, SchemeError> {
@@ -451,12 +472,12 @@ pub(super) async fn reconcile(
                 // Its nonce is spent: by another transaction (this one can then never be
                 // mined), or by this very one, mined meanwhile. Look again before judging.
                 if any_receipt(h, &known, deadline).await?.is_some()
-                    || authorization_used(h, p, deadline, None).await?
+                    || authorization_used(h, p, deadline).await?
                 {
                     return Ok(TxStatus::Pending);
                 }
                 return Ok(TxStatus::Failed(
-                    Rejection::new(reason::TRANSACTION_FAILED).with_message(format!(
+                    Rejection::new(p.reasons().reverted).with_message(format!(
                         "transaction {} was dropped (its nonce was reused); no money moved",
                         known
                             .last()
@@ -482,13 +503,12 @@ pub(super) async fn reconcile(
 /// `Some(Failed)` when no recorded transaction can ever be mined and the payment did not
 /// happen, as every configured node agrees from its own head; `None` when that is not (yet)
 /// certain. The expired transactions' nonces become holes for the lane keeper to fill.
-async fn unminable(
-    h: &EvmExact,
-    p: &EvmPayment,
+async fn unminable<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     known: &[Known<'_>],
     deadline: Deadline,
 ) -> Result<Option<TxStatus>, SchemeError> {
-    let a = &p.authorization;
     let heads = h
         .chain
         .each(deadline, |pr| async move {
@@ -508,12 +528,12 @@ async fn unminable(
         let margin = U256::from(h.options.expiry_margin_secs);
         verdicts.push((
             used,
-            U256::from(block.header.timestamp) > a.valid_before + margin,
+            U256::from(block.header.timestamp) > p.expires_at().saturating_add(margin),
         ));
     }
     if verdicts.iter().all(|(used, _)| *used) {
         return Ok(Some(TxStatus::Failed(
-            Rejection::new(reason::NONCE_ALREADY_USED).with_message(
+            Rejection::new(p.reasons().spent).with_message(
                 "no recorded transaction executed; the authorization was used by another transaction",
             ),
         )));
@@ -530,63 +550,37 @@ async fn unminable(
         }
     }
     Ok(Some(TxStatus::Failed(
-        Rejection::new(reason::VALID_BEFORE).with_message(
+        Rejection::new(p.reasons().expired).with_message(
             "no recorded transaction was ever mined and the authorization has expired on chain; \
              no money moved",
         ),
     )))
 }
 
-async fn authorization_used(
-    h: &EvmExact,
-    p: &EvmPayment,
+/// Whether the payer's authorization is spent (EIP-3009 `authorizationState`, the Permit2 nonce
+/// bit), at the head.
+async fn authorization_used<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     deadline: Deadline,
-    block: Option<u64>,
 ) -> Result<bool, SchemeError> {
-    let a = &p.authorization;
-    let data: Bytes = IEip3009::authorizationStateCall {
-        authorizer: a.from,
-        nonce: a.nonce,
-    }
-    .abi_encode()
-    .into();
-    let tx = TransactionRequest::default()
-        .to(p.asset)
-        .input(TransactionInput::new(data));
-    let out = h
-        .chain
-        .read(deadline, |pr| {
-            let tx = tx.clone();
-            async move {
-                match block {
-                    Some(n) => pr.call(tx).block(BlockId::number(n)).await,
-                    None => pr.call(tx).await,
-                }
-            }
-        })
-        .await
-        .map_err(rpc)?;
-    bool::abi_decode(&out)
-        .map_err(|e| SchemeError::Rpc(format!("authorizationState unreadable: {e}")))
+    let (to, data) = p.spent_query(h);
+    let out = h.chain.eth_call(deadline, to, data).await.map_err(rpc)?;
+    p.is_spent(&out)
+        .ok_or_else(|| SchemeError::Rpc("the authorization's state is unreadable".into()))
 }
 
-/// `authorizationState` on node `url` at block `number`; `None` when that node does not answer.
-async fn authorization_used_at(
-    h: &EvmExact,
-    p: &EvmPayment,
+/// [`authorization_used`] on node `url` at block `number`; `None` when that node does not answer.
+async fn authorization_used_at<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     url: usize,
     number: u64,
     deadline: Deadline,
 ) -> Result<Option<bool>, SchemeError> {
-    let a = &p.authorization;
-    let data: Bytes = IEip3009::authorizationStateCall {
-        authorizer: a.from,
-        nonce: a.nonce,
-    }
-    .abi_encode()
-    .into();
+    let (to, data) = p.spent_query(h);
     let tx = TransactionRequest::default()
-        .to(p.asset)
+        .to(to)
         .input(TransactionInput::new(data));
     let answer = h
         .chain
@@ -594,30 +588,31 @@ async fn authorization_used_at(
             pr.call(tx).block(BlockId::number(number)).await
         })
         .await;
-    Ok(answer.ok().and_then(|out| bool::abi_decode(&out).ok()))
+    Ok(answer.ok().and_then(|out| p.is_spent(&out)))
 }
 
 /// A mined transaction is a payment only if it succeeded and the asset emitted the transfer.
-fn judge(p: &EvmPayment, known: &Known<'_>, receipt: &TransactionReceipt) -> TxStatus {
+fn judge<P: OnChain>(p: &P, known: &Known<'_>, receipt: &TransactionReceipt) -> TxStatus {
     let tx_id = known.recorded.tx_id.as_str();
     let block = receipt.block_number.unwrap_or_default();
+    let reasons = p.reasons();
     if known.is_cancel() {
-        return TxStatus::Failed(Rejection::new(reason::VALID_BEFORE).with_message(format!(
+        return TxStatus::Failed(Rejection::new(reasons.expired).with_message(format!(
             "the payment's transaction was cancelled at its nonce (block {block}) after the \
              authorization expired; no money moved"
         )));
     }
     if !receipt.status() {
         return TxStatus::Failed(
-            Rejection::new(reason::TRANSACTION_FAILED)
+            Rejection::new(reasons.reverted)
                 .with_message(format!("{tx_id} reverted in block {block}")),
         );
     }
-    let a = &p.authorization;
+    let want = p.transfer();
     let paid = receipt.inner.logs().iter().any(|log| {
-        log.address() == p.asset
+        log.address() == want.asset
             && IEip3009::Transfer::decode_log(&log.inner)
-                .is_ok_and(|t| t.from == a.from && t.to == a.to && t.value == a.value)
+                .is_ok_and(|t| t.from == want.from && t.to == want.to && t.value == want.value)
     });
     if paid {
         TxStatus::Confirmed(Inclusion {
@@ -626,12 +621,10 @@ fn judge(p: &EvmPayment, known: &Known<'_>, receipt: &TransactionReceipt) -> TxS
             block_hash: receipt.block_hash.map(|b| format!("{b:#x}")),
         })
     } else {
-        TxStatus::Failed(
-            Rejection::new(reason::TRANSFER_EVENT_MISMATCH).with_message(format!(
-                "{tx_id} mined in block {block} without Transfer({}, {}, {}) from the asset",
-                a.from, a.to, a.value
-            )),
-        )
+        TxStatus::Failed(Rejection::new(reasons.no_transfer).with_message(format!(
+            "{tx_id} mined in block {block} without Transfer({}, {}, {}) from the asset",
+            want.from, want.to, want.value
+        )))
     }
 }
 
@@ -639,9 +632,9 @@ fn judge(p: &EvmPayment, known: &Known<'_>, receipt: &TransactionReceipt) -> TxS
 /// the chain's fees have outgrown it: the same call at a higher fee while the authorization can
 /// still be paid, a cancellation once it cannot. `None` when it is not stuck, when the bump
 /// would pass `max_fee_per_gas_wei`, or when this process does not hold the signer's lease.
-pub(super) async fn replace(
-    h: &EvmExact,
-    p: &EvmPayment,
+pub(super) async fn replace<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     txs: &[RecordedTx],
     deadline: Deadline,
 ) -> Result<Option<Signed<SignedTx>>, SchemeError> {
@@ -692,10 +685,9 @@ pub(super) async fn replace(
         .map_err(rpc)?
         .map(|b| b.header.timestamp)
         .unwrap_or_default();
-    let payable =
-        U256::from(head_time + h.options.expiry_margin_secs) < p.authorization.valid_before;
+    let payable = U256::from(head_time + h.options.expiry_margin_secs) < p.expires_at();
     let tx = if payable {
-        let (to, data) = settlement_call(h, p);
+        let (to, data) = p.call(h);
         TxEip1559 {
             chain_id: h.chain_id,
             nonce: env.nonce(),
@@ -730,7 +722,7 @@ fn cancellation(chain_id: u64, nonce: u64, signer: Address, max_fee: u128, tip: 
 /// Whether an included transaction is final, holding, or gone: its block's hash at its height
 /// is compared with the one recorded, and the depth with `finality_depth`.
 pub(super) async fn finality(
-    h: &EvmExact,
+    h: &EvmNetwork,
     inclusion: &Inclusion,
     deadline: Deadline,
 ) -> Result<Finality, SchemeError> {
@@ -785,7 +777,7 @@ mod tests {
         assert!(known[0].is_cancel());
 
         let mut pay = cancellation(1, 7, Address::repeat_byte(1), 10, 1);
-        pay.input = Bytes::from(vec![1, 2, 3]);
+        pay.input = alloy::primitives::Bytes::from(vec![1, 2, 3]);
         let signature = key.sign_hash_sync(&pay.signature_hash()).expect("sign");
         let env = TxEnvelope::from(pay.into_signed(signature));
         let recorded = RecordedTx {

@@ -1,0 +1,60 @@
+//! What a checked EVM payment asks of the chain, in the terms the shared settle machinery
+//! (`settle.rs`) needs: the call that performs it, who may send it, the `Transfer` its receipt
+//! must carry, when it can no longer be mined, how to read whether the payer's authorization was
+//! spent, and its reason strings. EIP-3009 `exact`, Permit2 `exact` and `upto` each implement
+//! it; nothing else in the settle path knows which one it is running.
+
+use alloy::primitives::{Address, Bytes, U256};
+
+use super::chain::RpcFailure;
+use super::network::EvmNetwork;
+use crate::scheme::Rejection;
+
+/// The `Transfer(from, to, value)` the asset must emit for the payment to have happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transfer {
+    pub asset: Address,
+    pub from: Address,
+    pub to: Address,
+    pub value: U256,
+}
+
+/// The reason strings of one payment kind, for the outcomes the settle machinery decides.
+#[derive(Debug)]
+pub struct Reasons {
+    /// Mined and reverted, or dropped for good (its nonce reused).
+    pub reverted: &'static str,
+    /// The payer's authorization was used by another transaction.
+    pub spent: &'static str,
+    /// It can never be mined any more: the authorization expired on chain.
+    pub expired: &'static str,
+    /// Mined without the expected `Transfer`.
+    pub no_transfer: &'static str,
+}
+
+pub trait OnChain: Send + Sync {
+    /// Target and calldata of the transaction that performs the payment.
+    fn call(&self, net: &EvmNetwork) -> (Address, Bytes);
+
+    /// The one key that must send it, when the contract checks `msg.sender` (`upto`: the
+    /// facilitator named in the signed witness); `None`: any of ours, in turn.
+    fn sender(&self) -> Option<Address> {
+        None
+    }
+
+    fn transfer(&self) -> Transfer;
+
+    /// Unix time after which the chain refuses it (EIP-3009 `validBefore`, Permit2 `deadline`).
+    fn expires_at(&self) -> U256;
+
+    /// A read (target, calldata) whose answer says whether the payer's authorization is spent.
+    fn spent_query(&self, net: &EvmNetwork) -> (Address, Bytes);
+
+    /// Decodes the answer to [`OnChain::spent_query`]; `None` when it is unreadable.
+    fn is_spent(&self, answer: &[u8]) -> Option<bool>;
+
+    fn reasons(&self) -> &'static Reasons;
+
+    /// A node refused the signed transaction with a revert: the payment's reason for it.
+    fn refused(&self, failure: &RpcFailure) -> Rejection;
+}
