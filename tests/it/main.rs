@@ -11,5 +11,7 @@ mod http_surface;
 mod interop_suite;
 mod ledger_contract;
 mod money_path;
+mod permit2_exact;
 mod sdk_interop;
 mod svm;
+mod upto;
