@@ -12,6 +12,8 @@ mod interop_suite;
 mod ledger_contract;
 mod money_path;
 mod permit2_exact;
+mod presets;
 mod sdk_interop;
 mod svm;
 mod upto;
+mod upto_interop;
