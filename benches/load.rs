@@ -17,6 +17,9 @@ mod db;
 #[path = "../tests/it/harness/payment.rs"]
 #[allow(dead_code)]
 mod payment;
+#[path = "../tests/it/harness/permit2.rs"]
+#[allow(dead_code)]
+mod permit2;
 #[path = "../tests/it/harness/script.rs"]
 #[allow(dead_code)]
 mod script;
@@ -49,6 +52,7 @@ struct Options {
     seconds: u64,
     settles: usize,
     slow_settles: usize,
+    upto_settles: usize,
     reference: bool,
 }
 
@@ -59,6 +63,7 @@ fn options() -> Options {
         seconds: 5,
         settles: 500,
         slow_settles: 60,
+        upto_settles: 500,
         reference: true,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -71,12 +76,15 @@ fn options() -> Options {
             "--slow-settles" => {
                 o.slow_settles = it.next().and_then(|v| v.parse().ok()).unwrap_or(60)
             }
+            "--upto-settles" => {
+                o.upto_settles = it.next().and_then(|v| v.parse().ok()).unwrap_or(500)
+            }
             "--no-reference" => o.reference = false,
             "--no-solana" => o.solana = false,
             "--bench" => {}
             "--help" | "-h" => {
                 println!(
-                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--no-reference]"
+                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--upto-settles N] [--no-reference] [--no-solana]"
                 );
                 std::process::exit(0);
             }
@@ -232,6 +240,15 @@ fn key_hex(k: &PrivateKeySigner) -> String {
 }
 
 async fn start_ours(chain: &Chain, db: &Db, signers: &[PrivateKeySigner]) -> Target {
+    start_ours_serving(chain, db, signers, "exact").await
+}
+
+async fn start_ours_serving(
+    chain: &Chain,
+    db: &Db,
+    signers: &[PrivateKeySigner],
+    schemes: &str,
+) -> Target {
     let proxy = CountingProxy::start(&chain.url).await;
     let bin = std::env::var("X402_BIN")
         .unwrap_or_else(|_| format!("{ROOT}/target/release/x402-facilitator"));
@@ -250,6 +267,7 @@ async fn start_ours(chain: &Chain, db: &Db, signers: &[PrivateKeySigner]) -> Tar
         .env("X402__NETWORKS__LOCAL__RPC_URLS", &proxy.url)
         .env("X402__NETWORKS__LOCAL__SIGNER_KEYS", keys)
         .env("X402__NETWORKS__LOCAL__RECEIPT_POLL_MS", "25")
+        .env("X402__NETWORKS__LOCAL__SCHEMES", schemes)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -494,6 +512,66 @@ async fn settle_point(
         }
     }
     (m, moved)
+}
+
+/// Ours settling `n` distinct `upto` payments (Permit2, through the upto proxy), each charging
+/// 1 500 of a 2 500 maximum, at c=16. Every one is sent from the one key the payers named in
+/// their witness (`upto` pins it: no round robin), so the point measures one nonce lane. There
+/// is no reference point: the bench's TypeScript facilitator serves `exact` only.
+async fn upto_point(o: &Options, dir: &Path) -> (Row, (u64, u64)) {
+    let chain = Chain::start().await;
+    let db = if o.db == "postgres" {
+        Db::postgres().await
+    } else {
+        Db::sqlite()
+    };
+    let keys = gas_keys(&chain, 1).await;
+    let facilitator = keys[0].address();
+    let mut payers = Vec::new();
+    for _ in 0..16 {
+        let k = PrivateKeySigner::random();
+        chain
+            .mint(chain.permit_token, k.address(), U256::from(10u64.pow(15)))
+            .await;
+        chain.approve_permit2(&k, chain.permit_token).await;
+        payers.push(k);
+    }
+    let charge = U256::from(1500u64);
+    let batch: Vec<permit2::Permit2Payment> = (0..o.upto_settles)
+        .map(|i| {
+            let mut p = permit2::Permit2Payment::new(&chain, permit2::Kind::Upto, facilitator);
+            p.payer = payers[i % payers.len()].clone();
+            p.from = p.payer.address();
+            p
+        })
+        .collect();
+    let bodies: Vec<Value> = batch.iter().map(|p| p.settle_body(charge)).collect();
+    let file = write_bodies(dir, "settle-upto.jsonl", &bodies);
+    let ours = start_ours_serving(&chain, &db, &keys, "exact,upto").await;
+    let idle = status_kb(ours.pid(), "VmRSS:");
+    let m = drive(&ours, "/settle", Some(&file), 16, 300, bodies.len()).await;
+    let mut moved = 0;
+    for p in &batch {
+        if chain.balance(chain.permit_token, p.pay_to).await == charge {
+            moved += 1;
+        }
+    }
+    let settled = db
+        .count(
+            "SELECT count(*) FROM settlements WHERE state = 'settled' AND scheme = 'upto' \
+             AND amount = '1500' AND max_amount = '2500'",
+        )
+        .await;
+    println!(
+        "\nupto settle check: ours moved 1500 for {moved}/{} payments; ledger has {settled} settled upto rows",
+        o.upto_settles
+    );
+    let row = Row {
+        label: format!("upto settle {} distinct c=16 (one key)", o.upto_settles),
+        ours: m,
+        theirs: None,
+    };
+    (row, (idle, status_kb(ours.pid(), "VmHWM:")))
 }
 
 /// Ours on the local Solana chain (LiteSVM behind JSON-RPC): `/verify` and `/settle` of
@@ -747,6 +825,16 @@ async fn run(o: Options) {
     );
     drop(ours);
     drop(theirs);
+
+    if o.upto_settles > 0 {
+        let (row, rss) = upto_point(&o, dir.path()).await;
+        print_rows(
+            &format!("upto on automine anvil, ledger {}", o.db),
+            &[row],
+            rss,
+            None,
+        );
+    }
 
     // A chain that mines a block per second: settles are bounded by inclusion only.
     if o.slow_settles > 0 {
