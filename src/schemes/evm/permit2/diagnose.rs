@@ -154,3 +154,114 @@ pub(super) fn refused(p: &Permit2Payment, failure: &RpcFailure) -> Rejection {
     let why = revert_reason(failure).unwrap_or(p.reasons().reverted);
     Rejection::new(why).with_message(message(failure))
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy::rpc::json_rpc::ErrorPayload;
+    use serde_json::value::RawValue;
+
+    use super::*;
+
+    fn reverted(selector: [u8; 4], args: &str) -> RpcFailure {
+        let data = format!("\"0x{}{args}\"", alloy::primitives::hex::encode(selector));
+        RpcFailure::Node(ErrorPayload {
+            code: 3,
+            message: "execution reverted".into(),
+            data: RawValue::from_string(data).ok(),
+        })
+    }
+
+    /// The revert of each contract error names the reason the SDK's settle mapping gives it,
+    /// including those our checks stop before the chain (they stay right if a check is missed).
+    #[test]
+    fn every_contract_error_has_its_reason() {
+        let word = "00".repeat(32);
+        for (selector, args, reason) in [
+            (
+                IProxy::InvalidAmount::SELECTOR,
+                "",
+                reason::PERMIT2_INVALID_AMOUNT,
+            ),
+            (
+                IPermit2::InvalidAmount::SELECTOR,
+                word.as_str(),
+                reason::PERMIT2_INVALID_AMOUNT,
+            ),
+            (
+                IProxy::InvalidDestination::SELECTOR,
+                "",
+                reason::PERMIT2_INVALID_DESTINATION,
+            ),
+            (
+                IProxy::InvalidOwner::SELECTOR,
+                "",
+                reason::PERMIT2_INVALID_OWNER,
+            ),
+            (
+                IProxy::PaymentTooEarly::SELECTOR,
+                "",
+                reason::PERMIT2_PAYMENT_TOO_EARLY,
+            ),
+            (
+                IProxy::Permit2612AmountMismatch::SELECTOR,
+                "",
+                reason::PERMIT2_2612_AMOUNT_MISMATCH,
+            ),
+            (
+                IProxy::AmountExceedsPermitted::SELECTOR,
+                "",
+                reason::UPTO_AMOUNT_EXCEEDS_PERMITTED,
+            ),
+            (
+                IProxy::UnauthorizedFacilitator::SELECTOR,
+                "",
+                reason::UPTO_UNAUTHORIZED_FACILITATOR,
+            ),
+            (
+                IPermit2::InvalidNonce::SELECTOR,
+                "",
+                reason::PERMIT2_INVALID_NONCE,
+            ),
+            (
+                IPermit2::SignatureExpired::SELECTOR,
+                word.as_str(),
+                reason::PERMIT2_INVALID_SIGNATURE,
+            ),
+            (
+                IPermit2::InvalidSigner::SELECTOR,
+                "",
+                reason::PERMIT2_INVALID_SIGNATURE,
+            ),
+            (
+                IPermit2::InvalidSignature::SELECTOR,
+                "",
+                reason::PERMIT2_INVALID_SIGNATURE,
+            ),
+            (
+                IPermit2::InvalidSignatureLength::SELECTOR,
+                "",
+                reason::PERMIT2_INVALID_SIGNATURE,
+            ),
+            (
+                IPermit2::InvalidContractSignature::SELECTOR,
+                "",
+                reason::PERMIT2_INVALID_SIGNATURE,
+            ),
+        ] {
+            assert_eq!(
+                revert_reason(&reverted(selector, args)),
+                Some(reason),
+                "{reason}"
+            );
+        }
+        // An Error(string) revert ("TRANSFER_FROM_FAILED") is no contract error of ours.
+        assert_eq!(
+            revert_reason(&reverted([0x08, 0xc3, 0x79, 0xa0], &word)),
+            None
+        );
+        assert_eq!(
+            revert_reason(&RpcFailure::Transport("timed out".into())),
+            None
+        );
+    }
+}
