@@ -542,6 +542,8 @@ async fn upto_point(o: &Options, dir: &Path) -> (Row, (u64, u64)) {
             let mut p = permit2::Permit2Payment::new(&chain, permit2::Kind::Upto, facilitator);
             p.payer = payers[i % payers.len()].clone();
             p.from = p.payer.address();
+            // Signed before the run: valid long enough for the whole batch to go through one key.
+            p.deadline = payment::now() + 600;
             p
         })
         .collect();

@@ -814,3 +814,84 @@ async fn a_ledger_of_the_first_release_is_upgraded_in_place() {
         );
     }
 }
+
+/// `upto`: the signed maximum is kept beside the charge, and a charge of nothing is settled with
+/// no transaction, by a statement that refuses any other payment.
+#[tokio::test]
+async fn upto_rows_keep_their_maximum_and_a_charge_of_nothing_settles_without_a_transaction() {
+    for_both(|l| async move {
+        let claim_as = |key: &str, amount: &str, max: Option<&str>| {
+            let mut c = claim(key);
+            c.scheme = "upto".into();
+            c.amount = amount.into();
+            c.max_amount = max.map(str::to_string);
+            c
+        };
+        let win = |c: NewClaim| {
+            let l = l.clone();
+            async move {
+                match l.claim(&c, LEASE).await.expect("claim") {
+                    ClaimOutcome::Claimed(token) => token,
+                    other => panic!("expected to win the claim: {other:?}"),
+                }
+            }
+        };
+        let zero = win(claim_as("zero", "0", Some("2500"))).await;
+        assert!(
+            l.record_settled_empty("zero", &zero)
+                .await
+                .expect("record")
+                .applied()
+        );
+        let row = l.find("zero").await.expect("find").expect("row");
+        assert_eq!(row.state, SettlementState::Settled);
+        assert_eq!(
+            (
+                row.tx_id.as_deref(),
+                row.amount.as_str(),
+                row.max_amount.as_deref()
+            ),
+            (Some(""), "0", Some("2500"))
+        );
+        assert!(row.finalized_at.is_some(), "nothing to watch for reorgs");
+        assert!(l.unfinal(&nets(), 10).await.expect("unfinal").is_empty());
+        assert!(
+            !l.record_settled_empty("zero", &zero)
+                .await
+                .expect("again")
+                .applied(),
+            "only a claimed row"
+        );
+
+        // A positive charge, or a payment without a maximum, is never settled without a
+        // transaction.
+        let paid = win(claim_as("paid", "1500", Some("2500"))).await;
+        assert!(
+            !l.record_settled_empty("paid", &paid)
+                .await
+                .expect("record")
+                .applied()
+        );
+        let plain = win(claim_as("plain", "0", None)).await;
+        assert!(
+            !l.record_settled_empty("plain", &plain)
+                .await
+                .expect("record")
+                .applied()
+        );
+        let row = l.find("paid").await.expect("find").expect("row");
+        assert_eq!(
+            (row.state, row.max_amount.as_deref()),
+            (SettlementState::Claimed, Some("2500"))
+        );
+        assert_eq!(
+            l.find("plain")
+                .await
+                .expect("find")
+                .expect("row")
+                .max_amount,
+            None
+        );
+    })
+    .await;
+}

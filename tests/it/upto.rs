@@ -472,3 +472,47 @@ async fn upto_is_not_advertised_where_its_proxy_has_no_code() {
     again.stop().await;
     app.stop().await;
 }
+
+/// Twenty settles of one `upto` authorization at once, half charging 1 000 and half 2 000: one
+/// of them moves money, once; every other is told so.
+async fn concurrent_charges(db: Db) {
+    let chain = Chain::start().await;
+    let app = spawn_with(&chain, &db, permit2_options()).await;
+    let p = harness::funded_permit2(&chain, Kind::Upto, app.signers[0].address(), true).await;
+    let bodies: Vec<Value> = (0..20)
+        .map(|i| p.settle_body(U256::from(if i % 2 == 0 { 1000u64 } else { 2000 })))
+        .collect();
+    let answers = futures_util::future::join_all(bodies.iter().map(|b| app.settle(b))).await;
+    let wins: Vec<&Value> = answers.iter().filter(|a| a["success"] == true).collect();
+    assert_eq!(wins.len(), 1, "{answers:?}");
+    for a in &answers {
+        let reason = a["errorReason"].as_str().unwrap_or("");
+        assert!(
+            a["success"] == true
+                || reason == "duplicate_settlement"
+                || reason == "permit2_invalid_nonce",
+            "{a}"
+        );
+    }
+    let charged: u64 = wins[0]["amount"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("amount");
+    assert_eq!(chain.transfers_from(chain.permit_token, p.from).await, 1);
+    assert_eq!(
+        chain.balance(chain.permit_token, p.pay_to).await,
+        U256::from(charged)
+    );
+    assert_eq!(db.count("SELECT count(*) FROM settlements").await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_charges_of_one_authorization_move_money_once_sqlite() {
+    concurrent_charges(Db::sqlite()).await;
+}
+
+#[tokio::test]
+async fn concurrent_charges_of_one_authorization_move_money_once_postgres() {
+    concurrent_charges(Db::postgres().await).await;
+}
