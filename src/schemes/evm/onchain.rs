@@ -30,6 +30,8 @@ pub struct Reasons {
     pub expired: &'static str,
     /// Mined without the expected `Transfer`.
     pub no_transfer: &'static str,
+    /// It would not run as it stands (e.g. its gas estimate is above the network's cap).
+    pub unrunnable: &'static str,
 }
 
 pub trait OnChain: Send + Sync {

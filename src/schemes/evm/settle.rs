@@ -114,7 +114,7 @@ pub(super) async fn prepare<P: OnChain>(
         Err(transport) => return Err(rpc(transport).into()),
     };
     if gas > h.options.max_gas_limit {
-        return Err(Rejection::new(p.reasons().reverted)
+        return Err(Rejection::new(p.reasons().unrunnable)
             .with_message(format!(
                 "gas estimate {gas} exceeds this network's cap of {}",
                 h.options.max_gas_limit

@@ -447,6 +447,7 @@ static EIP3009_REASONS: Reasons = Reasons {
     spent: reason::NONCE_ALREADY_USED,
     expired: reason::VALID_BEFORE,
     no_transfer: reason::TRANSFER_EVENT_MISMATCH,
+    unrunnable: reason::SIMULATION_FAILED,
 };
 
 impl OnChain for Eip3009Payment {

@@ -115,6 +115,7 @@ static EXACT_REASONS: Reasons = Reasons {
     spent: reason::PERMIT2_INVALID_NONCE,
     expired: reason::PERMIT2_DEADLINE_EXPIRED,
     no_transfer: reason::TRANSFER_EVENT_MISMATCH,
+    unrunnable: reason::PERMIT2_SIMULATION_FAILED,
 };
 
 static UPTO_REASONS: Reasons = Reasons {
@@ -122,6 +123,7 @@ static UPTO_REASONS: Reasons = Reasons {
     spent: reason::PERMIT2_INVALID_NONCE,
     expired: reason::PERMIT2_DEADLINE_EXPIRED,
     no_transfer: reason::TRANSFER_EVENT_MISMATCH,
+    unrunnable: reason::PERMIT2_SIMULATION_FAILED,
 };
 
 impl OnChain for Permit2Payment {
