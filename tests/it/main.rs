@@ -11,5 +11,6 @@ mod http_surface;
 mod interop_suite;
 mod ledger_contract;
 mod money_path;
+mod replicas;
 mod sdk_interop;
 mod svm;
