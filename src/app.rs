@@ -54,9 +54,14 @@ impl Application {
             Duration::from_millis(settings.database.acquire_timeout_ms),
         )
         .await?;
+        // A drained key keeps its lease for the longest a settle that picked it can still take.
+        let drain = Duration::from_millis(
+            settings.settlement.confirm_timeout_ms + settings.settlement.lease_margin_ms,
+        );
         let leases = SignerLeases::new(
             ledger.clone(),
             Duration::from_millis(settings.settlement.signer_lease_ttl_ms),
+            drain,
         );
         let registry = build_registry(settings, leases.clone()).await?;
         if registry.is_empty() {
@@ -81,7 +86,7 @@ impl Application {
             }
         }
         let background = CancellationToken::new();
-        let tasks = vec![
+        let mut tasks = vec![
             leases.spawn_keeper(background.clone()),
             reconcile::spawn(
                 facilitator.clone(),
@@ -89,6 +94,7 @@ impl Application {
                 background.clone(),
             ),
         ];
+        tasks.extend(facilitator.spawn_handoffs(background.clone()));
         let supported_json = serde_json::to_vec(facilitator.supported())
             .map(Bytes::from)
             .map_err(|e| AppError::Network(format!("cannot serialise /supported: {e}")))?;
@@ -101,6 +107,9 @@ impl Application {
             receipts_token: settings.server.receipts_token.clone(),
             settle_slots: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.max_concurrent_settles,
+            )),
+            verify_slots: Arc::new(tokio::sync::Semaphore::new(
+                settings.server.max_concurrent_verifies,
             )),
             request_timeout,
         };

@@ -116,6 +116,8 @@ pub struct ServerSettings {
     pub receipts_token: Option<Secret>,
     /// Settles in flight on this replica; past it a settle gets 503 with `Retry-After`.
     pub max_concurrent_settles: usize,
+    /// Verifies in flight on this replica; past it a verify gets 503 with `Retry-After`.
+    pub max_concurrent_verifies: usize,
     /// How long a client may take to send a request's headers (slow clients hold connections).
     pub header_read_timeout_ms: u64,
 }
@@ -263,7 +265,17 @@ impl Settings {
                 self.settlement.confirm_timeout_ms
             ));
         }
-        if self.server.max_concurrent_settles == 0 || self.server.header_read_timeout_ms == 0 {
+        if self.server.request_timeout_ms >= 30_000 {
+            return bad(format!(
+                "server.request_timeout_ms ({}) must stay under the SDK clients' 30 s timeout, or \
+                 its answers arrive after the client gave up",
+                self.server.request_timeout_ms
+            ));
+        }
+        if self.server.max_concurrent_settles == 0
+            || self.server.max_concurrent_verifies == 0
+            || self.server.header_read_timeout_ms == 0
+        {
             return bad(
                 "server.max_concurrent_settles and server.header_read_timeout_ms must be positive"
                     .into(),

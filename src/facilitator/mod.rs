@@ -7,13 +7,13 @@
 //! concurrent or replayed settle can never broadcast twice and a crash leaves a row that says
 //! what may be on chain.
 
+mod handoff;
 pub mod leases;
 pub mod metrics;
 mod payment_id;
 pub mod reconcile;
 mod settle;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,34 +50,94 @@ pub struct SettleTiming {
     pub lease_margin: Duration,
 }
 
-/// What the HTTP layer and a running settle share: the transaction once it is recorded, and
-/// whether the client stopped waiting (it was answered without the outcome, which it is then
-/// owed).
+/// What the HTTP layer and a running settle share, under one lock: the newest transaction once
+/// it is recorded, the confirmed one once the chain has spoken, and whether the client stopped
+/// waiting. Exactly one side delivers the outcome: the settle, if it gets there first (it then
+/// clears the answer owed to its client), or the HTTP layer's cut-off, which answers with what
+/// the watch holds and leaves the answer owed (every recorded transaction makes its client owed
+/// the outcome until it is delivered; see docs/ledger.md).
 #[derive(Debug, Default)]
 pub struct SettleWatch {
-    recorded: Mutex<Option<(String, String)>>,
-    abandoned: AtomicBool,
+    state: Mutex<Watched>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Watched {
+    recorded: Option<(String, String)>,
+    /// The amount a success names (`upto`'s charge; see `SettleResponse::amount`).
+    amount: Option<String>,
+    confirmed: Option<String>,
+    abandoned: bool,
+}
+
+/// What the cut-off found when the client stopped waiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CutOff {
+    /// The chain confirmed this transaction (of the payment with this replay key): answer the
+    /// success (naming `amount` when the scheme does), and clear what is owed (see
+    /// `Facilitator::delivered`).
+    Confirmed {
+        replay_key: String,
+        tx: String,
+        amount: Option<String>,
+    },
+    /// This transaction was recorded (it may be on chain): answer `settlement_pending`.
+    Recorded(String),
+    /// Nothing was recorded, so nothing can ever be sent for this request.
+    Nothing,
 }
 
 impl SettleWatch {
-    fn recorded(&self, replay_key: &str, tx: &str) {
-        if let Ok(mut r) = self.recorded.lock() {
-            *r = Some((replay_key.to_string(), tx.to_string()));
+    /// A watch for a settle nobody waits on (a hand-off taken for another replica): it never
+    /// clears an answer owed to a client.
+    pub(crate) fn unwatched() -> Self {
+        SettleWatch {
+            state: Mutex::new(Watched {
+                abandoned: true,
+                ..Watched::default()
+            }),
         }
     }
 
-    /// `(replay key, transaction)` of the newest transaction recorded so far.
-    pub fn transaction(&self) -> Option<(String, String)> {
-        self.recorded.lock().ok().and_then(|r| r.clone())
+    /// A transaction was recorded for this request, whose success names `amount`.
+    fn recorded(&self, replay_key: &str, tx: &str, amount: Option<String>) {
+        if let Ok(mut w) = self.state.lock() {
+            w.recorded = Some((replay_key.to_string(), tx.to_string()));
+            w.amount = amount;
+        }
     }
 
-    /// The client will not see this settle's answer.
-    pub fn abandon(&self) {
-        self.abandoned.store(true, Ordering::SeqCst);
+    /// The chain confirmed `tx`: `true` when this settle is the one delivering the outcome (the
+    /// client still waits), `false` when the client was already answered by the cut-off.
+    fn deliver(&self, tx: &str) -> bool {
+        let Ok(mut w) = self.state.lock() else {
+            return false;
+        };
+        if w.abandoned {
+            return false;
+        }
+        w.confirmed = Some(tx.to_string());
+        true
     }
 
-    fn abandoned(&self) -> bool {
-        self.abandoned.load(Ordering::SeqCst)
+    /// The client stops waiting; what to tell it.
+    pub fn abandon(&self) -> CutOff {
+        let Ok(mut w) = self.state.lock() else {
+            return CutOff::Nothing;
+        };
+        w.abandoned = true;
+        match (&w.confirmed, &w.recorded) {
+            (Some(tx), recorded) => CutOff::Confirmed {
+                replay_key: recorded
+                    .as_ref()
+                    .map(|(k, _)| k.clone())
+                    .unwrap_or_default(),
+                tx: tx.clone(),
+                amount: w.amount.clone(),
+            },
+            (None, Some((_, tx))) => CutOff::Recorded(tx.clone()),
+            (None, None) => CutOff::Nothing,
+        }
     }
 }
 
@@ -88,6 +148,16 @@ pub struct Facilitator {
     timing: SettleTiming,
     supported: SupportedResponse,
     pub metrics: Metrics,
+    handoffs: Handoffs,
+}
+
+/// Hand-offs between replicas (Postgres only): wake-ups for the taker when one is queued and
+/// for requesters when an outcome is recorded (see `handoff.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct Handoffs {
+    pub enabled: bool,
+    pub work: tokio::sync::Notify,
+    pub outcome: tokio::sync::Notify,
 }
 
 /// Which endpoint a request's checks are for (see `Scheme::check_settle`).
@@ -108,6 +178,10 @@ impl Facilitator {
         timing: SettleTiming,
     ) -> Self {
         let supported = registry.supported(EXTENSIONS.iter().map(|e| e.to_string()).collect());
+        let handoffs = Handoffs {
+            enabled: ledger.backend() == crate::ledger::Backend::Postgres,
+            ..Handoffs::default()
+        };
         Facilitator {
             registry,
             ledger,
@@ -115,6 +189,7 @@ impl Facilitator {
             timing,
             supported,
             metrics: Metrics::default(),
+            handoffs,
         }
     }
 
@@ -133,6 +208,23 @@ impl Facilitator {
     /// The CAIP-2 networks some handler serves: the reconciler works only on their rows.
     pub fn served_networks(&self) -> Vec<String> {
         self.registry.networks()
+    }
+
+    /// The served networks this process can sign for right now (it takes their hand-offs).
+    pub fn signing_networks(&self) -> Vec<String> {
+        self.registry.signing_networks()
+    }
+
+    pub fn leases(&self) -> &Arc<SignerLeases> {
+        &self.leases
+    }
+
+    /// Starts the hand-off taker and the notification listener (Postgres; nothing on SQLite).
+    pub fn spawn_handoffs(
+        self: &Arc<Self>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        handoff::spawn(self.clone(), stop)
     }
 
     /// The deadline of a request that arrived at `arrived`.
@@ -175,7 +267,11 @@ impl Facilitator {
             Ok(payment) => payment,
             Err(rejection) => return Ok(invalid(rejection)),
         };
-        if let Some(rejection) = self.replay_rejection(&payment).await? {
+        let payment_id = payment_id::extract(request).ok().flatten();
+        if let Some(rejection) = self
+            .replay_rejection(handler.as_ref(), &payment, payment_id.as_deref())
+            .await?
+        {
             return Ok(invalid(rejection));
         }
         if let Some(rejection) = handler.simulate(&payment, deadline).await? {
@@ -229,15 +325,22 @@ impl Facilitator {
             Ok(id) => id,
             Err(rejection) => return Ok(settle_failure(rejection, "", &network)),
         };
+        // The payment's identity, from its parsed form (no clock, no chain); a request the
+        // plugin cannot even parse is refused by the check below.
+        let fingerprint = handler
+            .revive(request)
+            .map(|p| p.meta.fingerprint)
+            .unwrap_or_else(|_| request.fingerprint());
         let job = Settle {
             fac: self,
             handler: handler.as_ref(),
             request,
             network,
-            fingerprint: request.fingerprint(),
+            fingerprint,
             payment_id,
             deadline: plugin_deadline(self.deadline(arrived)),
             watch,
+            handed_off: false,
         };
         // payment-identifier first, before any clock: a retry of a settled payment gets its
         // answer even after the authorization's window closed (digest §6.2).
@@ -263,20 +366,29 @@ impl Facilitator {
         }
     }
 
-    /// Called when a settle's answer was cut off before it was known (the server's own time
-    /// bound): its client is owed the final answer.
-    /// The mark is written in the background: the ledger may be what is holding the settle up,
-    /// and the client's answer must not wait for it.
-    pub fn owe(&self, watch: &SettleWatch) {
-        watch.abandon();
-        if let Some((key, _)) = watch.transaction() {
-            let ledger = self.ledger.clone();
-            tokio::spawn(async move {
-                if let Err(e) = ledger.owe_answer(&key).await {
-                    tracing::warn!(replay_key = %key, error = %e, "cannot mark an answer as owed");
+    /// The HTTP layer delivered a settle's success itself (its own ledger write was late):
+    /// clear what the payment's client is owed, in the background (the ledger may be what is
+    /// slow), so that a replay is not answered again.
+    pub fn delivered(&self, replay_key: String, payment_id: Option<String>) {
+        let ledger = self.ledger.clone();
+        // As long as the settle may still be writing its outcome (its lease), and a little more.
+        let tries = (self.timing.deadline + self.timing.lease_margin).as_millis() / 500 + 20;
+        tokio::spawn(async move {
+            // Lost: the settle's own write has not landed yet, or someone collected it.
+            for _ in 0..tries {
+                match ledger
+                    .take_owed_answer(&replay_key, payment_id.as_deref())
+                    .await
+                {
+                    Ok(crate::ledger::Transition::Applied) => return,
+                    Ok(crate::ledger::Transition::Lost) => {}
+                    Err(e) => {
+                        tracing::warn!(replay_key = %replay_key, error = %e, "cannot clear an owed answer")
+                    }
                 }
-            });
-        }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
     }
 
     /// The plugin's checks. `Err` inside `Ok` is a business rejection.
@@ -326,15 +438,30 @@ impl Facilitator {
             })
     }
 
-    /// A payment whose replay key is claimed, in flight or settled is not valid again.
+    /// A payment whose replay key is claimed, in flight or settled is not valid again, except
+    /// for the payment itself while it is in flight or owed its outcome: a buyer who retries
+    /// the same payment through the seller (its first attempt timed out) must be let through to
+    /// the settle that answers it, not sent to sign a second payment.
     async fn replay_rejection(
         &self,
+        handler: &dyn SchemeHandler,
         payment: &CheckedPayment,
+        payment_id: Option<&str>,
     ) -> Result<Option<Rejection>, FacilitatorError> {
         let Some(row) = self.ledger.find(&payment.meta.replay_key).await? else {
             return Ok(None);
         };
         if row.state == SettlementState::Failed {
+            return Ok(None);
+        }
+        let same = settle::revive_stored(handler, &row.request)
+            .is_ok_and(|(_, stored)| stored.meta.fingerprint == payment.meta.fingerprint);
+        let owed = row.owed
+            && row
+                .payment_id
+                .as_deref()
+                .is_none_or(|id| Some(id) == payment_id);
+        if same && (row.state != SettlementState::Settled || owed) {
             return Ok(None);
         }
         let message = match row.tx_id {

@@ -23,6 +23,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0002_money_path.sql"),
     ),
     (
+        3,
+        "replicas",
+        include_str!("../../migrations/postgres/0003_replicas.sql"),
+    ),
+    (
         7,
         "upto_amounts",
         include_str!("../../migrations/postgres/0007_upto_amounts.sql"),
@@ -39,6 +44,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         2,
         "money_path",
         include_str!("../../migrations/sqlite/0002_money_path.sql"),
+    ),
+    (
+        3,
+        "replicas",
+        include_str!("../../migrations/sqlite/0003_replicas.sql"),
     ),
     (
         7,

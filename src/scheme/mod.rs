@@ -153,6 +153,11 @@ pub struct PaymentMeta {
     pub asset: String,
     /// What this payment moves (for `upto`, the charge the seller settles).
     pub amount: String,
+    /// What makes two requests *the same payment*: a digest of the signed payment and the terms
+    /// it pays, computed from parsed values so that encodings (number formats, hex case…) do not
+    /// matter. A request whose fingerprint differs from a ledger row's is another payment and
+    /// never acts on that row.
+    pub fingerprint: String,
     /// The most the payer signed for, in schemes where the seller picks the charge at settle
     /// (`upto`, docs/schemes.md): the ledger keeps it beside `amount`, and the settle answer
     /// then names the amount charged. `None` for schemes that move what was signed.
@@ -165,6 +170,11 @@ impl PaymentMeta {
     /// so that its replay key stays spent and a retry is answered the same.
     pub fn moves_nothing(&self) -> bool {
         self.max_amount.is_some() && self.amount == "0"
+    }
+
+    /// The `amount` a settle answer names: the charge, in schemes where the seller picks it.
+    pub fn charged(&self) -> Option<String> {
+        self.max_amount.as_ref().map(|_| self.amount.clone())
     }
 }
 
@@ -409,6 +419,13 @@ pub trait Scheme: Send + Sync + 'static {
     /// A prepared transaction will not be sent (its record was refused): give back what
     /// `prepare` reserved, e.g. an EVM nonce, so that no gap stalls the signer.
     async fn discard(&self, _signed: &SignedView<'_, Self::Signed>) {}
+
+    /// Whether this process can sign a settlement now (it holds a lease on a key of this
+    /// network that is not being handed over). When it cannot, the core hands the payment to a
+    /// replica that can.
+    fn can_sign(&self) -> bool {
+        true
+    }
 }
 
 /// A scheme handler as the core holds it: [`Scheme`] with its types erased (see [`Erased`]).
@@ -472,6 +489,7 @@ pub trait SchemeHandler: Send + Sync + 'static {
         deadline: Deadline,
     ) -> Result<Finality, SchemeError>;
     async fn discard(&self, prepared: &Prepared);
+    fn can_sign(&self) -> bool;
 }
 
 /// What a factory made of one configured network.

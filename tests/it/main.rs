@@ -13,6 +13,7 @@ mod ledger_contract;
 mod money_path;
 mod permit2_exact;
 mod presets;
+mod replicas;
 mod sdk_interop;
 mod svm;
 mod upto;

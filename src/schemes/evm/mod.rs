@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, Bytes, U256};
+use alloy::rpc::types::{Filter, Log};
 use alloy::sol_types::SolValue;
 use async_trait::async_trait;
 use tracing::{info, warn};
@@ -72,6 +73,8 @@ pub struct Eip3009Payment {
     pub route: SignatureRoute,
     pub domain_name: String,
     pub domain_version: String,
+    /// See `verify::fingerprint`.
+    pub fingerprint: String,
 }
 
 /// A checked EVM payment of any kind: `exact` by EIP-3009 or by Permit2, or `upto` (a
@@ -120,6 +123,42 @@ impl OnChain for EvmPayment {
         match self {
             EvmPayment::Eip3009(p) => p.is_spent(answer),
             EvmPayment::Permit2(p) => p.is_spent(answer),
+        }
+    }
+    fn executions(&self, net: &EvmNetwork) -> Filter {
+        match self {
+            EvmPayment::Eip3009(p) => p.executions(net),
+            EvmPayment::Permit2(p) => p.executions(net),
+        }
+    }
+    fn may_execute(&self, log: &Log) -> bool {
+        match self {
+            EvmPayment::Eip3009(p) => p.may_execute(log),
+            EvmPayment::Permit2(p) => p.may_execute(log),
+        }
+    }
+    fn needs_calldata(&self) -> bool {
+        match self {
+            EvmPayment::Eip3009(p) => p.needs_calldata(),
+            EvmPayment::Permit2(p) => p.needs_calldata(),
+        }
+    }
+    fn executed_in(&self, input: &[u8]) -> bool {
+        match self {
+            EvmPayment::Eip3009(p) => p.executed_in(input),
+            EvmPayment::Permit2(p) => p.executed_in(input),
+        }
+    }
+    fn cancellations(&self, net: &EvmNetwork) -> Filter {
+        match self {
+            EvmPayment::Eip3009(p) => p.cancellations(net),
+            EvmPayment::Permit2(p) => p.cancellations(net),
+        }
+    }
+    fn cancels(&self, log: &Log) -> bool {
+        match self {
+            EvmPayment::Eip3009(p) => p.cancels(log),
+            EvmPayment::Permit2(p) => p.cancels(log),
         }
     }
     fn reasons(&self) -> &'static Reasons {
@@ -374,6 +413,13 @@ impl Scheme for EvmHandler {
 
     async fn discard(&self, signed: &SignedView<'_, settle::SignedTx>) {
         settle::discard(&self.net, signed).await;
+    }
+
+    fn can_sign(&self) -> bool {
+        let net = &self.net;
+        net.signers
+            .addresses()
+            .any(|a| net.gate.fence(&net.lease_key(a)).is_some())
     }
 }
 

@@ -21,7 +21,7 @@ use super::options::EvmOptions;
 use super::signers::SignerPool;
 use crate::config::NetworkSettings;
 use crate::protocol::NetworkId;
-use crate::scheme::{Deadline, SignerGate};
+use crate::scheme::{Deadline, Finality, SignerGate};
 
 pub struct EvmNetwork {
     pub network: NetworkId,
@@ -31,6 +31,8 @@ pub struct EvmNetwork {
     pub gate: Arc<dyn SignerGate>,
     pub options: EvmOptions,
     pub(super) fees: tokio::sync::Mutex<Option<(Instant, Eip1559Estimation)>>,
+    /// Reorg verdicts per (block number, block hash), shared by the payments of one block.
+    pub(super) block_verdicts: std::sync::Mutex<HashMap<(u64, String), (Finality, Instant)>>,
 }
 
 impl EvmNetwork {
@@ -117,6 +119,7 @@ impl Networks {
             gate,
             options,
             fees: tokio::sync::Mutex::new(None),
+            block_verdicts: std::sync::Mutex::default(),
         };
         if let Err(why) = net.probe(slug).await? {
             return Ok(Opened::NotServed(why));

@@ -1,10 +1,12 @@
 //! What a checked EVM payment asks of the chain, in the terms the shared settle machinery
 //! (`settle.rs`) needs: the call that performs it, who may send it, the `Transfer` its receipt
 //! must carry, when it can no longer be mined, how to read whether the payer's authorization was
-//! spent, and its reason strings. EIP-3009 `exact`, Permit2 `exact` and `upto` each implement
+//! spent, how to find someone else's transaction that executed or cancelled it, and its reason
+//! strings. EIP-3009 `exact`, Permit2 `exact` and `upto` each implement
 //! it; nothing else in the settle path knows which one it is running.
 
 use alloy::primitives::{Address, Bytes, U256};
+use alloy::rpc::types::{Filter, Log};
 
 use super::chain::RpcFailure;
 use super::network::EvmNetwork;
@@ -54,6 +56,37 @@ pub trait OnChain: Send + Sync {
 
     /// Decodes the answer to [`OnChain::spent_query`]; `None` when it is unreadable.
     fn is_spent(&self, answer: &[u8]) -> Option<bool>;
+
+    /// Logs among which a transaction that executed this authorization, when none of ours did,
+    /// is named (`settle.rs`: a front-run copy of our calldata, another facilitator settling the
+    /// same payment). No block range: the caller adds it.
+    fn executions(&self, net: &EvmNetwork) -> Filter;
+
+    /// Whether a log found by [`OnChain::executions`] may name such a transaction (a cheap
+    /// look at the log before its transaction is fetched).
+    fn may_execute(&self, _log: &Log) -> bool {
+        true
+    }
+
+    /// Whether the found transaction's calldata must also name the authorization: where no
+    /// event names it (Permit2 logs nothing of the nonce it uses), its `Transfer` alone could
+    /// be another payment between the same two parties.
+    fn needs_calldata(&self) -> bool {
+        false
+    }
+
+    /// See [`OnChain::needs_calldata`].
+    fn executed_in(&self, _input: &[u8]) -> bool {
+        true
+    }
+
+    /// Logs among which the payer's cancellation of this authorization would be.
+    fn cancellations(&self, net: &EvmNetwork) -> Filter;
+
+    /// Whether a log found by [`OnChain::cancellations`] cancels this very authorization.
+    fn cancels(&self, _log: &Log) -> bool {
+        true
+    }
 
     fn reasons(&self) -> &'static Reasons;
 

@@ -42,6 +42,8 @@ struct Raw {
     exact_permit2_proxy: Option<String>,
     upto_permit2_proxy: Option<String>,
     upto_facilitator: Option<String>,
+    #[serde(default = "default_log_lookback")]
+    log_lookback_blocks: u64,
 }
 
 fn default_poll() -> u64 {
@@ -68,6 +70,11 @@ fn default_stuck_after() -> u64 {
 /// verdict: a few blocks of slack for a head that is about to be replaced.
 fn default_expiry_margin() -> u64 {
     30
+}
+/// How far back the token's `AuthorizationUsed` events are searched for the transaction that
+/// executed a payment's authorization when none of ours did (payments live for minutes).
+fn default_log_lookback() -> u64 {
+    10_000
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +106,8 @@ pub struct EvmOptions {
     pub upto_permit2_proxy: Address,
     /// The key advertised as `upto`'s `extra.facilitatorAddress`; the first key when unset.
     pub upto_facilitator: Option<Address>,
+    /// See `default_log_lookback`.
+    pub log_lookback_blocks: u64,
 }
 
 impl EvmOptions {
@@ -164,6 +173,7 @@ impl EvmOptions {
             exact_permit2_proxy,
             upto_permit2_proxy,
             upto_facilitator,
+            log_lookback_blocks: raw.log_lookback_blocks,
         })
     }
 }

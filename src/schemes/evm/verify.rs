@@ -9,7 +9,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy::primitives::{Address, B256, Bytes, U256, uint};
-use alloy::sol_types::{SolCall, SolValue};
+use alloy::rpc::types::Filter;
+use alloy::sol_types::{SolCall, SolEvent, SolValue};
 use serde_json::Value;
 
 use super::chain::RpcFailure;
@@ -72,14 +73,6 @@ fn parse(h: &EvmNetwork, req: &PaymentRequest) -> Result<Parsed, Rejection> {
             "asset, payTo or amount is malformed".into(),
         );
     };
-    if let Some(allowed) = &h.options.assets
-        && !allowed.contains(&asset)
-    {
-        return no(
-            generic::INVALID_PAYMENT_REQUIREMENTS,
-            format!("asset {asset} is not accepted here"),
-        );
-    }
     let parsed = match payload::parse(req.scheme_payload()) {
         Ok(p) => p,
         Err(PayloadError::UnsupportedType(m)) => return no(reason::UNSUPPORTED_PAYLOAD_TYPE, m),
@@ -91,6 +84,7 @@ fn parse(h: &EvmNetwork, req: &PaymentRequest) -> Result<Parsed, Rejection> {
         None if parsed.signature.len() == 65 => SignatureRoute::Eoa,
         None => SignatureRoute::ContractWallet,
     };
+    let fingerprint = fingerprint(h.chain_id, asset, pay_to, amount, &parsed);
     Ok(Parsed {
         deployment: parsed.deployment,
         payment: Eip3009Payment {
@@ -103,8 +97,50 @@ fn parse(h: &EvmNetwork, req: &PaymentRequest) -> Result<Parsed, Rejection> {
             route,
             domain_name,
             domain_version,
+            fingerprint,
         },
     })
+}
+
+/// What makes two requests the same payment, from parsed values, so that encodings do not
+/// matter (a value as a number or a string, leading zeros, address or hex case, `v` as 0/1 or
+/// 27/28): the chain, the asset, the payee and amount, the authorization, the signature and
+/// any ERC-6492 deployment.
+fn fingerprint(
+    chain_id: u64,
+    asset: Address,
+    pay_to: Address,
+    amount: U256,
+    parsed: &payload::ParsedPayload,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let a = &parsed.authorization;
+    let mut signature = parsed.signature.to_vec();
+    if signature.len() == 65 && signature[64] < 27 {
+        signature[64] += 27;
+    }
+    let deployment = parsed
+        .deployment
+        .as_ref()
+        .map(|d| {
+            format!(
+                "{:#x}:{}",
+                d.factory,
+                alloy::primitives::hex::encode(&d.calldata)
+            )
+        })
+        .unwrap_or_default();
+    let terms = format!(
+        "evm-exact|{chain_id}|{asset:#x}|{pay_to:#x}|{amount}|{:#x}|{:#x}|{}|{}|{}|{:#x}|{}|{deployment}",
+        a.from,
+        a.to,
+        a.value,
+        a.valid_after,
+        a.valid_before,
+        a.nonce,
+        alloy::primitives::hex::encode(&signature),
+    );
+    alloy::primitives::hex::encode(Sha256::digest(terms.as_bytes()))
 }
 
 fn checked(h: &EvmNetwork, p: Eip3009Payment) -> Checked<Eip3009Payment> {
@@ -119,6 +155,7 @@ fn checked(h: &EvmNetwork, p: Eip3009Payment) -> Checked<Eip3009Payment> {
             pay_to: p.pay_to.to_checksum(None),
             asset: p.asset.to_checksum(None),
             amount: p.amount.to_string(),
+            fingerprint: p.fingerprint.clone(),
             max_amount: None,
         },
         payment: p,
@@ -144,6 +181,16 @@ pub(super) async fn check(
         deployment,
     } = parse(h, req)?;
     let payer = payment.authorization.from.to_checksum(None);
+    // Operator policy belongs to the check, not to parsing: a stored payment is reconciled
+    // even if the allow-list changed since.
+    if let Some(allowed) = &h.options.assets
+        && !allowed.contains(&payment.asset)
+    {
+        return Err(Rejection::new(generic::INVALID_PAYMENT_REQUIREMENTS)
+            .with_message(format!("asset {} is not accepted here", payment.asset))
+            .with_payer(payer)
+            .into());
+    }
     check_parsed(h, &mut payment, deployment.as_ref(), deadline)
         .await
         .map_err(|stop| stop.with_payer(&payer))?;
@@ -481,6 +528,26 @@ impl OnChain for Eip3009Payment {
 
     fn is_spent(&self, answer: &[u8]) -> Option<bool> {
         bool::abi_decode(answer).ok()
+    }
+
+    /// The token's `AuthorizationUsed(from, nonce)` names the transaction that used it.
+    fn executions(&self, _net: &EvmNetwork) -> Filter {
+        let a = &self.authorization;
+        Filter::new()
+            .address(self.asset)
+            .event_signature(IEip3009::AuthorizationUsed::SIGNATURE_HASH)
+            .topic1(a.from.into_word())
+            .topic2(a.nonce)
+    }
+
+    /// `AuthorizationCanceled(from, nonce)`: the payer's `cancelAuthorization`.
+    fn cancellations(&self, _net: &EvmNetwork) -> Filter {
+        let a = &self.authorization;
+        Filter::new()
+            .address(self.asset)
+            .event_signature(IEip3009::AuthorizationCanceled::SIGNATURE_HASH)
+            .topic1(a.from.into_word())
+            .topic2(a.nonce)
     }
 
     fn reasons(&self) -> &'static Reasons {

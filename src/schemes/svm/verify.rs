@@ -274,6 +274,8 @@ fn parse(
             network: h.network.clone(),
             payer,
             replay_key: format!("{}/{message_hash}", h.network),
+            // The wire transaction decodes canonically, so its bytes are the payment.
+            fingerprint: bs58::encode(Sha256::digest(tx.serialize())).into_string(),
             replay_reason: crate::protocol::reason::DUPLICATE_SETTLEMENT,
             pay_to: pay_to.to_string(),
             asset: mint.to_string(),

@@ -3,8 +3,9 @@
 //! of the diagnosis, Permit2's nonce bitmap, and the revert selectors the contracts answer with.
 
 use alloy::primitives::{Address, Bytes, U256};
+use alloy::rpc::types::{Filter, Log};
 use alloy::sol;
-use alloy::sol_types::SolCall;
+use alloy::sol_types::{SolCall, SolEvent};
 
 use super::{Permit2Payment, Proxy};
 
@@ -59,6 +60,7 @@ sol! {
 
     interface IPermit2 {
         function nonceBitmap(address owner, uint256 wordPos) external view returns (uint256);
+        event UnorderedNonceInvalidation(address indexed owner, uint256 word, uint256 mask);
         error SignatureExpired(uint256 signatureDeadline);
         error InvalidAmount(uint256 maxAmount);
         error InvalidNonce();
@@ -166,6 +168,32 @@ pub(super) fn nonce_word(p: &Permit2Payment) -> (Address, Bytes) {
 
 pub(super) fn nonce_bit(nonce: U256) -> U256 {
     U256::from(1u8) << (nonce & U256::from(0xffu8)).to::<usize>()
+}
+
+/// Permit2's `UnorderedNonceInvalidation(owner, …)` logs: how a payer cancels unused nonces.
+pub(super) fn invalidations(p: &Permit2Payment) -> Filter {
+    Filter::new()
+        .address(p.contracts.permit2)
+        .event_signature(IPermit2::UnorderedNonceInvalidation::SIGNATURE_HASH)
+        .topic1(p.authorization.from.into_word())
+}
+
+/// Whether an `UnorderedNonceInvalidation` log spends this payment's nonce.
+pub(super) fn invalidates(p: &Permit2Payment, log: &Log) -> bool {
+    let nonce = p.authorization.nonce;
+    IPermit2::UnorderedNonceInvalidation::decode_log(&log.inner).is_ok_and(|e| {
+        e.owner == p.authorization.from
+            && e.word == nonce >> 8
+            && e.mask & nonce_bit(nonce) != U256::ZERO
+    })
+}
+
+/// Whether calldata carries this payment's Permit2 nonce as an ABI word: Permit2 logs nothing
+/// of the nonce a transfer uses, so a transaction found by its `Transfer` must also carry the
+/// random 256-bit nonce to be this payment (through a proxy or any contract calling one).
+pub(super) fn carries_nonce(p: &Permit2Payment, input: &[u8]) -> bool {
+    let word = p.authorization.nonce.to_be_bytes::<32>();
+    input.windows(32).any(|w| w == word)
 }
 
 #[cfg(test)]

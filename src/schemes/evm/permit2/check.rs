@@ -40,6 +40,16 @@ struct Parsed {
     deployment: Option<Deployment>,
 }
 
+impl Parsed {
+    fn terms(&self) -> Terms {
+        Terms {
+            pay_to: self.pay_to,
+            asset: self.asset,
+            required: self.required,
+        }
+    }
+}
+
 fn parse(
     net: &EvmNetwork,
     contracts: Contracts,
@@ -132,7 +142,7 @@ fn parse(
     })
 }
 
-fn checked(net: &EvmNetwork, p: Permit2Payment, pay_to: Address) -> Checked<Permit2Payment> {
+fn checked(net: &EvmNetwork, p: Permit2Payment, parsed: &Terms) -> Checked<Permit2Payment> {
     let a = &p.authorization;
     Checked {
         meta: PaymentMeta {
@@ -141,13 +151,60 @@ fn checked(net: &EvmNetwork, p: Permit2Payment, pay_to: Address) -> Checked<Perm
             // Permit2's own replay domain: one (owner, nonce) per chain, whatever the spender.
             replay_key: format!("{}/permit2/{:#x}/{}", net.network, a.from, a.nonce),
             replay_reason: reason::PERMIT2_INVALID_NONCE,
-            pay_to: pay_to.to_checksum(None),
+            pay_to: parsed.pay_to.to_checksum(None),
             asset: a.token.to_checksum(None),
             amount: p.charge.to_string(),
+            fingerprint: fingerprint(net.chain_id, &p, parsed),
             max_amount: (p.kind == Proxy::Upto).then(|| a.amount.to_string()),
         },
         payment: p,
     }
+}
+
+/// The seller's terms a payment is checked against (`requirements`), parsed.
+struct Terms {
+    pay_to: Address,
+    asset: Address,
+    /// `requirements.amount`: the price (`exact`), the maximum at verify and the charge at
+    /// settle (`upto`).
+    required: U256,
+}
+
+/// What makes two requests the same payment (`PaymentMeta::fingerprint`), from parsed values so
+/// that encodings do not matter (decimal or hex numbers, address and hex case, `v` as 0/1 or
+/// 27/28): the chain, the scheme, the seller's terms (for `upto` the charge, so another charge
+/// for the same authorization is another payment), the signed authorization, its signature and
+/// any EIP-2612 permit sent with it (which changes the transaction).
+fn fingerprint(chain_id: u64, p: &Permit2Payment, terms: &Terms) -> String {
+    use sha2::{Digest, Sha256};
+    let a = &p.authorization;
+    let mut signature = p.signature.to_vec();
+    if signature.len() == 65 && signature[64] < 27 {
+        signature[64] += 27;
+    }
+    let permit = p
+        .permit2612
+        .as_ref()
+        .map(|e| format!("{}:{}:{:#x}:{:#x}:{}", e.value, e.deadline, e.r, e.s, e.v))
+        .unwrap_or_default();
+    let facilitator = a.facilitator.map(|f| format!("{f:#x}")).unwrap_or_default();
+    let line = format!(
+        "evm-permit2-{}|{chain_id}|{:#x}|{:#x}|{}|{:#x}|{:#x}|{}|{:#x}|{}|{}|{:#x}|{facilitator}|{}|{}|{permit}",
+        p.kind.scheme(),
+        terms.asset,
+        terms.pay_to,
+        terms.required,
+        a.from,
+        a.token,
+        a.amount,
+        a.spender,
+        a.nonce,
+        a.deadline,
+        a.to,
+        a.valid_after,
+        alloy::primitives::hex::encode(&signature),
+    );
+    alloy::primitives::hex::encode(Sha256::digest(line.as_bytes()))
 }
 
 /// A stored request as a payment, for reconciling its recorded transaction.
@@ -158,11 +215,12 @@ pub fn revive(
     req: &PaymentRequest,
 ) -> Result<Checked<Permit2Payment>, Rejection> {
     let parsed = parse(net, contracts, kind, req)?;
+    let terms = parsed.terms();
     let mut payment = parsed.payment;
     // The permit the payment was settled with (its time checks are not repeated).
     let a = &payment.authorization;
     payment.permit2612 = eip2612::extract(req, a.from, a.token, contracts.permit2, 0)?;
-    Ok(checked(net, payment, parsed.pay_to))
+    Ok(checked(net, payment, &terms))
 }
 
 /// Every check but the simulation, in the SDK's order (module docs).
@@ -179,7 +237,8 @@ pub async fn check(
     check_parsed(net, &mut parsed, req, phase, deadline)
         .await
         .map_err(|stop| stop.with_payer(&payer))?;
-    Ok(checked(net, parsed.payment, parsed.pay_to))
+    let terms = parsed.terms();
+    Ok(checked(net, parsed.payment, &terms))
 }
 
 fn refuse(why: &str, message: impl Into<String>) -> Result<(), Stop> {

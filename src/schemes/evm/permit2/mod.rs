@@ -19,13 +19,15 @@ mod payload;
 mod typed;
 
 use alloy::primitives::{Address, Bytes, U256, address};
-use alloy::sol_types::SolValue;
+use alloy::rpc::types::{Filter, Log};
+use alloy::sol_types::{SolEvent, SolValue};
 
 pub use self::check::{check, revive, simulate};
 pub use self::diagnose::diagnose;
 pub use self::eip2612::Eip2612Permit;
 pub use self::payload::raw_from;
 use super::chain::RpcFailure;
+use super::contracts::IEip3009;
 use super::network::EvmNetwork;
 use super::onchain::{OnChain, Reasons, Transfer};
 use super::reason;
@@ -160,6 +162,37 @@ impl OnChain for Permit2Payment {
     fn is_spent(&self, answer: &[u8]) -> Option<bool> {
         let word = U256::abi_decode(answer).ok()?;
         Some(word & calls::nonce_bit(self.authorization.nonce) != U256::ZERO)
+    }
+
+    /// Permit2 logs nothing of the nonce it uses: the asset's `Transfer(payer, payee)` logs,
+    /// of the charge ([`OnChain::may_execute`]), whose transaction's calldata carries the nonce.
+    fn executions(&self, _net: &EvmNetwork) -> Filter {
+        let a = &self.authorization;
+        Filter::new()
+            .address(a.token)
+            .event_signature(IEip3009::Transfer::SIGNATURE_HASH)
+            .topic1(a.from.into_word())
+            .topic2(a.to.into_word())
+    }
+
+    fn may_execute(&self, log: &Log) -> bool {
+        IEip3009::Transfer::decode_log(&log.inner).is_ok_and(|t| t.value == self.charge)
+    }
+
+    fn needs_calldata(&self) -> bool {
+        true
+    }
+
+    fn executed_in(&self, input: &[u8]) -> bool {
+        calls::carries_nonce(self, input)
+    }
+
+    fn cancellations(&self, _net: &EvmNetwork) -> Filter {
+        calls::invalidations(self)
+    }
+
+    fn cancels(&self, log: &Log) -> bool {
+        calls::invalidates(self, log)
     }
 
     fn reasons(&self) -> &'static Reasons {
