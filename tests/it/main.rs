@@ -12,6 +12,7 @@ mod interop_suite;
 mod ledger_contract;
 mod money_path;
 mod permit2_exact;
+mod permit2_money_path;
 mod presets;
 mod replicas;
 mod sdk_interop;

@@ -252,6 +252,38 @@ impl Chain {
         );
     }
 
+    /// A transaction sent by `key` itself with a priority fee of `tip` wei, without waiting for
+    /// it to be mined (to race a transaction already in the mempool); returns its hash.
+    pub async fn send_as_with_tip(
+        &self,
+        key: &PrivateKeySigner,
+        to: Address,
+        data: Vec<u8>,
+        tip: u128,
+    ) -> String {
+        self.fund(key.address(), U256::from(10u128.pow(19))).await;
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(key.clone()))
+            .connect_http(self.url.parse().expect("url"));
+        let tx = TransactionRequest::default()
+            .with_to(to)
+            .with_input(data)
+            .with_gas_limit(300_000)
+            .with_max_priority_fee_per_gas(tip)
+            .with_max_fee_per_gas(tip * 4);
+        let pending = provider.send_transaction(tx).await.expect("tx sent");
+        format!("{:#x}", pending.tx_hash())
+    }
+
+    /// The calldata of a transaction (mined or in the mempool).
+    pub async fn input_of(&self, tx: &str) -> Vec<u8> {
+        let t = self
+            .rpc("eth_getTransactionByHash", (tx.to_string(),))
+            .await;
+        let hex = t["input"].as_str().expect("a known transaction");
+        alloy::hex::decode(hex).expect("hex calldata")
+    }
+
     /// `owner` approves Permit2 for `token` without limit (what `createPermit2ApprovalTx` does).
     pub async fn approve_permit2(&self, owner: &PrivateKeySigner, token: Address) {
         let data = ITestToken::approveCall {
