@@ -26,7 +26,7 @@ use crate::ledger::{
 use crate::protocol::{PaymentRequest, SettleResponse, parse_request, reason};
 use crate::scheme::{
     Broadcast, CheckedPayment, Deadline, Preparation, Prepared, RecordedTx, Rejection, SchemeError,
-    SchemeHandler, TxStatus,
+    SchemeHandler, SignerGate, TxStatus,
 };
 
 /// Re-signing rounds when a nonce turns out to be taken.
@@ -417,7 +417,7 @@ impl Settle<'_> {
         if payment.meta.moves_nothing() {
             return self.settle_nothing(payment, token).await;
         }
-        if !self.handed_off && !self.handler.can_sign() && self.fac.handoffs.enabled {
+        if !self.handed_off && !self.can_send(payment) && self.fac.handoffs.enabled {
             return self.hand_off(payment, token).await;
         }
         for _ in 0..MAX_PREPARE_ROUNDS {
@@ -733,7 +733,17 @@ impl Settle<'_> {
         Ok(None)
     }
 
-    /// This replica holds no key for the network: queue the claim for one that does, and wait
+    /// Whether this replica can send the payment's transaction now: it holds the one key the
+    /// payment must be sent from, or any key of its network when it names none.
+    fn can_send(&self, payment: &CheckedPayment) -> bool {
+        match &payment.meta.sender {
+            Some(lease) => self.fac.leases.fence(lease).is_some(),
+            None => self.handler.can_sign(),
+        }
+    }
+
+    /// This replica holds no key for the network (or not the one key the payment must be sent
+    /// from, `PaymentMeta::sender`): queue the claim for one that does, and wait
     /// for its outcome until the request's deadline (then `settlement_pending`, owed, when
     /// something was sent; 503 when nobody could take it).
     async fn hand_off(
@@ -745,7 +755,8 @@ impl Settle<'_> {
         let key = payment.meta.replay_key.as_str();
         let deadline_ms =
             now_ms() + i64::try_from(self.deadline.remaining().as_millis()).unwrap_or(i64::MAX);
-        if ledger.hand_off(key, token, deadline_ms).await? == Transition::Lost {
+        let sender = payment.meta.sender.as_deref();
+        if ledger.hand_off(key, token, deadline_ms, sender).await? == Transition::Lost {
             return Ok(self.duplicate(payment, ""));
         }
         self.fac
@@ -771,9 +782,12 @@ impl Settle<'_> {
                     if std::time::Instant::now() >= until
                         && ledger.withdraw_handoff(key, token).await?.applied()
                     {
+                        let which = match sender {
+                            Some(lease) => format!("the key {lease} it must be sent from"),
+                            None => format!("a key for {}", payment.meta.network),
+                        };
                         return Err(SchemeError::Signer(format!(
-                            "no replica holding a key for {} took the payment in time",
-                            payment.meta.network
+                            "no replica holding {which} took the payment in time"
                         ))
                         .into());
                     }

@@ -29,8 +29,8 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     ),
     (
         7,
-        "upto_amounts",
-        include_str!("../../migrations/postgres/0007_upto_amounts.sql"),
+        "upto",
+        include_str!("../../migrations/postgres/0007_upto.sql"),
     ),
 ];
 
@@ -52,8 +52,8 @@ const SQLITE: &[(i64, &str, &str)] = &[
     ),
     (
         7,
-        "upto_amounts",
-        include_str!("../../migrations/sqlite/0007_upto_amounts.sql"),
+        "upto",
+        include_str!("../../migrations/sqlite/0007_upto.sql"),
     ),
 ];
 

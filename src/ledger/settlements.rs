@@ -273,7 +273,7 @@ const RECLAIM_FAILED: &str = "UPDATE settlements SET network = $2, scheme = $3, 
     claim_token = $14, lease_until = $15, updated_at = $16, tx_id = NULL, raw_tx = NULL, \
     signer = NULL, error_reason = NULL, attempts = attempts + 1, retry_at = 0, reconciles = 0, \
     pending_reported = 0, settled_at = NULL, block_number = NULL, block_hash = NULL, \
-    finalized_at = NULL, handoff_at = NULL, handoff_deadline = NULL \
+    finalized_at = NULL, handoff_at = NULL, handoff_deadline = NULL, handoff_signer = NULL \
     WHERE replay_key = $1 AND state = 'failed' AND claim_token = $17";
 
 /// Keeps a row's `max_amount` in step with the payment it now records, by its holder: a

@@ -162,6 +162,11 @@ pub struct PaymentMeta {
     /// (`upto`, docs/schemes.md): the ledger keeps it beside `amount`, and the settle answer
     /// then names the amount charged. `None` for schemes that move what was signed.
     pub max_amount: Option<String>,
+    /// The signer lease (a [`SignerLease::signer`] key) of the one key that may send this
+    /// payment's transaction, when the contract checks who sends it (`upto`: the facilitator
+    /// its witness names). A replica that does not hold it hands the payment to the one that
+    /// does. `None`: any key of the network.
+    pub sender: Option<String>,
 }
 
 impl PaymentMeta {

@@ -923,3 +923,66 @@ async fn upto_rows_keep_their_maximum_and_a_charge_of_nothing_settles_without_a_
     })
     .await;
 }
+
+/// Hand-offs pinned to one key (`upto`): only a taker holding that signer lease gets them;
+/// unpinned ones go to any taker of the network. SQLite (one process) has no queue.
+#[tokio::test]
+async fn a_hand_off_pinned_to_a_key_is_taken_only_by_its_holder() {
+    let db = Db::postgres().await;
+    let l = open(&db).await;
+    let far = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
+    .expect("fits")
+        + 60_000;
+    let pinned = claimed(&l, "pinned").await;
+    let any = claimed(&l, "any").await;
+    assert!(
+        l.hand_off("pinned", &pinned, far, Some("eip155:31337/0xaaaa"))
+            .await
+            .expect("hand off")
+            .applied()
+    );
+    assert!(
+        l.hand_off("any", &any, far, None)
+            .await
+            .expect("hand off")
+            .applied()
+    );
+    let keys = |taken: Vec<(ledger::SettlementRecord, ClaimToken)>| {
+        let mut k: Vec<String> = taken.into_iter().map(|(r, _)| r.replay_key).collect();
+        k.sort();
+        k
+    };
+    // A taker holding another key gets only the unpinned one.
+    let other = vec!["eip155:31337/0xbbbb".to_string()];
+    let taken = l
+        .take_handoffs(&nets(), &other, LEASE, 10)
+        .await
+        .expect("take");
+    assert_eq!(keys(taken), vec!["any".to_string()]);
+    // The pinned one stays queued, for its holder.
+    let holder = vec!["eip155:31337/0xaaaa".to_string()];
+    assert!(
+        l.take_handoffs(&nets(), &other, LEASE, 10)
+            .await
+            .expect("take")
+            .is_empty()
+    );
+    let taken = l
+        .take_handoffs(&nets(), &holder, LEASE, 10)
+        .await
+        .expect("take");
+    assert_eq!(keys(taken), vec!["pinned".to_string()]);
+    // On SQLite nothing is ever queued for another process.
+    let lite = open(&Db::sqlite()).await;
+    assert!(
+        lite.take_handoffs(&nets(), &holder, LEASE, 10)
+            .await
+            .expect("take")
+            .is_empty()
+    );
+}

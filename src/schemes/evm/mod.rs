@@ -415,6 +415,8 @@ impl Scheme for EvmHandler {
         settle::discard(&self.net, signed).await;
     }
 
+    /// Any key of the network will do here; a payment that must be sent from one key names
+    /// its lease in `PaymentMeta::sender`, which the core checks itself.
     fn can_sign(&self) -> bool {
         let net = &self.net;
         net.signers

@@ -157,6 +157,7 @@ fn checked(h: &EvmNetwork, p: Eip3009Payment) -> Checked<Eip3009Payment> {
             amount: p.amount.to_string(),
             fingerprint: p.fingerprint.clone(),
             max_amount: None,
+            sender: None,
         },
         payment: p,
     }

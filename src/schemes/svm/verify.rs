@@ -281,6 +281,7 @@ fn parse(
             asset: mint.to_string(),
             amount: amount.to_string(),
             max_amount: None,
+            sender: None,
         },
         payment: SvmPayment {
             tx,

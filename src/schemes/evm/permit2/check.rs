@@ -156,6 +156,8 @@ fn checked(net: &EvmNetwork, p: Permit2Payment, parsed: &Terms) -> Checked<Permi
             amount: p.charge.to_string(),
             fingerprint: fingerprint(net.chain_id, &p, parsed),
             max_amount: (p.kind == Proxy::Upto).then(|| a.amount.to_string()),
+            // The upto proxy takes the transaction only from the facilitator the witness names.
+            sender: p.sender().map(|address| net.lease_key(address)),
         },
         payment: p,
     }
