@@ -11,17 +11,31 @@ use sqlx::migrate::{Migrate, Migration, MigrationSource, MigrationType, Migrator
 use super::{Backend, Ledger, LedgerError};
 
 /// `(version, name, sql)` for each backend. The two lists name the same files.
-const POSTGRES: &[(i64, &str, &str)] = &[(
-    1,
-    "settlements",
-    include_str!("../../migrations/postgres/0001_settlements.sql"),
-)];
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "settlements",
+        include_str!("../../migrations/postgres/0001_settlements.sql"),
+    ),
+    (
+        5,
+        "discovery",
+        include_str!("../../migrations/postgres/0005_discovery.sql"),
+    ),
+];
 
-const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "settlements",
-    include_str!("../../migrations/sqlite/0001_settlements.sql"),
-)];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "settlements",
+        include_str!("../../migrations/sqlite/0001_settlements.sql"),
+    ),
+    (
+        5,
+        "discovery",
+        include_str!("../../migrations/sqlite/0005_discovery.sql"),
+    ),
+];
 
 /// The compiled-in files of one backend, as sqlx's migrator reads them.
 #[derive(Debug)]

@@ -13,8 +13,10 @@
 //! `failed` row may be claimed again because the chain did not consume the authorization.
 //!
 //! Files: [`settlements`] (the payment rows), [`signers`] (signer leases), `payment_ids`
-//! (the payment-identifier extension), `migrate` (the schema, per backend).
+//! (the payment-identifier extension), [`catalog`] (the bazaar discovery catalog), `migrate`
+//! (the schema, per backend).
 
+pub mod catalog;
 mod migrate;
 mod payment_ids;
 mod settlements;
@@ -26,6 +28,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::{AnyPool, Executor};
 
+pub use catalog::{
+    ListingAccept, ListingFilter, ListingOrder, ListingPayment, ListingQuery, ListingRow,
+    NewListing, PriceRange, PruneReport, UpsertOutcome,
+};
 pub use payment_ids::PaymentIdOutcome;
 pub use settlements::{
     ClaimOutcome, ClaimToken, Fence, NewClaim, ReceiptQuery, SettlementRecord, SettlementState,
