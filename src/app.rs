@@ -1,5 +1,6 @@
 //! Building and running the service: ledger, signer leases, plugins, registry, reconciler,
-//! router, listener, and a graceful shutdown that lets in-flight settles record what they sent.
+//! discovery's cataloguing worker, router, listener, and a graceful shutdown that lets in-flight
+//! settles record what they sent.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Settings;
+use crate::discovery;
 use crate::facilitator::leases::SignerLeases;
 use crate::facilitator::{Facilitator, SettleTiming, reconcile};
 use crate::http::{AppState, router};
@@ -63,7 +65,16 @@ impl Application {
             confirm_timeout: Duration::from_millis(settings.settlement.confirm_timeout_ms),
             lease_margin: Duration::from_millis(settings.settlement.lease_margin_ms),
         };
-        let facilitator = Arc::new(Facilitator::new(registry, ledger, leases.clone(), timing));
+        let background = CancellationToken::new();
+        let discovery = settings
+            .discovery
+            .enabled
+            .then(|| discovery::start(ledger.clone(), &settings.discovery, background.clone()));
+        let mut facilitator = Facilitator::new(registry, ledger, leases.clone(), timing);
+        if let Some(d) = &discovery {
+            facilitator = facilitator.with_catalog(d.sink.clone());
+        }
+        let facilitator = Arc::new(facilitator);
         // Finish what an earlier run left unfinished before taking new work.
         let finished = reconcile::pass(&facilitator).await;
         if finished > 0 {
@@ -72,8 +83,7 @@ impl Application {
                 "start-up reconcile finished rows left by an earlier run"
             );
         }
-        let background = CancellationToken::new();
-        let tasks = vec![
+        let mut tasks = vec![
             leases.spawn_keeper(background.clone()),
             reconcile::spawn(
                 facilitator.clone(),
@@ -81,6 +91,10 @@ impl Application {
                 background.clone(),
             ),
         ];
+        let catalog = discovery.map(|d| {
+            tasks.push(d.worker);
+            d.catalog
+        });
         let supported_json = serde_json::to_vec(facilitator.supported())
             .map(Bytes::from)
             .map_err(|e| AppError::Network(format!("cannot serialise /supported: {e}")))?;
@@ -90,6 +104,7 @@ impl Application {
             supported_json,
             settles: settles.clone(),
             receipts_token: settings.server.receipts_token.clone(),
+            discovery: catalog,
         };
         let router = router(
             state,

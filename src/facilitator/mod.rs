@@ -20,6 +20,7 @@ use tracing::{Span, info};
 
 use self::leases::SignerLeases;
 use self::metrics::Metrics;
+use crate::discovery::CatalogSink;
 use crate::ledger::{LedgerError, SettlementState, SharedLedger};
 use crate::protocol::{PaymentRequest, SettleResponse, SupportedResponse, VerifyResponse, reason};
 use crate::scheme::{
@@ -54,6 +55,8 @@ pub struct Facilitator {
     timing: SettleTiming,
     supported: SupportedResponse,
     pub metrics: Metrics,
+    /// Told about valid verifies and successful settles (bazaar discovery); never waited for.
+    catalog: Option<Arc<dyn CatalogSink>>,
 }
 
 /// Extension keys this facilitator implements, advertised in `/supported`.
@@ -74,7 +77,15 @@ impl Facilitator {
             timing,
             supported,
             metrics: Metrics::default(),
+            catalog: None,
         }
+    }
+
+    /// Reports payments to `sink` and advertises its extension in `/supported`.
+    pub fn with_catalog(mut self, sink: Arc<dyn CatalogSink>) -> Self {
+        self.supported.extensions.push(sink.extension().to_string());
+        self.catalog = Some(sink);
+        self
     }
 
     pub fn supported(&self) -> &SupportedResponse {
@@ -91,6 +102,9 @@ impl Facilitator {
     ) -> Result<VerifyResponse, FacilitatorError> {
         let answer = self.verify_inner(request).await;
         self.metrics.count_verify(&answer);
+        if let (Some(catalog), Ok(a)) = (&self.catalog, &answer) {
+            catalog.after_verify(request, a);
+        }
         answer
     }
 
@@ -129,6 +143,9 @@ impl Facilitator {
     ) -> Result<SettleResponse, FacilitatorError> {
         let answer = self.settle_inner(request).await;
         self.metrics.count_settle(&answer);
+        if let (Some(catalog), Ok(a)) = (&self.catalog, &answer) {
+            catalog.after_settle(request, a);
+        }
         // Money events are always logged (the per-request access log is at debug).
         match &answer {
             Ok(a) if a.success => {

@@ -1,5 +1,7 @@
-//! The HTTP surface: router, request ids and per-request spans, body limit, timeout.
+//! The HTTP surface: router, request ids and per-request spans, body limit, timeout; one file
+//! per resource (payments, receipts, discovery).
 
+mod discovery;
 pub mod error;
 mod extract;
 mod payment;
@@ -33,6 +35,8 @@ pub struct AppState {
     pub settles: TaskTracker,
     /// When set, receipts require it as a bearer token.
     pub receipts_token: Option<crate::config::Secret>,
+    /// The bazaar catalog; `None` when discovery is disabled.
+    pub discovery: Option<Arc<crate::discovery::Catalog>>,
 }
 
 pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> Router {
@@ -44,6 +48,8 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> 
         .route("/metrics", get(metrics))
         .route("/settlements", get(receipts::list))
         .route("/settlements/{transaction}", get(receipts::one))
+        .route("/discovery/resources", get(discovery::list))
+        .route("/discovery/search", get(discovery::search))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -62,11 +68,11 @@ async fn supported(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.facilitator.metrics.render(),
-    )
-        .into_response()
+    let mut text = state.facilitator.metrics.render();
+    if let Some(catalog) = &state.discovery {
+        text.push_str(&catalog.metrics.render());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn health(State(state): State<AppState>) -> Response {

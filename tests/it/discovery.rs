@@ -1,6 +1,10 @@
 //! Bazaar discovery (src/discovery, src/ledger/catalog.rs), end to end and from the hostile side:
 //!
 //! - `catalog`: the ledger's catalog contract on both backends (merging, ranking, filters,
-//!   usage counts, age-out, the size bound, inert search text).
+//!   usage counts, age-out, the size bound, inert search text);
+//! - `poisoning`: really-signed payments carrying hostile bazaar extensions through our real app
+//!   on anvil catalogue nothing they should not; the operator's policy for verify-only entries;
+//!   the query parameters.
 
 mod catalog;
+mod poisoning;
