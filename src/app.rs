@@ -66,10 +66,14 @@ impl Application {
             lease_margin: Duration::from_millis(settings.settlement.lease_margin_ms),
         };
         let background = CancellationToken::new();
-        let discovery = settings
-            .discovery
-            .enabled
-            .then(|| discovery::start(ledger.clone(), &settings.discovery, background.clone()));
+        let discovery = settings.discovery.enabled.then(|| {
+            discovery::start(
+                ledger.clone(),
+                &settings.discovery,
+                settings.database.max_connections,
+                background.clone(),
+            )
+        });
         let mut facilitator = Facilitator::new(registry, ledger, leases.clone(), timing);
         if let Some(d) = &discovery {
             facilitator = facilitator.with_catalog(d.sink.clone());

@@ -149,7 +149,8 @@ pub struct DiscoverySettings {
     pub queue_size: usize,
     /// A resource not paid for within this many days leaves the listings (and the database).
     pub age_out_days: u64,
-    /// Also list resources that were only verified, never settled (after the paid ones).
+    /// Let verifies catalogue too, and list resources that were only verified, never settled
+    /// (after the paid ones). Off: only settles catalogue.
     pub list_unpaid: bool,
     /// Upper bound on catalogued resources.
     pub max_resources: u64,

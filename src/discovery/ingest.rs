@@ -207,7 +207,11 @@ fn accept(r: &PaymentRequirementsV2) -> Result<ListingAccept, Skip> {
 /// EVM addresses match in any case (checksummed or not); other addresses (base58) are
 /// case-sensitive and kept as given.
 pub fn normalize_address(address: &str) -> String {
-    if address.len() > 2 && address[..2].eq_ignore_ascii_case("0x") {
+    let hex = address
+        .as_bytes()
+        .get(..2)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"0x"));
+    if hex && address.len() > 2 {
         address.to_ascii_lowercase()
     } else {
         address.to_string()
@@ -398,6 +402,17 @@ mod tests {
             with(&|s| s.requirements.extra = Some(json!({ "pad": "x".repeat(2000) }))),
             Some(Skip::TooLarge)
         );
+    }
+
+    #[test]
+    fn addresses_fold_only_when_hex() {
+        assert_eq!(normalize_address("0xAbC"), "0xabc");
+        assert_eq!(normalize_address("0XAB"), "0xab");
+        assert_eq!(normalize_address("So1anaBase58"), "So1anaBase58");
+        // Multi-byte text must not be sliced inside a character.
+        assert_eq!(normalize_address("aé"), "aé");
+        assert_eq!(normalize_address("é"), "é");
+        assert_eq!(normalize_address("0x"), "0x");
     }
 
     #[test]

@@ -10,11 +10,12 @@
 //! [`query::Catalog`].
 //!
 //! The policy, because `/verify` costs its caller nothing and everything in the extension and in
-//! `paymentPayload.resource` is the payer's to write: verify and settle both catalogue, but
-//! listings show only resources with a settled payment within `age_out_days` (unless the
-//! operator sets `list_unpaid`, and then after every paid one, marked), and a verify never
-//! changes a resource that has been paid for. Everything is bounded: the queue, the sizes of
-//! what is stored, the number of resources, and the price ranges per resource.
+//! `paymentPayload.resource` is the payer's to write: listings show only resources with a
+//! settled payment within `age_out_days`, so by default only settles catalogue (a verified-only
+//! resource could never be shown). With `list_unpaid` verifies catalogue too, their resources
+//! are listed after every paid one, marked, and a verify never changes a resource that has been
+//! paid for. Everything is bounded: the queue, the sizes of what is stored, the number of
+//! resources, accepts and price ranges per resource, and the listing queries in flight.
 
 pub mod ingest;
 pub mod metadata;
@@ -91,17 +92,20 @@ pub struct Discovery {
 }
 
 /// Starts the cataloguing worker (stopped by `stop`) and returns what the app wires in.
+/// Listing queries may use a quarter of the ledger's `pool_size` connections at most.
 pub fn start(
     ledger: SharedLedger,
     settings: &DiscoverySettings,
+    pool_size: u32,
     stop: CancellationToken,
 ) -> Discovery {
     let policy = Policy::from_settings(settings);
     let metrics = Arc::new(DiscoveryMetrics::default());
     let (sink, worker) = queue::start(ledger.clone(), policy.clone(), metrics.clone(), stop);
+    let slots = usize::try_from(pool_size / 4).unwrap_or(1).max(1);
     Discovery {
         sink,
-        catalog: Arc::new(Catalog::new(ledger, policy, metrics)),
+        catalog: Arc::new(Catalog::new(ledger, policy, metrics, slots)),
         worker,
     }
 }

@@ -8,8 +8,10 @@
 //! that a newer client's extra filters do not break it; a malformed value is a 400.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 
 use super::ingest::normalize_address;
 use super::metrics::DiscoveryMetrics;
@@ -197,19 +199,48 @@ pub struct Page {
     pub more: bool,
 }
 
+/// How long a query waits for a free slot before it is answered 503.
+const QUERY_WAIT: Duration = Duration::from_secs(2);
+
+/// Why a page could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// Every query slot is taken: try again shortly.
+    #[error("too many discovery queries in flight")]
+    Busy,
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
 /// The catalog as the HTTP handlers see it.
 pub struct Catalog {
     ledger: SharedLedger,
     policy: Policy,
     pub metrics: Arc<DiscoveryMetrics>,
+    /// The listing endpoints are public and a query reads much of the catalog, while the
+    /// payments share the ledger's connection pool: at most this many queries run at once.
+    slots: Semaphore,
 }
 
 impl Catalog {
-    pub fn new(ledger: SharedLedger, policy: Policy, metrics: Arc<DiscoveryMetrics>) -> Self {
+    pub fn new(
+        ledger: SharedLedger,
+        policy: Policy,
+        metrics: Arc<DiscoveryMetrics>,
+        query_slots: usize,
+    ) -> Self {
         Catalog {
             ledger,
             policy,
             metrics,
+            slots: Semaphore::new(query_slots.max(1)),
+        }
+    }
+
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, CatalogError> {
+        match tokio::time::timeout(QUERY_WAIT, self.slots.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(CatalogError::Busy),
         }
     }
 
@@ -222,10 +253,11 @@ impl Catalog {
     }
 
     /// A page with its total (listing).
-    pub async fn list(&self, q: &CheckedQuery) -> Result<Page, LedgerError> {
+    pub async fn list(&self, q: &CheckedQuery) -> Result<Page, CatalogError> {
         let (rows, total) = if q.matches_nothing {
             (Vec::new(), 0)
         } else {
+            let _slot = self.slot().await?;
             let rows = self.ledger.list_listings(&q.query).await?;
             (rows, self.ledger.count_listings(&q.query).await?)
         };
@@ -239,9 +271,10 @@ impl Catalog {
     }
 
     /// A page and whether another follows (search): one row more than asked is read to know.
-    pub async fn search(&self, q: &CheckedQuery) -> Result<Page, LedgerError> {
+    pub async fn search(&self, q: &CheckedQuery) -> Result<Page, CatalogError> {
         let mut rows = Vec::new();
         if !q.matches_nothing {
+            let _slot = self.slot().await?;
             let mut probe = q.query.clone();
             probe.limit += 1;
             rows = self.ledger.list_listings(&probe).await?;
@@ -373,6 +406,29 @@ mod tests {
                 .join("+")
         );
         assert!(params(&many).search(&policy(), 0).is_err());
+    }
+
+    #[tokio::test]
+    async fn queries_beyond_the_slots_are_refused_not_queued_forever() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("l.db").display());
+        let ledger = crate::ledger::connect(&url, 2, Duration::from_secs(5))
+            .await
+            .expect("ledger");
+        let catalog = Catalog::new(ledger, policy(), Arc::default(), 1);
+        let q = params("").list(&policy(), now_ms()).expect("valid");
+        assert!(catalog.list(&q).await.is_ok());
+        let held = catalog.slot().await.expect("the one slot");
+        let started = std::time::Instant::now();
+        assert!(matches!(catalog.list(&q).await, Err(CatalogError::Busy)));
+        assert!(started.elapsed() >= QUERY_WAIT);
+        drop(held);
+        assert!(
+            catalog
+                .search(&params("query=x").search(&policy(), 0).expect("valid"))
+                .await
+                .is_ok()
+        );
     }
 
     #[test]

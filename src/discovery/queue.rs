@@ -28,6 +28,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 pub struct Cataloguer {
     tx: mpsc::Sender<Sighting>,
     metrics: Arc<DiscoveryMetrics>,
+    /// Whether verifies catalogue at all: only when unpaid resources are listed
+    /// (`list_unpaid`). Otherwise what a free verify could add would never be shown, so it
+    /// is not worth a queue slot, a validation or a database write.
+    verifies: bool,
 }
 
 impl Cataloguer {
@@ -68,7 +72,7 @@ impl CatalogSink for Cataloguer {
     }
 
     fn after_verify(&self, request: &PaymentRequest, answer: &VerifyResponse) {
-        if answer.is_valid {
+        if answer.is_valid && self.verifies {
             self.offer(request, None);
         }
     }
@@ -97,6 +101,7 @@ pub fn start(
     let sink = Arc::new(Cataloguer {
         tx,
         metrics: metrics.clone(),
+        verifies: policy.list_unpaid,
     });
     let worker = Worker {
         ledger,
@@ -116,7 +121,10 @@ struct Worker {
 
 impl Worker {
     async fn run(self, mut rx: mpsc::Receiver<Sighting>, stop: CancellationToken) {
-        let mut prune = tokio::time::interval(PRUNE_EVERY);
+        // The first prune waits one period: at start-up the ledger is busy enough (migrations,
+        // the reconcile pass) and nothing has aged since the last run's prune.
+        let first = tokio::time::Instant::now() + PRUNE_EVERY;
+        let mut prune = tokio::time::interval_at(first, PRUNE_EVERY);
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

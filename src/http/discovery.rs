@@ -6,6 +6,8 @@
 //! Discovery is public. When API keys arrive, an admission extractor (like receipts'
 //! `ReceiptsAuth`) becomes one more argument of each handler.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,7 +17,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::Query;
 use super::receipts::rfc3339;
-use crate::discovery::query::{CheckedQuery, Page};
+use crate::discovery::query::{CatalogError, CheckedQuery, Page};
 use crate::discovery::{Catalog, DiscoveryParams};
 use crate::ledger::ListingRow;
 
@@ -29,16 +31,24 @@ fn checked(result: Result<CheckedQuery, String>) -> Result<CheckedQuery, ApiErro
     result.map_err(|m| ApiError::Unreadable(StatusCode::BAD_REQUEST, m))
 }
 
+fn fault(e: CatalogError) -> ApiError {
+    match e {
+        CatalogError::Busy => ApiError::Overloaded {
+            endpoint: None,
+            network: String::new(),
+            retry_after: Duration::from_secs(1),
+        },
+        CatalogError::Ledger(e) => ApiError::Internal(e.to_string()),
+    }
+}
+
 pub(super) async fn list(
     State(state): State<AppState>,
     Query(params): Query<DiscoveryParams>,
 ) -> Result<Json<Value>, ApiError> {
     let catalog = catalog(&state)?;
     let query = checked(catalog.check_list(&params))?;
-    let page = catalog
-        .list(&query)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let page = catalog.list(&query).await.map_err(fault)?;
     Ok(Json(json!({
         "x402Version": 2,
         "items": items(&page)?,
@@ -52,12 +62,11 @@ pub(super) async fn search(
 ) -> Result<Json<Value>, ApiError> {
     let catalog = catalog(&state)?;
     let query = checked(catalog.check_search(&params))?;
-    let page = catalog
-        .search(&query)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let page = catalog.search(&query).await.map_err(fault)?;
     // The cursor is the next page's offset; clients treat it as opaque.
-    let cursor = page.more.then(|| (page.offset + page.limit).to_string());
+    let cursor = page
+        .more
+        .then(|| page.offset.saturating_add(page.limit).to_string());
     Ok(Json(json!({
         "x402Version": 2,
         "resources": items(&page)?,

@@ -257,7 +257,9 @@ impl Ledger {
         listing: &NewListing,
         max_resources: i64,
     ) -> Result<UpsertOutcome, LedgerError> {
-        let mut tx = self.write_transaction().await?;
+        // Read before taking the write lock (SQLite has one writer, shared with the settle path):
+        // a sighting that changes nothing never asks for it. The INSERT's WHERE below repeats
+        // the rule against a concurrent writer.
         let existing: Option<(i64, Option<i64>)> = sqlx::query_as(
             "SELECT id, last_settled_at FROM catalog_resources \
              WHERE resource = $1 AND method = $2 AND tool_name = $3",
@@ -265,11 +267,14 @@ impl Ledger {
         .bind(&listing.resource)
         .bind(&listing.method)
         .bind(&listing.tool_name)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&self.pool)
         .await?;
         let paid = listing.payment.is_some();
+        if matches!(existing, Some((_, Some(_)))) && !paid {
+            return Ok(UpsertOutcome::KeptSettled);
+        }
+        let mut tx = self.write_transaction().await?;
         match existing {
-            Some((_, Some(_))) if !paid => return Ok(UpsertOutcome::KeptSettled),
             Some(_) => {}
             None => {
                 let count: i64 = sqlx::query_scalar("SELECT count(*) FROM catalog_resources")
@@ -292,7 +297,6 @@ impl Ledger {
             .then(|| serde_json::to_string(&listing.tags).unwrap_or_default());
         let tags_text = (!listing.tags.is_empty()).then(|| listing.tags.join(" "));
         let settled_at = listing.payment.as_ref().map(|_| listing.seen_at);
-        // The WHERE on the update repeats the paid-resource rule for a race with another replica.
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO catalog_resources (resource, kind, method, tool_name, x402_version, \
              description, mime_type, service_name, tags, tags_text, icon_url, bazaar, \

@@ -240,7 +240,7 @@ async fn poisoned_payments_catalogue_nothing_they_should_not() {
     assert_eq!(v["isValid"], false, "{v}");
     let s = app.settle(&unpaid).await;
     assert_eq!(s["success"], false, "{s}");
-    // A free verify: stored as unpaid, not listed by default.
+    // A free verify: by default not even stored (it could never be listed).
     let free = payer.body(at("https://free.example/x"), weather_extension(None));
     assert_eq!(app.verify(&free).await["isValid"], true);
     // Soft-dropped metadata on an otherwise good resource, and a neighbouring extension whose
@@ -309,12 +309,17 @@ async fn poisoned_payments_catalogue_nothing_they_should_not() {
         ("private_host", 3),
         ("bad_resource", 1),
         ("too_large", 1),
-        ("inserted", 4), // weather, free (unpaid), decorated, sentinel
+        ("inserted", 3), // weather, decorated, sentinel
         ("updated", 8),  // the other eight template attempts
         ("dropped", 0),
     ] {
         assert_eq!(sightings(&app, outcome).await, n, "{outcome}");
     }
+    assert_eq!(
+        db.count("SELECT count(*) FROM catalog_resources").await,
+        3,
+        "nothing unlisted was stored either"
+    );
     assert_eq!(
         trap_hits.load(Ordering::Relaxed),
         0,
