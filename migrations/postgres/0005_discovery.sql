@@ -2,6 +2,7 @@
 -- Times are unix milliseconds like the rest of the ledger. HTTP resources are keyed by
 -- (resource, method), MCP tools by (resource, tool_name); the unused part is '' rather than NULL so
 -- that one plain unique index serves both backends.
+-- The small columns that filters and sorts read come first, the large text last.
 CREATE TABLE catalog_resources (
     id              BIGSERIAL PRIMARY KEY,
     -- Canonical URL: origin + routeTemplate, or origin + path (no query, no fragment).
@@ -10,19 +11,22 @@ CREATE TABLE catalog_resources (
     method          TEXT NOT NULL DEFAULT '',
     tool_name       TEXT NOT NULL DEFAULT '',
     x402_version    INTEGER NOT NULL,
-    description     TEXT,
-    mime_type       TEXT,
+    first_seen_at   BIGINT NOT NULL,
+    last_seen_at    BIGINT NOT NULL,
+    -- NULL while the resource was only ever verified, never settled.
+    last_settled_at BIGINT,
+    -- Settled payments in the last 30 days (catalog_payments), kept here so that sorting by
+    -- popularity reads one indexed column.
+    settled_30d     BIGINT NOT NULL DEFAULT 0,
     service_name    TEXT,
     -- JSON array of the sanitised tags, and the same tags joined by spaces for the search index.
     tags            TEXT,
     tags_text       TEXT,
     icon_url        TEXT,
+    mime_type       TEXT,
+    description     TEXT,
     -- The validated extensions.bazaar object ({info, schema, routeTemplate?}) as JSON text.
     bazaar          TEXT NOT NULL,
-    first_seen_at   BIGINT NOT NULL,
-    last_seen_at    BIGINT NOT NULL,
-    -- NULL while the resource was only ever verified, never settled.
-    last_settled_at BIGINT,
     -- Weighted full-text index: serviceName A > description B > tags C (what the official
     -- TypeScript Postgres catalog indexes; the route and the bazaar info are not indexed).
     search_vector   tsvector GENERATED ALWAYS AS (
@@ -34,7 +38,11 @@ CREATE TABLE catalog_resources (
 );
 CREATE INDEX catalog_resources_search ON catalog_resources USING GIN (search_vector);
 CREATE INDEX catalog_resources_settled ON catalog_resources (last_settled_at);
-CREATE INDEX catalog_resources_seen ON catalog_resources (last_seen_at);
+-- One index per sort order, each carrying last_settled_at so that choosing a page (the paid
+-- filter, the order, the offset) never reads the rows themselves.
+CREATE INDEX catalog_resources_first_seen ON catalog_resources (first_seen_at, id, last_settled_at);
+CREATE INDEX catalog_resources_recent ON catalog_resources (last_seen_at DESC, id DESC, last_settled_at);
+CREATE INDEX catalog_resources_popular ON catalog_resources (settled_30d DESC, id, last_settled_at);
 
 -- The seller's payment requirements seen for a resource, one per (scheme, network): a newer
 -- sighting replaces the older one. Filters read the normalised columns; `requirement` is served.

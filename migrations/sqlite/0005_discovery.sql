@@ -1,6 +1,8 @@
 -- Bazaar discovery: the catalog of paid resources learned from /verify and /settle (src/discovery).
 -- Same tables as the Postgres file; the search index is an FTS5 table kept in step by triggers
 -- (the bundled SQLite that sqlx links is compiled with SQLITE_ENABLE_FTS5).
+-- The small columns that filters and sorts read come first, the large text last (SQLite reads
+-- a record's columns in order, overflow pages included).
 CREATE TABLE catalog_resources (
     id              INTEGER PRIMARY KEY,
     resource        TEXT NOT NULL,
@@ -8,20 +10,23 @@ CREATE TABLE catalog_resources (
     method          TEXT NOT NULL DEFAULT '',
     tool_name       TEXT NOT NULL DEFAULT '',
     x402_version    INTEGER NOT NULL,
-    description     TEXT,
-    mime_type       TEXT,
+    first_seen_at   INTEGER NOT NULL,
+    last_seen_at    INTEGER NOT NULL,
+    last_settled_at INTEGER,
+    settled_30d     INTEGER NOT NULL DEFAULT 0,
     service_name    TEXT,
     tags            TEXT,
     tags_text       TEXT,
     icon_url        TEXT,
+    mime_type       TEXT,
+    description     TEXT,
     bazaar          TEXT NOT NULL,
-    first_seen_at   INTEGER NOT NULL,
-    last_seen_at    INTEGER NOT NULL,
-    last_settled_at INTEGER,
     CONSTRAINT catalog_resources_key UNIQUE (resource, method, tool_name)
 );
 CREATE INDEX catalog_resources_settled ON catalog_resources (last_settled_at);
-CREATE INDEX catalog_resources_seen ON catalog_resources (last_seen_at);
+CREATE INDEX catalog_resources_first_seen ON catalog_resources (first_seen_at, id, last_settled_at);
+CREATE INDEX catalog_resources_recent ON catalog_resources (last_seen_at DESC, id DESC, last_settled_at);
+CREATE INDEX catalog_resources_popular ON catalog_resources (settled_30d DESC, id, last_settled_at);
 
 -- serviceName, description, tags: columns weighted 10 : 5 : 1 by bm25() at query time.
 -- porter stemming, like Postgres' 'english' configuration.

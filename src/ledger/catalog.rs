@@ -9,7 +9,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
 
-use super::{Backend, Ledger, LedgerError};
+use super::{Backend, Ledger, LedgerError, Transition};
 
 /// How many (scheme, network) accepts one resource keeps: one per kind served is the usual, and
 /// the bound keeps a page of listings within what clients read.
@@ -144,7 +144,8 @@ pub struct ListingRow {
     pub last_settled_at: Option<i64>,
     /// Whether it was paid for within the listing's window (unpaid rows come last).
     pub paid: bool,
-    /// Settled payments and distinct payers in the usage window.
+    /// Settled payments in the usage window (counted as they are recorded, recounted by each
+    /// prune as they leave it) and distinct payers in it.
     pub settled_payments: i64,
     pub payers: i64,
     /// Each accept's `PaymentRequirements` JSON, ordered by (scheme, network).
@@ -243,7 +244,7 @@ impl Statement {
 
 const ROW_COLUMNS: &str = "r.id, r.resource, r.kind, r.method, r.tool_name, r.x402_version, \
     r.description, r.mime_type, r.service_name, r.tags, r.icon_url, r.bazaar, r.first_seen_at, \
-    r.last_seen_at, r.last_settled_at";
+    r.last_seen_at, r.last_settled_at, r.settled_30d";
 
 impl Ledger {
     /// Merges one sighting into the catalog, in one transaction: the resource (new values win
@@ -336,7 +337,7 @@ impl Ledger {
         };
         self.merge_accept(&mut tx, id, &listing.accept).await?;
         if let Some(payment) = &listing.payment {
-            sqlx::query(
+            let recorded = sqlx::query(
                 "INSERT INTO catalog_payments (network, tx_id, resource_id, payer, settled_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (network, tx_id) DO NOTHING",
             )
@@ -347,6 +348,16 @@ impl Ledger {
             .bind(listing.seen_at)
             .execute(&mut *tx)
             .await?;
+            // The popularity counter follows the payments: up by one per new transaction here,
+            // recounted by `prune_catalog` as payments leave the usage window.
+            if Transition::of(recorded).applied() {
+                sqlx::query(
+                    "UPDATE catalog_resources SET settled_30d = settled_30d + 1 WHERE id = $1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(if existing.is_some() {
@@ -458,15 +469,48 @@ impl Ledger {
         Ok(())
     }
 
-    /// One page of the catalog, with each resource's accepts, prices and usage.
+    /// One page of the catalog, with each resource's accepts, prices and usage. Two steps: the
+    /// page's ids are chosen on the sort keys alone, then only those rows are read, so that
+    /// sorting or skipping thousands of resources never carries their stored JSON along.
     pub async fn list_listings(&self, q: &ListingQuery) -> Result<Vec<ListingRow>, LedgerError> {
         let terms = q.terms.as_deref().map(clean_terms);
         if terms.as_ref().is_some_and(Vec::is_empty) {
             return Ok(Vec::new());
         }
-        let st = self.listing_statement(q, terms.as_deref(), false);
-        let rows = st.query().fetch_all(&self.pool).await?;
-        let mut listings = rows.iter().map(decode_row).collect::<Result<Vec<_>, _>>()?;
+        let st = self.page_statement(q, terms.as_deref());
+        let mut page: Vec<(i64, f64)> = Vec::new();
+        for row in st.query().fetch_all(&self.pool).await? {
+            page.push((row.try_get(0)?, row.try_get(1)?));
+        }
+        if page.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut read = Statement::new("SELECT ");
+        read.push(ROW_COLUMNS)
+            .push(" FROM catalog_resources r WHERE r.id IN (");
+        for (i, (id, _)) in page.iter().enumerate() {
+            if i > 0 {
+                read.push(", ");
+            }
+            read.int(*id);
+        }
+        read.push(")");
+        let mut rows = read
+            .query()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| decode_row(r, q.filter.paid_since))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Back into the page's order; a row deleted between the two reads is left out.
+        let mut listings = Vec::with_capacity(page.len());
+        for (id, score) in page {
+            if let Some(i) = rows.iter().position(|r| r.id == id) {
+                let mut row = rows.swap_remove(i);
+                row.score = score;
+                listings.push(row);
+            }
+        }
         self.attach_details(&mut listings, q.filter.usage_since)
             .await?;
         Ok(listings)
@@ -478,43 +522,48 @@ impl Ledger {
         if terms.as_ref().is_some_and(Vec::is_empty) {
             return Ok(0);
         }
-        let st = self.listing_statement(q, terms.as_deref(), true);
+        let mut st = Statement::new("SELECT count(*)");
+        self.matching(&mut st, q, terms.as_deref());
         let total: i64 = st.query().fetch_one(&self.pool).await?.try_get(0)?;
         Ok(total)
     }
 
-    /// The SELECT of a page (or of its count), with every value bound.
-    fn listing_statement(
-        &self,
-        q: &ListingQuery,
-        search: Option<&[String]>,
-        count: bool,
-    ) -> Statement {
-        let f = &q.filter;
-        let mut st = Statement::new("SELECT ");
-        if count {
-            st.push("count(*)");
-        } else {
-            st.push(ROW_COLUMNS)
-                .push(
-                    ", (SELECT count(*) FROM catalog_payments p \
-                 WHERE p.resource_id = r.id AND p.settled_at >= ",
-                )
-                .int(f.usage_since)
-                .push(") AS settled_payments, CASE WHEN r.last_settled_at >= ")
-                .int(f.paid_since)
-                .push(" THEN 1 ELSE 0 END AS paid, ");
-            match (search, self.backend) {
-                (None, _) => st.push("CAST(0 AS DOUBLE PRECISION) AS score"),
-                (Some(_), Backend::Postgres) => {
-                    st.push("CAST(ts_rank_cd(r.search_vector, query) AS DOUBLE PRECISION) AS score")
-                }
-                // bm25 is lower for better matches; negated so that higher is better everywhere.
-                (Some(_), Backend::Sqlite) => {
-                    st.push("-bm25(catalog_search, 10.0, 5.0, 1.0) AS score")
-                }
-            };
+    /// `SELECT id, score` of one page, sorted.
+    fn page_statement(&self, q: &ListingQuery, search: Option<&[String]>) -> Statement {
+        let mut st = Statement::new("SELECT r.id, ");
+        match (search, self.backend) {
+            (None, _) => st.push("CAST(0 AS DOUBLE PRECISION) AS score"),
+            (Some(_), Backend::Postgres) => {
+                st.push("CAST(ts_rank_cd(r.search_vector, query) AS DOUBLE PRECISION) AS score")
+            }
+            // bm25 is lower for better matches; negated so that higher is better everywhere.
+            (Some(_), Backend::Sqlite) => st.push("-bm25(catalog_search, 10.0, 5.0, 1.0) AS score"),
+        };
+        self.matching(&mut st, q, search);
+        st.push(" ORDER BY ");
+        // Unpaid resources (listed only on request) come after every paid one.
+        if q.filter.include_unpaid {
+            st.push("CASE WHEN r.last_settled_at >= ")
+                .int(q.filter.paid_since)
+                .push(" THEN 0 ELSE 1 END, ");
         }
+        // Each order matches one of the covering indexes of the migration, ties included.
+        match (q.order, search) {
+            (ListingOrder::Relevance, Some(_)) => st.push("score DESC, r.id"),
+            (ListingOrder::Relevance, None) => st.push("r.first_seen_at, r.id"),
+            (ListingOrder::Recency, _) => st.push("r.last_seen_at DESC, r.id DESC"),
+            (ListingOrder::Popularity, _) => st.push("r.settled_30d DESC, r.id"),
+        };
+        st.push(" LIMIT ")
+            .int(q.limit)
+            .push(" OFFSET ")
+            .int(q.offset);
+        st
+    }
+
+    /// `FROM … WHERE …` of the resources a query matches, every value bound.
+    fn matching(&self, st: &mut Statement, q: &ListingQuery, search: Option<&[String]>) {
+        let f = &q.filter;
         match (search, self.backend) {
             (None, _) => st.push(" FROM catalog_resources r WHERE 1 = 1"),
             (Some(terms), Backend::Postgres) => st
@@ -536,7 +585,16 @@ impl Ledger {
         if let Some(kind) = &f.kind {
             st.push(" AND r.kind = ").text(kind);
         }
-        // Each accept filter is its own "any accept matches" test, as in the reference catalogs.
+        // Each accept filter is its own "any accept matches" test, as in the reference catalogs,
+        // written as IN (subquery): the matching accepts are read once through their index.
+        // SQLite, without statistics, would then fetch every matching resource row by id and
+        // sort them; `+r.id` keeps it on the covering index of the sort order instead, testing
+        // membership as it goes (bounded by the catalog, however common the value). Postgres
+        // plans a semi-join from its statistics.
+        let id = match self.backend {
+            Backend::Sqlite => "+r.id",
+            Backend::Postgres => "r.id",
+        };
         for (column, value) in [
             ("pay_to", &f.pay_to),
             ("scheme", &f.scheme),
@@ -544,39 +602,22 @@ impl Ledger {
         ] {
             if let Some(value) = value {
                 st.push(&format!(
-                    " AND EXISTS (SELECT 1 FROM catalog_accepts a WHERE a.resource_id = r.id \
-                     AND a.{column} = "
+                    " AND {id} IN (SELECT resource_id FROM catalog_accepts WHERE {column} = "
                 ))
                 .text(value)
                 .push(")");
             }
         }
         if let Some(asset) = &f.asset {
-            st.push(
-                " AND EXISTS (SELECT 1 FROM catalog_accepts a WHERE a.resource_id = r.id \
-                 AND a.asset = ",
-            )
+            st.push(&format!(
+                " AND {id} IN (SELECT resource_id FROM catalog_accepts WHERE asset = "
+            ))
             .text(asset);
             if let Some(max) = &f.max_amount_key {
-                st.push(" AND a.amount_key <= ").text(max);
+                st.push(" AND amount_key <= ").text(max);
             }
             st.push(")");
         }
-        if count {
-            return st;
-        }
-        st.push(" ORDER BY paid DESC, ");
-        match (q.order, search) {
-            (ListingOrder::Relevance, Some(_)) => st.push("score DESC, "),
-            (ListingOrder::Relevance, None) => st.push("r.first_seen_at, "),
-            (ListingOrder::Recency, _) => st.push("r.last_seen_at DESC, "),
-            (ListingOrder::Popularity, _) => st.push("settled_payments DESC, "),
-        };
-        st.push("r.id LIMIT ")
-            .int(q.limit)
-            .push(" OFFSET ")
-            .int(q.offset);
-        st
     }
 
     /// Accepts, price ranges and distinct payers of the listed resources (three queries for a
@@ -643,7 +684,8 @@ impl Ledger {
 
     /// Removes resources not paid for (or, never paid, not seen) since `paid_since`, then the
     /// least recently seen unpaid ones beyond `max_resources`, then rows that belong to no
-    /// resource and payments older than `usage_since`.
+    /// resource; recounts the usage of resources whose payments leave the window that starts at
+    /// `usage_since`, and deletes those payments.
     pub async fn prune_catalog(
         &self,
         paid_since: i64,
@@ -676,8 +718,16 @@ impl Ledger {
             .execute(&mut *tx)
             .await?;
         }
+        sqlx::query(
+            "UPDATE catalog_resources SET settled_30d = (SELECT count(*) FROM catalog_payments p \
+             WHERE p.resource_id = catalog_resources.id AND p.settled_at >= $1) \
+             WHERE id IN (SELECT resource_id FROM catalog_payments WHERE settled_at < $1)",
+        )
+        .bind(usage_since)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM catalog_payments WHERE settled_at < $1")
-            .bind(usage_since.min(paid_since))
+            .bind(usage_since)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -712,8 +762,8 @@ fn fts5_query(terms: &[String]) -> String {
         .join(" ")
 }
 
-fn decode_row(row: &AnyRow) -> Result<ListingRow, LedgerError> {
-    let paid: i64 = row.try_get("paid")?;
+fn decode_row(row: &AnyRow, paid_since: i64) -> Result<ListingRow, LedgerError> {
+    let last_settled_at: Option<i64> = row.try_get("last_settled_at")?;
     Ok(ListingRow {
         id: row.try_get("id")?,
         resource: row.try_get("resource")?,
@@ -729,13 +779,13 @@ fn decode_row(row: &AnyRow) -> Result<ListingRow, LedgerError> {
         bazaar: row.try_get("bazaar")?,
         first_seen_at: row.try_get("first_seen_at")?,
         last_seen_at: row.try_get("last_seen_at")?,
-        last_settled_at: row.try_get("last_settled_at")?,
-        paid: paid != 0,
-        settled_payments: row.try_get("settled_payments")?,
+        last_settled_at,
+        paid: last_settled_at.is_some_and(|t| t >= paid_since),
+        settled_payments: row.try_get("settled_30d")?,
         payers: 0,
         accepts: Vec::new(),
         prices: Vec::new(),
-        score: row.try_get("score")?,
+        score: 0.0,
     })
 }
 

@@ -562,3 +562,24 @@ async fn a_resource_keeps_a_bounded_number_of_accepts_and_price_ranges() {
         assert_eq!(row.settled_payments, 30);
     }
 }
+
+#[tokio::test]
+async fn popularity_is_recounted_as_payments_leave_the_usage_window() {
+    for db in both().await {
+        let l = open(&db).await;
+        let t = now();
+        let r = "https://api.example/w";
+        for (tx, age) in [("0x01", 35 * DAY), ("0x02", 31 * DAY), ("0x03", DAY)] {
+            let mut s = paid(seen(r), tx, "0xp");
+            s.seen_at = t - age;
+            upsert(&l, &s).await;
+        }
+        assert_eq!(rows(&l, &query()).await[0].settled_payments, 3);
+        l.prune_catalog(t - 30 * DAY, t - 30 * DAY, BOUND)
+            .await
+            .expect("prune");
+        let row = rows(&l, &query()).await.remove(0);
+        assert_eq!((row.settled_payments, row.payers), (1, 1));
+        assert_eq!(db.count("SELECT count(*) FROM catalog_payments").await, 1);
+    }
+}
