@@ -300,6 +300,10 @@ mod tests {
             Ok("mcp://tool/get_weather".into())
         );
         assert_eq!(
+            key_mcp("mcp://user:secret@tool/get_weather#x", false),
+            Ok("mcp://tool/get_weather".into())
+        );
+        assert_eq!(
             key("mcp://tool/get_weather", None),
             Err(BadResource::Scheme)
         );

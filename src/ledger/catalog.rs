@@ -349,7 +349,9 @@ impl Ledger {
             .execute(&mut *tx)
             .await?;
             // The popularity counter follows the payments: up by one per new transaction here,
-            // recounted by `prune_catalog` as payments leave the usage window.
+            // recounted by `prune_catalog` as payments leave the usage window. With several
+            // replicas a recount racing an increment can be one off until the next recount of
+            // that resource; it is a ranking figure, not money.
             if Transition::of(recorded).applied() {
                 sqlx::query(
                     "UPDATE catalog_resources SET settled_30d = settled_30d + 1 WHERE id = $1",
