@@ -27,6 +27,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "replicas",
         include_str!("../../migrations/postgres/0003_replicas.sql"),
     ),
+    (
+        5,
+        "discovery",
+        include_str!("../../migrations/postgres/0005_discovery.sql"),
+    ),
 ];
 
 const SQLITE: &[(i64, &str, &str)] = &[
@@ -44,6 +49,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         3,
         "replicas",
         include_str!("../../migrations/sqlite/0003_replicas.sql"),
+    ),
+    (
+        5,
+        "discovery",
+        include_str!("../../migrations/sqlite/0005_discovery.sql"),
     ),
 ];
 
