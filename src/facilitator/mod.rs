@@ -22,6 +22,7 @@ use tracing::{Span, info};
 use self::leases::SignerLeases;
 use self::metrics::Metrics;
 use self::settle::{Settle, plugin_deadline};
+use crate::discovery::CatalogSink;
 use crate::ledger::{LedgerError, SettlementState, SharedLedger};
 use crate::protocol::{PaymentRequest, SettleResponse, SupportedResponse, VerifyResponse, reason};
 use crate::scheme::{
@@ -149,6 +150,8 @@ pub struct Facilitator {
     supported: SupportedResponse,
     pub metrics: Metrics,
     handoffs: Handoffs,
+    /// Told about valid verifies and successful settles (bazaar discovery); never waited for.
+    catalog: Option<Arc<dyn CatalogSink>>,
 }
 
 /// Hand-offs between replicas (Postgres only): wake-ups for the taker when one is queued and
@@ -190,7 +193,15 @@ impl Facilitator {
             supported,
             metrics: Metrics::default(),
             handoffs,
+            catalog: None,
         }
+    }
+
+    /// Reports payments to `sink` and advertises its extension in `/supported`.
+    pub fn with_catalog(mut self, sink: Arc<dyn CatalogSink>) -> Self {
+        self.supported.extensions.push(sink.extension().to_string());
+        self.catalog = Some(sink);
+        self
     }
 
     pub fn supported(&self) -> &SupportedResponse {
@@ -239,6 +250,9 @@ impl Facilitator {
     ) -> Result<VerifyResponse, FacilitatorError> {
         let answer = self.verify_inner(request, arrived).await;
         self.metrics.count_verify(&answer);
+        if let (Some(catalog), Ok(a)) = (&self.catalog, &answer) {
+            catalog.after_verify(request, a);
+        }
         answer
     }
 
@@ -294,6 +308,9 @@ impl Facilitator {
     ) -> Result<SettleResponse, FacilitatorError> {
         let answer = self.settle_inner(request, arrived, watch).await;
         self.metrics.count_settle(&answer);
+        if let (Some(catalog), Ok(a)) = (&self.catalog, &answer) {
+            catalog.after_settle(request, a);
+        }
         // Money events are always logged (the per-request access log is at debug).
         match &answer {
             Ok(a) if a.success => {

@@ -1,5 +1,7 @@
-//! The HTTP surface: router, request ids and per-request spans, body limit, timeout.
+//! The HTTP surface: router, request ids and per-request spans, body limit, timeout; one file
+//! per resource (payments, receipts, discovery).
 
+mod discovery;
 pub mod error;
 mod extract;
 mod payment;
@@ -40,6 +42,8 @@ pub struct AppState {
     pub verify_slots: Arc<tokio::sync::Semaphore>,
     /// The server's own bound on a request (`server.request_timeout_ms`).
     pub request_timeout: Duration,
+    /// The bazaar catalog; `None` when discovery is disabled.
+    pub discovery: Option<Arc<crate::discovery::Catalog>>,
 }
 
 pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> Router {
@@ -52,6 +56,8 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> 
         .route("/metrics", get(metrics))
         .route("/settlements", get(receipts::list))
         .route("/settlements/{transaction}", get(receipts::one))
+        .route("/discovery/resources", get(discovery::list))
+        .route("/discovery/search", get(discovery::search))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -84,6 +90,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "x402_signer_lease{{signer=\"{signer}\"}} {}\n",
             if draining { 2 } else { 1 }
         ));
+    }
+    if let Some(catalog) = &state.discovery {
+        text.push_str(&catalog.metrics.render());
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

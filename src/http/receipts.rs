@@ -172,7 +172,7 @@ fn receipt(r: &SettlementRecord) -> Value {
 }
 
 /// Unix milliseconds as an RFC 3339 UTC timestamp (civil-from-days, H. Hinnant).
-fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;

@@ -14,8 +14,10 @@
 //!
 //! Files: [`settlements`] (the payment rows, their recorded transactions, payment
 //! identifiers), [`signers`] (signer leases), [`replicas`] (heartbeats, the hand-off queue,
-//! notifications), `migrate` (the schema, per backend).
+//! notifications), [`catalog`] (the bazaar discovery catalog), `migrate` (the schema, per
+//! backend).
 
+pub mod catalog;
 mod migrate;
 mod replicas;
 mod settlements;
@@ -27,6 +29,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::{AnyPool, Executor};
 
+pub use catalog::{
+    ListingAccept, ListingFilter, ListingOrder, ListingPayment, ListingQuery, ListingRow,
+    NewListing, PriceRange, PruneReport, UpsertOutcome,
+};
 pub use replicas::{HANDOFF_CHANNEL, OUTCOME_CHANNEL};
 pub use settlements::{
     ClaimOutcome, ClaimToken, Fence, Included, NewClaim, ReceiptQuery, SettlementRecord,
