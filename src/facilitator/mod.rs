@@ -309,7 +309,7 @@ impl Facilitator {
         let answer = self.settle_inner(request, arrived, watch).await;
         self.metrics.count_settle(&answer);
         if let (Some(catalog), Ok(a)) = (&self.catalog, &answer) {
-            catalog.after_settle(request, a);
+            catalog.after_settle(&self.as_offered(request, a), a);
         }
         // Money events are always logged (the per-request access log is at debug).
         match &answer {
@@ -435,6 +435,34 @@ impl Facilitator {
                 Ok(Err(rejection))
             }
         }
+    }
+
+    /// The request as the seller offered it, for the catalog. In schemes where the seller names
+    /// the charge at settle (`upto`), the settle's `requirements.amount` is what this buyer was
+    /// charged, not the price offered: the listed amount is the signed maximum, which `/verify`
+    /// held equal to the offer (docs/schemes.md). Read from the payment itself, never from the
+    /// buyer's `accepted` copy.
+    fn as_offered<'r>(
+        &self,
+        request: &'r PaymentRequest,
+        answer: &SettleResponse,
+    ) -> std::borrow::Cow<'r, PaymentRequest> {
+        use std::borrow::Cow;
+        let (PaymentRequest::V2(r), true, Some(_)) = (request, answer.success, &answer.amount)
+        else {
+            return Cow::Borrowed(request);
+        };
+        let max = self
+            .handler(request)
+            .ok()
+            .and_then(|h| h.revive(request).ok())
+            .and_then(|p| p.meta.max_amount);
+        let Some(max) = max else {
+            return Cow::Borrowed(request);
+        };
+        let mut offered = r.clone();
+        offered.payment_requirements.amount = max;
+        Cow::Owned(PaymentRequest::V2(offered))
     }
 
     fn handler(&self, request: &PaymentRequest) -> Result<Arc<dyn SchemeHandler>, Rejection> {

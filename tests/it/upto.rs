@@ -516,3 +516,31 @@ async fn concurrent_charges_of_one_authorization_move_money_once_sqlite() {
 async fn concurrent_charges_of_one_authorization_move_money_once_postgres() {
     concurrent_charges(Db::postgres().await).await;
 }
+
+/// Bazaar discovery lists an `upto` route at what the seller offered — the signed maximum,
+/// which `/verify` held equal to the offer — not at the charge one buyer happened to pay: the
+/// settle's `requirements.amount` is that charge.
+#[tokio::test]
+async fn discovery_lists_an_upto_route_at_its_maximum_not_a_buyers_charge() {
+    use crate::discovery::poisoning::{listing_once, weather_extension};
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let app = spawn_with(&chain, &db, permit2_options()).await;
+    let mut p = harness::funded_permit2(&chain, Kind::Upto, app.signers[0].address(), true).await;
+    p.extensions = Some(json!({ "bazaar": weather_extension(None) }));
+    let mut body = p.settle_body(U256::from(1234u64));
+    body["paymentPayload"]["resource"] = json!({
+        "url": "https://api.acme.example/generate", "description": "metered",
+        "mimeType": "application/json" });
+    let settled = app.settle(&body).await;
+    assert_eq!(settled["amount"], "1234", "{settled}");
+    let page = listing_once(&app, "/discovery/resources", |page| {
+        page["items"].as_array().is_some_and(|i| !i.is_empty())
+    })
+    .await;
+    let item = &page["items"][0];
+    assert_eq!(item["accepts"][0]["scheme"], "upto", "{item}");
+    assert_eq!(item["accepts"][0]["amount"], "2500", "{item}");
+    assert_eq!(item["observed"]["priceRange"][0]["max"], "2500", "{item}");
+    app.stop().await;
+}
