@@ -218,8 +218,13 @@ async fn case(chain: &Chain, kind: Paid, facilitator: Address) -> Case {
 /// Freezes a settle at `point` in one process, SIGKILLs it, starts a fresh process on the same
 /// ledger, and checks that the payment ends settled exactly once.
 async fn crash_at(point: &str, kind: Paid) {
+    crash_on(Db::postgres().await, point, kind).await;
+}
+
+/// [`crash_at`] on a given ledger: SQLite is one process at a time, which is what a crash and
+/// a restart are.
+async fn crash_on(db: Db, point: &str, kind: Paid) {
     let chain = Chain::start().await;
-    let db = Db::postgres().await;
     let keys = signers(&chain, 1, false).await;
     let mut env = env_for(&chain, &chain.url, &db, &keys);
     env.push(("X402__NETWORKS__LOCAL__SCHEMES".into(), "exact,upto".into()));
@@ -345,6 +350,31 @@ async fn upto_crash_after_confirmation_before_the_final_record() {
 #[tokio::test]
 async fn upto_charging_nothing_crash_after_the_claim() {
     crash_at("after_claim", Paid::UptoNothing).await;
+}
+
+const CRASH_POINTS: [&str; 4] = [
+    "after_claim",
+    "after_record",
+    "after_broadcast",
+    "after_confirm",
+];
+
+/// The crash tests of Permit2 `exact` on SQLite too (the EIP-3009 ones run the same machinery
+/// and are proven on Postgres above).
+#[tokio::test]
+async fn permit2_exact_crashes_on_sqlite() {
+    for point in CRASH_POINTS {
+        crash_on(Db::sqlite(), point, Paid::Permit2Exact).await;
+    }
+}
+
+/// The crash tests of `upto` (and `upto` charging nothing) on SQLite too.
+#[tokio::test]
+async fn upto_crashes_on_sqlite() {
+    for point in CRASH_POINTS {
+        crash_on(Db::sqlite(), point, Paid::Upto).await;
+    }
+    crash_on(Db::sqlite(), "after_claim", Paid::UptoNothing).await;
 }
 
 #[tokio::test]
