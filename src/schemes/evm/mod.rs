@@ -8,6 +8,7 @@ mod options;
 pub mod payload;
 pub mod reason;
 mod settle;
+pub mod signature;
 mod signers;
 mod verify;
 
