@@ -3,11 +3,16 @@
 //! ERC-1271 signature, and an ERC-6492-wrapped signature of a wallet not deployed yet. Policy
 //! (which factories, whether a high `s` is acceptable) stays with each caller.
 
-use alloy::primitives::{Address, B256, U256, uint};
+use alloy::primitives::{Address, B256, Bytes, U256, uint};
+use alloy::sol_types::SolCall;
 
 use super::chain::{Chain, RpcFailure};
-use super::payload::Deployment;
-use crate::scheme::Deadline;
+use super::contracts::{IErc1271, IMulticall3};
+use super::payload::{self, Deployment};
+use crate::scheme::{Deadline, SchemeError};
+
+/// What `isValidSignature` returns for an accepted signature (ERC-1271).
+const ERC1271_MAGIC: [u8; 4] = [0x16, 0x26, 0xba, 0x7e];
 
 /// secp256k1 n / 2: tokens reject signatures with a larger `s` (EIP-2).
 const SECP256K1N_HALF: U256 =
@@ -68,6 +73,70 @@ pub fn recover(hash: B256, sig: &[u8]) -> Option<Address> {
     Some(Address::from_slice(
         &alloy::primitives::keccak256(&uncompressed[1..])[12..],
     ))
+}
+
+/// Whether `signer` signed `hash` with `raw` (possibly ERC-6492 wrapped), whatever kind of
+/// signer it is, with no factory allow-list: nothing is sent, so a counterfactual wallet is
+/// deployed only inside an `eth_call` (as ERC-6492's reference validator and viem do), through
+/// Multicall3 at `multicall3`. A revert or a non-magic answer is "not signed"; an RPC that gives
+/// no verdict is a fault.
+pub async fn signed_by(
+    chain: &Chain,
+    multicall3: Address,
+    signer: Address,
+    hash: B256,
+    raw: &[u8],
+    deadline: Deadline,
+) -> Result<bool, SchemeError> {
+    let Ok((sig, deployment)) = payload::unwrap_6492(Bytes::copy_from_slice(raw)) else {
+        return Ok(false);
+    };
+    let rpc = |f: RpcFailure| SchemeError::Rpc(f.message());
+    let kind = classify(chain, signer, hash, &sig, deployment.as_ref(), deadline)
+        .await
+        .map_err(rpc)?;
+    let is_valid = IErc1271::isValidSignatureCall {
+        hash,
+        signature: sig.clone(),
+    }
+    .abi_encode();
+    let answer = match kind {
+        SignatureKind::Eoa { .. } => return Ok(true),
+        SignatureKind::Unrecognised { .. } => return Ok(false),
+        SignatureKind::ContractWallet => chain.eth_call(deadline, signer, is_valid.into()).await,
+        SignatureKind::Counterfactual(d) => {
+            let calls = vec![
+                IMulticall3::Call3 {
+                    target: d.factory,
+                    allowFailure: true,
+                    callData: d.calldata,
+                },
+                IMulticall3::Call3 {
+                    target: signer,
+                    allowFailure: true,
+                    callData: is_valid.into(),
+                },
+            ];
+            let data = IMulticall3::aggregate3Call { calls }.abi_encode();
+            match chain.eth_call(deadline, multicall3, data.into()).await {
+                Ok(out) => {
+                    let results = IMulticall3::aggregate3Call::abi_decode_returns(&out)
+                        .map_err(|e| SchemeError::Internal(format!("Multicall3 answer: {e}")))?;
+                    match results.get(1) {
+                        Some(r) if r.success => Ok(r.returnData.clone()),
+                        _ => return Ok(false),
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match answer {
+        // A `bytes4` comes back left-aligned in a 32-byte word.
+        Ok(out) => Ok(out.get(..4) == Some(&ERC1271_MAGIC[..])),
+        Err(RpcFailure::Node(_)) => Ok(false),
+        Err(transport) => Err(rpc(transport)),
+    }
 }
 
 #[cfg(test)]
