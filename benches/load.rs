@@ -348,6 +348,7 @@ async fn start_process(
         .env("X402__NETWORKS__LOCAL__SIGNER_KEYS", keys)
         .env("X402__NETWORKS__LOCAL__RECEIPT_POLL_MS", "25")
         .envs(extra_env.iter().copied())
+        .env("X402__SESSIONS__ENABLED", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -480,6 +481,65 @@ async fn drive(
         rpc_per_req: (rpc1 - rpc0) as f64 / n,
         answers: answers.trim().to_string(),
     }
+}
+
+/// Distinct sign-in proofs for the sessions point.
+const SESSION_PROOFS: usize = 4000;
+
+/// `n` `/sessions/verify` bodies, each an EOA proof with its own nonce, signed now: EIP-4361 text
+/// built by our own builder (the official client's proofs are checked by tests/it/sessions.rs).
+fn session_proofs(chain_id: u64, n: usize) -> Vec<Value> {
+    use alloy::signers::SignerSync;
+    let keys: Vec<PrivateKeySigner> = (0..16).map(|_| PrivateKeySigner::random()).collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    // A minute back, so the whole point runs well inside the 5-minute age bound.
+    let issued = iso8601(now - 60);
+    let uri = "https://api.example.com/data";
+    (0..n)
+        .map(|i| {
+            let key = &keys[i % keys.len()];
+            let mut payload = serde_json::json!({
+                "domain": "api.example.com", "address": key.address().to_checksum(None),
+                "statement": "Sign in", "uri": uri, "version": "1",
+                "chainId": format!("eip155:{chain_id}"), "type": "eip191",
+                "nonce": format!("{:032x}", i as u128 + 1), "issuedAt": issued,
+                "resources": [uri], "signature": "",
+            });
+            let proof: x402_facilitator::sessions::proof::Proof =
+                serde_json::from_value(payload.clone()).expect("proof");
+            let text = x402_facilitator::sessions::message::siwe(&proof, chain_id).expect("siwe");
+            let sig = key.sign_message_sync(text.as_bytes()).expect("sign");
+            payload["signature"] = serde_json::json!(format!("0x{}", hex::encode(sig.as_bytes())));
+            serde_json::json!({
+                "payload": payload, "domain": "api.example.com", "uri": uri,
+                "chains": [format!("eip155:{chain_id}")],
+            })
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DDThh:mm:ss.000Z` of a unix time (civil-from-days, Howard Hinnant).
+fn iso8601(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn write_bodies(dir: &Path, name: &str, bodies: &[Value]) -> PathBuf {
@@ -855,7 +915,27 @@ async fn run(o: Options) {
         );
         return;
     }
+    let proofs_file = write_bodies(
+        dir.path(),
+        "sessions-eoa.jsonl",
+        &session_proofs(chain.chain_id, SESSION_PROOFS),
+    );
     let mut rows = Vec::new();
+    // Each proof's nonce is single-use: a budget of one request per proof.
+    rows.push(Row {
+        label: format!("sessions/verify EOA {SESSION_PROOFS} distinct c=16"),
+        ours: drive(
+            &ours,
+            "/sessions/verify",
+            Some(&proofs_file),
+            16,
+            60,
+            SESSION_PROOFS,
+        )
+        .await,
+        theirs: None,
+    });
+    eprintln!("done: sessions/verify");
     for (label, path, file, conns) in [
         ("verify valid c=1", "/verify", Some(valid_file.as_path()), 1),
         (

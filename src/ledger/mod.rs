@@ -14,12 +14,14 @@
 //!
 //! Files: [`settlements`] (the payment rows, their recorded transactions, payment
 //! identifiers), [`signers`] (signer leases), [`replicas`] (heartbeats, the hand-off queue,
-//! notifications), [`catalog`] (the bazaar discovery catalog), `migrate` (the schema, per
+//! notifications), [`catalog`] (the bazaar discovery catalog), `sessions` (sign-in nonces,
+//! entitlements), `migrate` (the schema, per
 //! backend).
 
 pub mod catalog;
 mod migrate;
 mod replicas;
+mod sessions;
 mod settlements;
 mod signers;
 
@@ -34,6 +36,7 @@ pub use catalog::{
     NewListing, PriceRange, PruneReport, UpsertOutcome,
 };
 pub use replicas::{HANDOFF_CHANNEL, OUTCOME_CHANNEL};
+pub use sessions::{EntitledPayment, EntitlementLookup};
 pub use settlements::{
     ClaimOutcome, ClaimToken, Fence, Included, NewClaim, ReceiptQuery, SettlementRecord,
     SettlementState, Submission, TxRecord,

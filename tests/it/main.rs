@@ -14,4 +14,5 @@ mod ledger_contract;
 mod money_path;
 mod replicas;
 mod sdk_interop;
+mod sessions;
 mod svm;
