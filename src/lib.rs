@@ -16,10 +16,12 @@
 //!   reconciler, signer leases, metrics.
 //! - [`discovery`]: the bazaar catalog: learning paid resources from payments off the hot path,
 //!   and listing and searching them.
+//! - [`access`]: API keys and scopes, rate limits, operator policy and cluster-wide budgets.
 //! - [`http`]: the axum router, extractors, the one error mapping, request ids, receipts,
 //!   discovery.
 //! - [`app`]: building and running the whole service; [`telemetry`]: logs.
 
+pub mod access;
 pub mod app;
 pub mod config;
 pub mod discovery;

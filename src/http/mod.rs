@@ -1,6 +1,7 @@
-//! The HTTP surface: router, request ids and per-request spans, body limit, timeout; one file
-//! per resource (payments, receipts, discovery).
+//! The HTTP surface: router, request ids and per-request spans, the access gate (keys, rate
+//! limits), body limit, timeout; one file per resource (payments, receipts, discovery).
 
+mod access;
 mod discovery;
 pub mod error;
 mod extract;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The bazaar catalog; `None` when discovery is disabled.
     pub discovery: Option<Arc<crate::discovery::Catalog>>,
+    /// API keys and rate limits (`http::access`).
+    pub access: Arc<crate::access::Access>,
 }
 
 pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> Router {
@@ -61,6 +64,10 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> 
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::middleware,
+        ))
         .layer(axum::middleware::from_fn(move |req, next| {
             request_id::middleware(req, next, request_timeout)
         }))

@@ -394,6 +394,13 @@ pub trait Scheme: Send + Sync + 'static {
     fn can_sign(&self) -> bool {
         true
     }
+
+    /// The unix times (seconds) between which the payment's authorization is valid, for the
+    /// operator's `max_authorization_secs`; `None` for schemes whose authorization has no
+    /// window of the payer's choosing.
+    fn authorization_window(&self, _payment: &Self::Payment) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// A scheme handler as the core holds it: [`Scheme`] with its types erased (see [`Erased`]).
@@ -453,6 +460,7 @@ pub trait SchemeHandler: Send + Sync + 'static {
     ) -> Result<Finality, SchemeError>;
     async fn discard(&self, prepared: &Prepared);
     fn can_sign(&self) -> bool;
+    fn authorization_window(&self, payment: &CheckedPayment) -> Option<(u64, u64)>;
 }
 
 /// What a factory made of one configured network.
