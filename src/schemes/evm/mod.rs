@@ -218,6 +218,14 @@ impl Scheme for Arc<EvmExact> {
             .addresses()
             .any(|a| self.gate.fence(&self.lease_key(a)).is_some())
     }
+
+    fn authorization_window(&self, payment: &EvmPayment) -> Option<(u64, u64)> {
+        let a = &payment.authorization;
+        Some((
+            a.valid_after.saturating_to(),
+            a.valid_before.saturating_to(),
+        ))
+    }
 }
 
 impl EvmExact {
