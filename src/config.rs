@@ -100,6 +100,13 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub settlement: SettlementSettings,
     pub discovery: DiscoverySettings,
+    pub sessions: SessionSettings,
+    #[serde(default)]
+    pub auth: crate::access::settings::AuthSettings,
+    #[serde(default)]
+    pub rate_limit: crate::access::settings::RateLimitSettings,
+    #[serde(default)]
+    pub policy: crate::access::settings::PolicySettings,
     #[serde(default)]
     pub networks: BTreeMap<String, NetworkSettings>,
 }
@@ -170,6 +177,15 @@ pub struct DiscoverySettings {
     pub allow_private_hosts: bool,
 }
 
+/// Sessions (`src/sessions`): `/sessions/verify` and `/sessions/entitlement`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionSettings {
+    /// Serve the endpoints and advertise `sign-in-with-x` in `/supported`.
+    pub enabled: bool,
+    /// How far ahead of ours a seller's clock may be when it stamps `issuedAt`.
+    pub clock_skew_ms: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NetworkSettings {
     /// CAIP-2 id, e.g. `eip155:84532`.
@@ -188,6 +204,12 @@ pub struct NetworkSettings {
     /// Also answer v1 requests under the network's v1 name, when it has one.
     #[serde(default = "yes")]
     pub v1: bool,
+    /// What the operator accepts on this network (docs/access.md).
+    #[serde(default)]
+    pub policy: crate::access::settings::NetworkPolicy,
+    /// Fee spend caps on this network, shared by every replica (docs/access.md).
+    #[serde(default)]
+    pub budget: crate::access::settings::NetworkBudget,
     /// Scheme-specific options, parsed by the plugin (unknown keys fail its start-up).
     #[serde(flatten)]
     pub options: Map<String, Value>,
@@ -306,6 +328,9 @@ impl Settings {
                 "settlement.signer_lease_ttl_ms must be ≥ 300 and reconcile_interval_ms positive"
                     .into(),
             );
+        }
+        if self.sessions.clock_skew_ms > 60_000 {
+            return bad("sessions.clock_skew_ms must be at most 60000".into());
         }
         let d = &self.discovery;
         if d.queue_size == 0 || d.queue_size > 1_000_000 {

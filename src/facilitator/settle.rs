@@ -49,6 +49,11 @@ pub(super) struct Settle<'a> {
     /// This settle works for another replica (it took a hand-off): it never hands off again,
     /// and it records every end in the row, which is how its requester learns it.
     pub handed_off: bool,
+    /// Who asked (budgets per API key); anonymous for a hand-off.
+    pub caller: &'a crate::access::Caller,
+    /// A transaction was recorded (or the payment handed to a replica that will send one):
+    /// a budget reservation is spent, not given back.
+    pub sent: std::sync::atomic::AtomicBool,
 }
 
 /// Test builds (`--features fault-injection`) can stop dead here so that a test can SIGKILL the
@@ -131,6 +136,9 @@ pub(super) fn new_claim(
         amount: m.amount.clone(),
         max_amount: m.max_amount.clone(),
         resource_url: request.resource_url().map(str::to_string),
+        resource_key: request
+            .resource_url()
+            .and_then(crate::discovery::resource::entitlement_key),
         payment_scope: payment_id.as_ref().map(|_| payment_id::scope(m)),
         payment_id,
         request: request.to_json(),
@@ -206,7 +214,30 @@ impl Settle<'_> {
         match self.fac.ledger.claim(&claim, self.lease()).await? {
             ClaimOutcome::Claimed(token) => {
                 fault_point("after_claim");
-                self.submit(&payment, &token, Vec::new()).await
+                // A new payment: reserve its fee on every budget, or let it go untouched.
+                let held = match self.fac.guard() {
+                    Some(guard) => match guard.budgets.reserve(&payment.meta, self.caller).await {
+                        Ok(held) => Some(held),
+                        Err(refused) => {
+                            self.give_up(&payment, &token).await?;
+                            return match refused {
+                                crate::access::Refused::Reject(r) => {
+                                    self.fac.metrics.count_refusal(&r.reason);
+                                    Ok(self.fail(&payment, r, ""))
+                                }
+                                crate::access::Refused::Fault(e) => Err(e.into()),
+                            };
+                        }
+                    },
+                    None => None,
+                };
+                let answer = self.submit(&payment, &token, Vec::new()).await;
+                if let (Some(guard), Some(held)) = (self.fac.guard(), held)
+                    && !self.sent.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    guard.budgets.refund(held).await;
+                }
+                answer
             }
             ClaimOutcome::Existing(row) => self.existing(*row, Some(&payment)).await,
             ClaimOutcome::PaymentIdTaken => Err(payment_id::conflict(self.payment_id.as_deref())),
@@ -443,6 +474,7 @@ impl Settle<'_> {
             }
             self.watch
                 .recorded(key, &prepared.tx_id, payment.meta.charged());
+            self.sent.store(true, std::sync::atomic::Ordering::Relaxed);
             txs.push(RecordedTx {
                 tx_id: prepared.tx_id.clone(),
                 raw: Some(prepared.raw.clone()),
@@ -759,6 +791,8 @@ impl Settle<'_> {
         if ledger.hand_off(key, token, deadline_ms, sender).await? == Transition::Lost {
             return Ok(self.duplicate(payment, ""));
         }
+        // The taker spends the fee; the reservation stays.
+        self.sent.store(true, std::sync::atomic::Ordering::Relaxed);
         self.fac
             .metrics
             .handed_off
@@ -999,6 +1033,10 @@ impl Settle<'_> {
                     "record_failed",
                     ledger.record_failed(key, token, &rejection.reason).await,
                 );
+                // Our transaction passed simulation and failed on chain: the payer's record.
+                if own && let Some(guard) = self.fac.guard() {
+                    guard.budgets.landed_failed(&payment.meta).await;
+                }
                 Ok(self.fail(payment, rejection, newest))
             }
             Ok(TxStatus::Pending) => {

@@ -23,6 +23,9 @@ use crate::scheme::SchemeError;
 /// Reason sent with HTTP 409 when a payment-identifier is reused for another payment.
 pub const PAYMENT_ID_CONFLICT: &str = "payment_identifier_conflict";
 
+/// Reason sent with HTTP 429.
+pub const RATE_LIMITED: &str = "rate_limited";
+
 /// Which endpoint failed, so that the fault body has that endpoint's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -36,6 +39,13 @@ pub enum ApiError {
     Unreadable(StatusCode, String),
     /// No credentials, or not the right ones.
     Unauthorized(&'static str),
+    /// Credentials that do not allow this endpoint (403).
+    Forbidden(String),
+    /// Over a rate limit: try again after the given time (429 with `Retry-After`).
+    RateLimited {
+        endpoint: Option<Endpoint>,
+        retry_after: Duration,
+    },
     NotFound(&'static str),
     MethodNotAllowed,
     /// A fault of ours while answering `/verify` or `/settle`.
@@ -77,6 +87,8 @@ impl ApiError {
         match self {
             ApiError::Unreadable(status, _) => *status,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Fault { error, .. } => match error {
@@ -109,6 +121,21 @@ impl ApiError {
                 },
                 None,
             ),
+            ApiError::Forbidden(message) => (
+                ParkedError {
+                    body: plain(message),
+                    log: None,
+                },
+                None,
+            ),
+            ApiError::RateLimited {
+                endpoint,
+                retry_after,
+            } => {
+                let message = "rate limit reached; retry after the Retry-After delay";
+                let body = shaped(endpoint, RATE_LIMITED, message, "");
+                (ParkedError { body, log: None }, Some(retry_after))
+            }
             ApiError::MethodNotAllowed => (
                 ParkedError {
                     body: plain("method not allowed on this endpoint; see GET /supported".into()),
@@ -210,6 +237,11 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let (parked, retry_after) = self.park();
         let mut response = (status, [(header::CONTENT_TYPE, "application/json")]).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(after) = retry_after
             && let Ok(value) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
         {

@@ -1,12 +1,15 @@
-//! The HTTP surface: router, request ids and per-request spans, body limit, timeout; one file
-//! per resource (payments, receipts, discovery).
+//! The HTTP surface: router, request ids and per-request spans, the access gate (keys, rate
+//! limits), body limit, timeout; one file per resource (payments, receipts, discovery,
+//! sessions).
 
+mod access;
 mod discovery;
 pub mod error;
 mod extract;
 mod payment;
 mod receipts;
 mod request_id;
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +47,10 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The bazaar catalog; `None` when discovery is disabled.
     pub discovery: Option<Arc<crate::discovery::Catalog>>,
+    /// Sign-in proofs and entitlements; `None` when sessions are disabled.
+    pub sessions: Option<Arc<crate::sessions::Sessions>>,
+    /// API keys and rate limits (`http::access`).
+    pub access: Arc<crate::access::Access>,
 }
 
 pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> Router {
@@ -58,9 +65,15 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> 
         .route("/settlements/{transaction}", get(receipts::one))
         .route("/discovery/resources", get(discovery::list))
         .route("/discovery/search", get(discovery::search))
+        .route("/sessions/verify", post(sessions::verify))
+        .route("/sessions/entitlement", get(sessions::entitlement))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::middleware,
+        ))
         .layer(axum::middleware::from_fn(move |req, next| {
             request_id::middleware(req, next, request_timeout)
         }))

@@ -31,8 +31,13 @@ pub(super) struct ListParams {
     cursor: Option<String>,
 }
 
-/// Admission to the receipts: the bearer token when `server.receipts_token` is set.
+/// Admission to the receipts: the bearer token when `server.receipts_token` is set, or an API
+/// key with the `settlements` scope (checked by `http::access`).
 pub(super) struct ReceiptsAuth;
+
+/// Set by `http::access` when the request presented the legacy receipts token.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LegacyToken;
 
 impl FromRequestParts<AppState> for ReceiptsAuth {
     type Rejection = ApiError;
@@ -41,6 +46,13 @@ impl FromRequestParts<AppState> for ReceiptsAuth {
         let Some(token) = &state.receipts_token else {
             return Ok(ReceiptsAuth);
         };
+        let keyed = parts
+            .extensions
+            .get::<crate::access::Caller>()
+            .is_some_and(|c| c.key_id.is_some());
+        if keyed || parts.extensions.get::<LegacyToken>().is_some() {
+            return Ok(ReceiptsAuth);
+        }
         let given = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -55,7 +67,7 @@ impl FromRequestParts<AppState> for ReceiptsAuth {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

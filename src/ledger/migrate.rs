@@ -28,6 +28,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0003_replicas.sql"),
     ),
     (
+        4,
+        "access",
+        include_str!("../../migrations/postgres/0004_access.sql"),
+    ),
+    (
         5,
         "discovery",
         include_str!("../../migrations/postgres/0005_discovery.sql"),
@@ -36,6 +41,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         7,
         "upto",
         include_str!("../../migrations/postgres/0007_upto.sql"),
+    ),
+    (
+        8,
+        "sessions",
+        include_str!("../../migrations/postgres/0008_sessions.sql"),
     ),
 ];
 
@@ -56,6 +66,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0003_replicas.sql"),
     ),
     (
+        4,
+        "access",
+        include_str!("../../migrations/sqlite/0004_access.sql"),
+    ),
+    (
         5,
         "discovery",
         include_str!("../../migrations/sqlite/0005_discovery.sql"),
@@ -64,6 +79,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         7,
         "upto",
         include_str!("../../migrations/sqlite/0007_upto.sql"),
+    ),
+    (
+        8,
+        "sessions",
+        include_str!("../../migrations/sqlite/0008_sessions.sql"),
     ),
 ];
 

@@ -13,13 +13,16 @@
 //! `failed` row may be claimed again because the chain did not consume the authorization.
 //!
 //! Files: [`settlements`] (the payment rows, their recorded transactions, payment
-//! identifiers), [`signers`] (signer leases), [`replicas`] (heartbeats, the hand-off queue,
-//! notifications), [`catalog`] (the bazaar discovery catalog), `migrate` (the schema, per
+//! identifiers), [`signers`] (signer leases), [`access`] (API keys, abuse budgets),
+//! [`replicas`] (heartbeats, the hand-off queue, notifications), [`catalog`] (the bazaar
+//! discovery catalog), `sessions` (sign-in nonces, entitlements), `migrate` (the schema, per
 //! backend).
 
+mod access;
 pub mod catalog;
 mod migrate;
 mod replicas;
+mod sessions;
 mod settlements;
 mod signers;
 
@@ -29,11 +32,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::{AnyPool, Executor};
 
+pub use access::{BudgetLine, NewKey, Reservation, StoredKey};
 pub use catalog::{
     ListingAccept, ListingFilter, ListingOrder, ListingPayment, ListingQuery, ListingRow,
     NewListing, PriceRange, PruneReport, UpsertOutcome,
 };
 pub use replicas::{HANDOFF_CHANNEL, OUTCOME_CHANNEL};
+pub use sessions::{EntitledPayment, EntitlementLookup};
 pub use settlements::{
     ClaimOutcome, ClaimToken, Fence, Included, NewClaim, ReceiptQuery, SettlementRecord,
     SettlementState, Submission, TxRecord,

@@ -431,6 +431,26 @@ pub trait Scheme: Send + Sync + 'static {
     fn can_sign(&self) -> bool {
         true
     }
+
+    /// Whether `signer` signed the 32-byte `hash` with `signature`, asking the chain when the
+    /// signer may be a contract (sessions' sign-in proofs: ERC-1271, ERC-6492). `None`: this
+    /// scheme has no such check, or `signer` is not an address of its chain.
+    async fn signed_hash(
+        &self,
+        _signer: &str,
+        _hash: [u8; 32],
+        _signature: &[u8],
+        _deadline: Deadline,
+    ) -> Result<Option<bool>, SchemeError> {
+        Ok(None)
+    }
+
+    /// The unix times (seconds) between which the payment's authorization is valid, for the
+    /// operator's `max_authorization_secs`; `None` for schemes whose authorization has no
+    /// window of the payer's choosing.
+    fn authorization_window(&self, _payment: &Self::Payment) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// A scheme handler as the core holds it: [`Scheme`] with its types erased (see [`Erased`]).
@@ -495,6 +515,14 @@ pub trait SchemeHandler: Send + Sync + 'static {
     ) -> Result<Finality, SchemeError>;
     async fn discard(&self, prepared: &Prepared);
     fn can_sign(&self) -> bool;
+    async fn signed_hash(
+        &self,
+        signer: &str,
+        hash: [u8; 32],
+        signature: &[u8],
+        deadline: Deadline,
+    ) -> Result<Option<bool>, SchemeError>;
+    fn authorization_window(&self, payment: &CheckedPayment) -> Option<(u64, u64)>;
 }
 
 /// What a factory made of one configured network.

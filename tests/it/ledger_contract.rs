@@ -31,6 +31,7 @@ fn claim(key: &str) -> NewClaim {
         amount: "10000".into(),
         max_amount: None,
         resource_url: Some("http://127.0.0.1/x".into()),
+        resource_key: Some("http://127.0.0.1/x".into()),
         payment_id: None,
         payment_scope: None,
         request: "{}".into(),

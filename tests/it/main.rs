@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod access;
 mod cli;
 mod discovery;
 mod evm_rejections;
@@ -17,6 +18,7 @@ mod permit2_money_path;
 mod presets;
 mod replicas;
 mod sdk_interop;
+mod sessions;
 mod svm;
 mod upto;
 mod upto_interop;

@@ -17,6 +17,7 @@ pub mod payload;
 pub mod permit2;
 pub mod reason;
 mod settle;
+pub mod signature;
 mod signers;
 mod upto;
 mod verify;
@@ -415,6 +416,28 @@ impl Scheme for EvmHandler {
         settle::discard(&self.net, signed).await;
     }
 
+    async fn signed_hash(
+        &self,
+        signer: &str,
+        hash: [u8; 32],
+        signature: &[u8],
+        deadline: Deadline,
+    ) -> Result<Option<bool>, SchemeError> {
+        let Some(signer) = payload::parse_address(signer) else {
+            return Ok(None);
+        };
+        signature::signed_by(
+            &self.net.chain,
+            self.net.options.multicall3,
+            signer,
+            hash.into(),
+            signature,
+            deadline,
+        )
+        .await
+        .map(Some)
+    }
+
     /// Any key of the network will do here; a payment that must be sent from one key names
     /// its lease in `PaymentMeta::sender`, which the core checks itself.
     fn can_sign(&self) -> bool {
@@ -422,6 +445,16 @@ impl Scheme for EvmHandler {
         net.signers
             .addresses()
             .any(|a| net.gate.fence(&net.lease_key(a)).is_some())
+    }
+
+    /// (valid after, valid before) in unix seconds: EIP-3009's `validAfter`/`validBefore`,
+    /// Permit2's `witness.validAfter`/`deadline`.
+    fn authorization_window(&self, payment: &EvmPayment) -> Option<(u64, u64)> {
+        let (after, before) = match payment {
+            EvmPayment::Eip3009(p) => (p.authorization.valid_after, p.authorization.valid_before),
+            EvmPayment::Permit2(p) => (p.authorization.valid_after, p.authorization.deadline),
+        };
+        Some((after.saturating_to(), before.saturating_to()))
     }
 }
 

@@ -180,6 +180,17 @@ impl TestApp {
         (status, resp.json().await.expect("JSON"))
     }
 
+    pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status();
+        (status, resp.text().await.expect("body"))
+    }
+
     pub async fn verify(&self, body: &Value) -> Value {
         let (status, json) = self.post("/verify", body).await;
         assert_eq!(status, StatusCode::OK, "verify answered {status}: {json}");

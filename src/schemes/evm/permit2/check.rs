@@ -25,7 +25,8 @@ use crate::schemes::evm::network::EvmNetwork;
 use crate::schemes::evm::onchain::OnChain;
 use crate::schemes::evm::payload::{Deployment, parse_address, parse_decimal};
 use crate::schemes::evm::reason;
-use crate::schemes::evm::verify::{recover, rpc};
+use crate::schemes::evm::signature::recover;
+use crate::schemes::evm::verify::rpc;
 
 /// EIP-1271 `isValidSignature` answer of a wallet that accepts.
 const ERC1271_MAGIC: [u8; 4] = [0x16, 0x26, 0xba, 0x7e];
