@@ -214,8 +214,10 @@ impl Settle<'_> {
         match self.fac.ledger.claim(&claim, self.lease()).await? {
             ClaimOutcome::Claimed(token) => {
                 fault_point("after_claim");
-                // A new payment: reserve its fee on every budget, or let it go untouched.
-                let held = match self.fac.guard() {
+                // A new payment: reserve its fee on every budget, or let it go untouched. A
+                // charge of 0 (`upto`) sends nothing, so it spends no fee.
+                let guard = self.fac.guard().filter(|_| !payment.meta.moves_nothing());
+                let held = match guard {
                     Some(guard) => match guard.budgets.reserve(&payment.meta, self.caller).await {
                         Ok(held) => Some(held),
                         Err(refused) => {

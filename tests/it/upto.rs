@@ -544,3 +544,49 @@ async fn discovery_lists_an_upto_route_at_its_maximum_not_a_buyers_charge() {
     assert_eq!(item["observed"]["priceRange"][0]["max"], "2500", "{item}");
     app.stop().await;
 }
+
+/// A charge of 0 sends nothing, so the operator's fee budget does not stand in its way (it is
+/// settled even when the day's budget is spent), and it is no payment: it entitles nobody to
+/// the resource (sessions), while a real charge does.
+#[tokio::test]
+async fn a_charge_of_nothing_spends_no_budget_and_entitles_nobody() {
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let options = permit2_options()
+        .env("X402__SESSIONS__ENABLED", "true")
+        .env("X402__NETWORKS__LOCAL__BUDGET__FEE_PER_SETTLE", "0.001")
+        .env("X402__NETWORKS__LOCAL__BUDGET__DAILY_CAP", "0.001");
+    let app = spawn_with(&chain, &db, options).await;
+    let facilitator = app.signers[0].address();
+    let entitled = async |p: &Permit2Payment| {
+        let (status, body) = app
+            .get(&format!(
+                "/sessions/entitlement?payer={:#x}&resource=http%3A%2F%2F127.0.0.1%2Fgenerate&within=3600",
+                p.from
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["entitled"].clone()
+    };
+
+    // A charge of nothing: settled, free, and no entitlement.
+    let zero = harness::funded_permit2(&chain, Kind::Upto, facilitator, true).await;
+    let answer = app.settle(&zero.settle_body(U256::ZERO)).await;
+    assert_eq!(answer["success"], true, "{answer}");
+    assert_eq!(entitled(&zero).await, json!(false));
+
+    // A real charge spends the day's whole budget and entitles its payer.
+    let paid = harness::funded_permit2(&chain, Kind::Upto, facilitator, true).await;
+    let answer = app.settle(&paid.settle_body(U256::from(1000u64))).await;
+    assert_eq!(answer["success"], true, "{answer}");
+    assert_eq!(entitled(&paid).await, json!(true));
+
+    // With the budget spent, another real charge is refused, a charge of nothing still settles.
+    let refused = harness::funded_permit2(&chain, Kind::Upto, facilitator, true).await;
+    let answer = app.settle(&refused.settle_body(U256::from(1000u64))).await;
+    assert_eq!(answer["errorReason"], "budget_exhausted", "{answer}");
+    let free = harness::funded_permit2(&chain, Kind::Upto, facilitator, true).await;
+    let answer = app.settle(&free.settle_body(U256::ZERO)).await;
+    assert_eq!(answer["success"], true, "{answer}");
+    app.stop().await;
+}
