@@ -517,28 +517,53 @@ async fn concurrent_charges_of_one_authorization_move_money_once_postgres() {
     concurrent_charges(Db::postgres().await).await;
 }
 
+/// An SDK-shaped `upto` settle of `charge` for `url`, declaring bazaar discovery.
+async fn listed_body(chain: &Chain, facilitator: Address, url: &str, charge: u64) -> Value {
+    let mut p = harness::funded_permit2(chain, Kind::Upto, facilitator, true).await;
+    p.extensions = Some(json!({ "bazaar": crate::discovery::poisoning::weather_extension(None) }));
+    let mut body = p.settle_body(U256::from(charge));
+    body["paymentPayload"]["resource"] =
+        json!({ "url": url, "description": "metered", "mimeType": "application/json" });
+    body
+}
+
 /// Bazaar discovery lists an `upto` route at what the seller offered — the signed maximum,
 /// which `/verify` held equal to the offer — not at the charge one buyer happened to pay: the
-/// settle's `requirements.amount` is that charge.
+/// settle's `requirements.amount` is that charge. A charge of 0 paid nothing and lists nothing.
 #[tokio::test]
 async fn discovery_lists_an_upto_route_at_its_maximum_not_a_buyers_charge() {
-    use crate::discovery::poisoning::{listing_once, weather_extension};
+    use crate::discovery::poisoning::listing_once;
     let chain = Chain::start().await;
     let db = Db::sqlite();
     let app = spawn_with(&chain, &db, permit2_options()).await;
-    let mut p = harness::funded_permit2(&chain, Kind::Upto, app.signers[0].address(), true).await;
-    p.extensions = Some(json!({ "bazaar": weather_extension(None) }));
-    let mut body = p.settle_body(U256::from(1234u64));
-    body["paymentPayload"]["resource"] = json!({
-        "url": "https://api.acme.example/generate", "description": "metered",
-        "mimeType": "application/json" });
-    let settled = app.settle(&body).await;
+    let facilitator = app.signers[0].address();
+    // A charge of nothing is no payment: its resource is not listed (as a verify's is not).
+    let free = app
+        .settle(&listed_body(&chain, facilitator, "https://free.example/generate", 0).await)
+        .await;
+    assert_eq!(free["amount"], "0", "{free}");
+    let settled = app
+        .settle(
+            &listed_body(
+                &chain,
+                facilitator,
+                "https://api.acme.example/generate",
+                1234,
+            )
+            .await,
+        )
+        .await;
     assert_eq!(settled["amount"], "1234", "{settled}");
     let page = listing_once(&app, "/discovery/resources", |page| {
         page["items"].as_array().is_some_and(|i| !i.is_empty())
     })
     .await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
     let item = &page["items"][0];
+    assert_eq!(
+        item["resource"], "https://api.acme.example/generate",
+        "{item}"
+    );
     assert_eq!(item["accepts"][0]["scheme"], "upto", "{item}");
     assert_eq!(item["accepts"][0]["amount"], "2500", "{item}");
     assert_eq!(item["observed"]["priceRange"][0]["max"], "2500", "{item}");
