@@ -255,16 +255,10 @@ impl Policy {
                 format!("payee {} is not served here", meta.pay_to),
             );
         }
-        // An amount too large for u128 is larger than any configured maximum.
-        let value = meta.amount.trim().parse::<u128>().unwrap_or(u128::MAX);
-        if let Some(min) = rules.bound(&meta.asset, &rules.min_amounts, rules.min_amount)
-            && value < min
-        {
-            return refuse(
-                reasons::AMOUNT_BELOW_MINIMUM,
-                format!("amount {value} is under this facilitator's minimum {min}"),
-            );
-        }
+        // An amount that is not a u128 is over any maximum and under any minimum (the plugin's
+        // own check refuses it anyway; policy must not be the one to let it through).
+        let parsed = meta.amount.trim().parse::<u128>().ok();
+        let value = parsed.unwrap_or(u128::MAX);
         if let Some(max) = rules.bound(&meta.asset, &rules.max_amounts, rules.max_amount)
             && value > max
         {
@@ -274,6 +268,14 @@ impl Policy {
                     "amount {} is over this facilitator's maximum {max}",
                     meta.amount
                 ),
+            );
+        }
+        if let Some(min) = rules.bound(&meta.asset, &rules.min_amounts, rules.min_amount)
+            && parsed.unwrap_or(0) < min
+        {
+            return refuse(
+                reasons::AMOUNT_BELOW_MINIMUM,
+                format!("amount {value} is under this facilitator's minimum {min}"),
             );
         }
         if let (Some(max), Some((after, before))) = (rules.max_window, window) {
