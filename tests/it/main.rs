@@ -13,6 +13,7 @@ mod http_surface;
 mod interop_suite;
 mod ledger_contract;
 mod money_path;
+mod openapi;
 mod replicas;
 mod sdk_interop;
 mod sessions;
