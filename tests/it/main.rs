@@ -4,6 +4,7 @@
 mod harness;
 
 mod access;
+mod auth_headers;
 mod cli;
 mod discovery;
 mod evm_rejections;
