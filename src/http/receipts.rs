@@ -5,8 +5,8 @@ use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::header;
 use axum::http::request::Parts;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use axum::extract::Extension;
 
@@ -20,8 +20,9 @@ use crate::ledger::{ReceiptQuery, SettlementRecord, SettlementState};
 const DEFAULT_LIMIT: i64 = 20;
 const MAX_LIMIT: i64 = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListParams {
     payer: Option<String>,
     pay_to: Option<String>,
@@ -91,12 +92,21 @@ fn tenant(caller: &Option<Extension<Caller>>) -> Option<&[String]> {
     caller.as_ref().and_then(|c| c.0.pay_to.as_deref())
 }
 
+/// One settlement by its transaction id.
+#[utoipa::path(get, path = "/settlements/{transaction}", tag = "receipts",
+    params(("transaction" = String, Path, description = "Transaction hash or signature")),
+    responses(
+        (status = 200, description = "The receipt", body = Receipt),
+        super::openapi::Refusals,
+    ),
+    security(("bearer" = ["settlements"]), ("apiKey" = ["settlements"]), ())
+)]
 pub(super) async fn one(
     State(state): State<AppState>,
     _auth: ReceiptsAuth,
     caller: Option<Extension<Caller>>,
     Path(transaction): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Receipt>, ApiError> {
     match state
         .facilitator
         .ledger()
@@ -116,12 +126,21 @@ pub(super) async fn one(
     }
 }
 
+/// Settlements, newest first, filtered and paginated.
+#[utoipa::path(get, path = "/settlements", tag = "receipts",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of receipts", body = ReceiptPage),
+        super::openapi::Refusals,
+    ),
+    security(("bearer" = ["settlements"]), ("apiKey" = ["settlements"]), ())
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     _auth: ReceiptsAuth,
     caller: Option<Extension<Caller>>,
     Query(params): Query<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReceiptPage>, ApiError> {
     let mut query = to_query(params)
         .map_err(|m| ApiError::Unreadable(axum::http::StatusCode::BAD_REQUEST, m))?;
     // A tenant's key lists one of its payees: the one it names, or its only one.
@@ -151,10 +170,10 @@ pub(super) async fn list(
                 .map(|r| format!("{}.{}", r.created_at, r.replay_key))
         })
         .flatten();
-    Ok(Json(json!({
-        "items": rows.iter().map(receipt).collect::<Vec<_>>(),
-        "nextCursor": next,
-    })))
+    Ok(Json(ReceiptPage {
+        items: rows.iter().map(receipt).collect(),
+        next_cursor: next,
+    }))
 }
 
 fn to_query(p: ListParams) -> Result<ReceiptQuery, String> {
@@ -189,25 +208,59 @@ fn to_query(p: ListParams) -> Result<ReceiptQuery, String> {
     })
 }
 
-fn receipt(r: &SettlementRecord) -> Value {
-    json!({
-        "transaction": r.tx_id,
-        "network": r.network,
-        "scheme": r.scheme,
-        "x402Version": r.x402_version,
-        "state": r.state.as_str(),
-        "payer": r.payer,
-        "payTo": r.pay_to,
-        "asset": r.asset,
-        "amount": r.amount,
-        "resource": r.resource_url,
-        "paymentId": r.payment_id,
-        "errorReason": r.error_reason,
-        "signer": r.signer,
-        "createdAt": rfc3339(r.created_at),
-        "updatedAt": rfc3339(r.updated_at),
-        "settledAt": r.settled_at.map(rfc3339),
-    })
+/// One settlement as a seller sees it (`GET /settlements/{transaction}`, items of the list).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Receipt {
+    /// The transaction id; `null` until one was sent.
+    transaction: Option<String>,
+    network: String,
+    scheme: String,
+    x402_version: u8,
+    /// `pending`, `submitted`, `settled`, `failed`, ... (the ledger's states).
+    state: String,
+    payer: String,
+    pay_to: String,
+    asset: String,
+    amount: String,
+    resource: Option<String>,
+    payment_id: Option<String>,
+    error_reason: Option<String>,
+    signer: Option<String>,
+    /// RFC 3339 UTC.
+    created_at: String,
+    updated_at: String,
+    settled_at: Option<String>,
+}
+
+/// `GET /settlements`: a page of receipts, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ReceiptPage {
+    items: Vec<Receipt>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
+}
+
+fn receipt(r: &SettlementRecord) -> Receipt {
+    Receipt {
+        transaction: r.tx_id.clone(),
+        network: r.network.clone(),
+        scheme: r.scheme.clone(),
+        x402_version: r.x402_version,
+        state: r.state.as_str().to_string(),
+        payer: r.payer.clone(),
+        pay_to: r.pay_to.clone(),
+        asset: r.asset.clone(),
+        amount: r.amount.clone(),
+        resource: r.resource_url.clone(),
+        payment_id: r.payment_id.clone(),
+        error_reason: r.error_reason.clone(),
+        signer: r.signer.clone(),
+        created_at: rfc3339(r.created_at),
+        updated_at: rfc3339(r.updated_at),
+        settled_at: r.settled_at.map(rfc3339),
+    }
 }
 
 /// Unix milliseconds as an RFC 3339 UTC timestamp (civil-from-days, H. Hinnant).
