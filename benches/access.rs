@@ -51,7 +51,7 @@ async fn run() {
             limits.check_ip(Class::Verify, ip).expect("under the limit");
             let key = keys.lookup(&token).await.expect("ledger").expect("live");
             limits
-                .check_key(Class::Verify, ip, &key.id, key.rate_per_second)
+                .check_key(Class::Verify, &key.id, key.rate_per_second)
                 .expect("under the limit");
         }
         started.elapsed()

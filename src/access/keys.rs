@@ -164,6 +164,14 @@ impl KeyCache {
         Ok(any)
     }
 
+    /// The cached answer for this token, without asking the ledger (`None`: not cached or
+    /// stale).
+    pub fn peek(&self, token: &str) -> Option<Option<StoredKey>> {
+        let entries = self.entries.lock().ok()?;
+        let (at, key) = entries.get(&hash_token(token))?;
+        (at.elapsed() < self.ttl).then(|| key.clone())
+    }
+
     /// The live key with this token, if any.
     pub async fn lookup(&self, token: &str) -> Result<Option<StoredKey>, LedgerError> {
         let hash = hash_token(token);
@@ -176,7 +184,12 @@ impl KeyCache {
         let key = self.ledger.key_by_hash(&hash).await?;
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= MAX_ENTRIES {
-                entries.clear();
+                // Misses first (a stranger cycling tokens fills the map with them), so that
+                // live keys stay cached; everything stale after that.
+                entries.retain(|_, (at, k)| k.is_some() && at.elapsed() < self.ttl);
+                if entries.len() >= MAX_ENTRIES {
+                    entries.clear();
+                }
             }
             entries.insert(hash, (Instant::now(), key.clone()));
         }

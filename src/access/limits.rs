@@ -102,8 +102,10 @@ impl Limits {
         })
     }
 
-    /// The client's address: the peer, or what trusted proxies say it is.
+    /// The client's address: the peer, or what trusted proxies say it is. `forwarded_for` is
+    /// every `X-Forwarded-For` line joined with commas, in order.
     pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        let peer = canonical(peer);
         let trusted = |ip: &IpAddr| self.trusted.iter().any(|n| n.contains(ip));
         if !trusted(&peer) {
             return peer;
@@ -113,31 +115,36 @@ impl Limits {
         };
         let mut client = peer;
         for hop in header.rsplit(',') {
-            match hop.trim().parse::<IpAddr>() {
-                Ok(ip) => {
+            match hop_ip(hop) {
+                Some(ip) => {
                     client = ip;
                     if !trusted(&ip) {
                         break;
                     }
                 }
                 // Garbage from further left cannot be believed; stop at the last good hop.
-                Err(_) => break,
+                None => break,
             }
         }
         client
     }
 
-    fn exempt(&self, ip: IpAddr) -> bool {
-        !self.enabled || self.exempt.iter().any(|n| n.contains(&ip))
-    }
-
-    /// `Err(wait, Ip)` when the client is over its limit for this class.
+    /// `Err(wait, Ip)` when the client is over its limit for this class. IPv6 clients are
+    /// limited per /64 (one subscriber's usual allocation), or one host could take endless
+    /// fresh buckets.
     pub fn check_ip(&self, class: Class, ip: IpAddr) -> Result<(), (Duration, Limited)> {
-        if self.exempt(ip) {
+        if !self.enabled || self.exempt.iter().any(|n| n.contains(&ip)) {
             return Ok(());
         }
+        let bucket = match ip {
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+            v4 => v4,
+        };
         if let Some(limiter) = &self.per_ip[class as usize]
-            && let Err(not_until) = limiter.check_key(&ip)
+            && let Err(not_until) = limiter.check_key(&bucket)
         {
             return Err((not_until.wait_time_from(self.clock.now()), Limited::Ip));
         }
@@ -145,14 +152,14 @@ impl Limits {
     }
 
     /// `Err(wait, Key)` when the key `id` (with its own rate, if it has one) is over its limit.
+    /// Keys are limited wherever they call from (the IP exemption does not cover them).
     pub fn check_key(
         &self,
         class: Class,
-        ip: IpAddr,
         id: &str,
         own_rate: Option<u32>,
     ) -> Result<(), (Duration, Limited)> {
-        if self.exempt(ip) {
+        if !self.enabled {
             return Ok(());
         }
         {
@@ -187,6 +194,30 @@ impl Limits {
             limiter.shrink_to_fit();
         }
     }
+}
+
+/// IPv4-mapped IPv6 peers (`::ffff:1.2.3.4`, what a dual-stack socket reports) as IPv4, so
+/// that IPv4 ranges match them.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// One hop of `X-Forwarded-For`: an address, maybe with a port (`1.2.3.4:5`, `[::1]:5`).
+fn hop_ip(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    if let Ok(sock) = hop.parse::<std::net::SocketAddr>() {
+        return Some(canonical(sock.ip()));
+    }
+    hop.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .and_then(|h| h.parse::<IpAddr>().ok())
+        .map(canonical)
 }
 
 #[cfg(test)]
@@ -230,6 +261,19 @@ mod tests {
             l.client_ip(ip("10.0.0.2"), Some("garbage, 198.51.100.7")),
             ip("198.51.100.7")
         );
+        // Ports, brackets and dual-stack peers do not make the proxy the client.
+        assert_eq!(
+            l.client_ip(ip("10.0.0.2"), Some("198.51.100.7:4711")),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            l.client_ip(ip("::ffff:10.0.0.2"), Some("[2001:db8::1]:443")),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            l.client_ip(ip("::ffff:203.0.113.9"), None),
+            ip("203.0.113.9")
+        );
     }
 
     #[test]
@@ -245,6 +289,10 @@ mod tests {
         // Another class and another client are not affected.
         assert!(l.check_ip(Class::Settle, who).is_ok());
         assert!(l.check_ip(Class::Verify, ip("198.51.100.8")).is_ok());
+        // One IPv6 /64 is one client.
+        assert!(l.check_ip(Class::Verify, ip("2001:db8:1:2::1")).is_ok());
+        assert!(l.check_ip(Class::Verify, ip("2001:db8:1:2::2")).is_ok());
+        assert!(l.check_ip(Class::Verify, ip("2001:db8:1:2::3")).is_err());
     }
 
     #[test]
@@ -255,11 +303,12 @@ mod tests {
         settings.burst_seconds = 1;
         let l = Limits::new(&settings).expect("valid");
         let who = ip("198.51.100.7");
-        assert!(l.check_key(Class::Verify, who, "k1", None).is_ok());
+        let _ = who;
+        assert!(l.check_key(Class::Verify, "k1", None).is_ok());
         assert!(matches!(
-            l.check_key(Class::Verify, who, "k1", None),
+            l.check_key(Class::Verify, "k1", None),
             Err((_, Limited::Key))
         ));
-        assert!(l.check_key(Class::Verify, who, "k2", Some(5)).is_ok());
+        assert!(l.check_key(Class::Verify, "k2", Some(5)).is_ok());
     }
 }

@@ -255,23 +255,18 @@ impl Policy {
                 format!("payee {} is not served here", meta.pay_to),
             );
         }
-        // An amount too large for u128 is larger than any configured maximum.
-        let parse = |a: &str| a.trim().parse::<u128>().unwrap_or(u128::MAX);
-        let value = parse(&meta.amount);
+        // An amount that is not a u128 is over any maximum and under any minimum (the plugin's
+        // own check refuses it anyway; policy must not be the one to let it through).
+        let parsed = meta.amount.trim().parse::<u128>().ok();
+        let value = parsed.unwrap_or(u128::MAX);
         // `upto` (docs/schemes.md): the minimum holds for the charge the seller names, but a
         // charge of 0 sends nothing and costs no fee; the maximum holds for the signed
         // maximum, what the payer exposes (and what `/verify` was asked about), so a settle
         // cannot get past it by charging less than it could.
-        let exposure = meta.max_amount.as_deref().map_or(value, parse);
-        if let Some(min) = rules.bound(&meta.asset, &rules.min_amounts, rules.min_amount)
-            && value < min
-            && !meta.moves_nothing()
-        {
-            return refuse(
-                reasons::AMOUNT_BELOW_MINIMUM,
-                format!("amount {value} is under this facilitator's minimum {min}"),
-            );
-        }
+        let exposure = meta
+            .max_amount
+            .as_deref()
+            .map_or(value, |max| max.trim().parse::<u128>().unwrap_or(u128::MAX));
         if let Some(max) = rules.bound(&meta.asset, &rules.max_amounts, rules.max_amount)
             && exposure > max
         {
@@ -281,6 +276,15 @@ impl Policy {
                     "amount {} is over this facilitator's maximum {max}",
                     meta.max_amount.as_deref().unwrap_or(&meta.amount)
                 ),
+            );
+        }
+        if let Some(min) = rules.bound(&meta.asset, &rules.min_amounts, rules.min_amount)
+            && parsed.unwrap_or(0) < min
+            && !meta.moves_nothing()
+        {
+            return refuse(
+                reasons::AMOUNT_BELOW_MINIMUM,
+                format!("amount {value} is under this facilitator's minimum {min}"),
             );
         }
         if let (Some(max), Some((after, before))) = (rules.max_window, window) {

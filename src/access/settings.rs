@@ -77,7 +77,7 @@ impl Default for RateLimitSettings {
                 other: 200,
             },
             trusted_proxies: Vec::new(),
-            exempt: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            exempt: Vec::new(),
         }
     }
 }

@@ -36,8 +36,9 @@ const STOP_WORDS: &[&str] = &[
 ];
 
 /// The query string of both endpoints, every value as text so that errors name the parameter.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct DiscoveryParams {
     #[serde(rename = "type")]
     pub kind: Option<String>,

@@ -214,32 +214,7 @@ impl Settle<'_> {
         match self.fac.ledger.claim(&claim, self.lease()).await? {
             ClaimOutcome::Claimed(token) => {
                 fault_point("after_claim");
-                // A new payment: reserve its fee on every budget, or let it go untouched. A
-                // charge of 0 (`upto`) sends nothing, so it spends no fee.
-                let guard = self.fac.guard().filter(|_| !payment.meta.moves_nothing());
-                let held = match guard {
-                    Some(guard) => match guard.budgets.reserve(&payment.meta, self.caller).await {
-                        Ok(held) => Some(held),
-                        Err(refused) => {
-                            self.give_up(&payment, &token).await?;
-                            return match refused {
-                                crate::access::Refused::Reject(r) => {
-                                    self.fac.metrics.count_refusal(&r.reason);
-                                    Ok(self.fail(&payment, r, ""))
-                                }
-                                crate::access::Refused::Fault(e) => Err(e.into()),
-                            };
-                        }
-                    },
-                    None => None,
-                };
-                let answer = self.submit(&payment, &token, Vec::new()).await;
-                if let (Some(guard), Some(held)) = (self.fac.guard(), held)
-                    && !self.sent.load(std::sync::atomic::Ordering::Relaxed)
-                {
-                    guard.budgets.refund(held).await;
-                }
-                answer
+                self.submit(&payment, &token, Vec::new()).await
             }
             ClaimOutcome::Existing(row) => self.existing(*row, Some(&payment)).await,
             ClaimOutcome::PaymentIdTaken => Err(payment_id::conflict(self.payment_id.as_deref())),
@@ -439,7 +414,43 @@ impl Settle<'_> {
         self.submit(payment, token, Vec::new()).await
     }
 
+    /// Every path that may sign comes here (a new claim, a take-over, a failed row claimed
+    /// again): the fee is reserved on every budget first, and given back if this attempt
+    /// recorded no transaction. A hand-off taker does not reserve: its requester did; nor does
+    /// a charge of 0, which sends nothing.
     async fn submit(
+        &self,
+        payment: &CheckedPayment,
+        token: &ClaimToken,
+        txs: Vec<RecordedTx>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        // A charge of 0 (`upto`) sends nothing, so it spends no fee.
+        let guard = match self.fac.guard() {
+            Some(guard) if !self.handed_off && !payment.meta.moves_nothing() => guard,
+            _ => return self.submit_budgeted(payment, token, txs).await,
+        };
+        let held = match guard.budgets.reserve(&payment.meta, self.caller).await {
+            Ok(held) => held,
+            Err(refused) => {
+                self.give_up(payment, token).await?;
+                return match refused {
+                    crate::access::Refused::Reject(r) => {
+                        self.fac.metrics.count_refusal(&r.reason);
+                        Ok(self.fail(payment, r, ""))
+                    }
+                    crate::access::Refused::Fault(e) => Err(e.into()),
+                };
+            }
+        };
+        self.sent.store(false, std::sync::atomic::Ordering::Relaxed);
+        let answer = self.submit_budgeted(payment, token, txs).await;
+        if !self.sent.load(std::sync::atomic::Ordering::Relaxed) {
+            guard.budgets.refund(held).await;
+        }
+        answer
+    }
+
+    async fn submit_budgeted(
         &self,
         payment: &CheckedPayment,
         token: &ClaimToken,

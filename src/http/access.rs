@@ -101,11 +101,15 @@ async fn gate(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let forwarded = req
+    // Every X-Forwarded-For line, in order: a proxy may add its own line instead of appending.
+    let forwarded: Vec<&str> = req
         .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let ip = access.limits.client_ip(peer, forwarded);
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
+    let ip = access.limits.client_ip(peer, forwarded.as_deref());
     let limited = |state: &AppState, wait, which: crate::access::Limited| {
         state
             .facilitator
@@ -116,17 +120,31 @@ async fn gate(
             retry_after: wait,
         }
     };
-    access
-        .limits
-        .check_ip(class, ip)
-        .map_err(|(wait, which)| limited(state, wait, which))?;
+    let denied = |state: &AppState, reason: &'static str, forbidden: bool, message: String| {
+        state.facilitator.metrics.count_refusal(reason);
+        ApiError::Denied {
+            forbidden,
+            endpoint: endpoint(path),
+            message,
+        }
+    };
+    let token = presented(req.headers()).map(str::to_string);
+    // A live key known to the cache is limited as a key, not by its IP (a seller's backend
+    // behind one address must not share the IP budget with strangers there); anything else
+    // is limited by IP before it may cost a ledger read.
+    let cached = token.as_deref().and_then(|t| access.keys.peek(t)).flatten();
+    if cached.is_none() {
+        access
+            .limits
+            .check_ip(class, ip)
+            .map_err(|(wait, which)| limited(state, wait, which))?;
+    }
     let on = access.required
         || access
             .keys
             .any_created()
             .await
             .map_err(|e| ApiError::Internal(format!("cannot read API keys: {e}")))?;
-    let token = presented(req.headers()).map(str::to_string);
     // The legacy receipts token still opens the receipts, with or without keys.
     if scope == Scope::Settlements
         && let (Some(legacy), Some(given)) = (&access.receipts_token, &token)
@@ -140,35 +158,43 @@ async fn gate(
         req.extensions_mut().insert(Caller::anonymous());
         return Ok(());
     }
-    let refuse = |state: &AppState, reason: &'static str| {
-        state.facilitator.metrics.count_refusal(reason);
-    };
     let Some(token) = token else {
-        refuse(state, "auth_missing_key");
-        return Err(ApiError::Unauthorized(
-            "an API key is required: send Authorization: Bearer <key> (or X-API-Key)",
+        return Err(denied(
+            state,
+            "auth_missing_key",
+            false,
+            "an API key is required: send Authorization: Bearer <key> (or X-API-Key)".into(),
         ));
     };
-    let key = access
-        .keys
-        .lookup(&token)
-        .await
-        .map_err(|e| ApiError::Internal(format!("cannot read API keys: {e}")))?;
+    let key = match cached {
+        Some(key) => Some(key),
+        None => access
+            .keys
+            .lookup(&token)
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot read API keys: {e}")))?,
+    };
     let Some(key) = key else {
-        refuse(state, "auth_unknown_key");
-        return Err(ApiError::Unauthorized("unknown or revoked API key"));
+        return Err(denied(
+            state,
+            "auth_unknown_key",
+            false,
+            "unknown or revoked API key".into(),
+        ));
     };
     let caller = Caller::from_key(&key);
     if !caller.scopes.contains(&scope) {
-        refuse(state, "auth_missing_scope");
-        return Err(ApiError::Forbidden(format!(
-            "this API key lacks the `{scope}` scope"
-        )));
+        return Err(denied(
+            state,
+            "auth_missing_scope",
+            true,
+            format!("this API key lacks the `{scope}` scope"),
+        ));
     }
     if let Some(id) = &caller.key_id {
         access
             .limits
-            .check_key(class, ip, id, caller.rate_per_second)
+            .check_key(class, id, caller.rate_per_second)
             .map_err(|(wait, which)| limited(state, wait, which))?;
     }
     req.extensions_mut().insert(caller);

@@ -11,7 +11,9 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::ApiError;
@@ -42,24 +44,132 @@ fn fault(e: CatalogError) -> ApiError {
     }
 }
 
+/// `GET /discovery/resources` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ResourceList {
+    x402_version: u8,
+    items: Vec<DiscoveryResource>,
+    pagination: ListPagination,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ListPagination {
+    limit: i64,
+    offset: i64,
+    /// How many resources match the filter.
+    total: Option<i64>,
+}
+
+/// `GET /discovery/search` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SearchResults {
+    x402_version: u8,
+    resources: Vec<DiscoveryResource>,
+    partial_results: bool,
+    pagination: SearchPagination,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct SearchPagination {
+    limit: i64,
+    /// Opaque; pass it back as `cursor` for the next page, `null` on the last one.
+    cursor: Option<String>,
+}
+
+/// One `DiscoveryResource` (spec v2 §8) with the optional fields of the TS client type when
+/// known, and `observed`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DiscoveryResource {
+    resource: String,
+    #[serde(rename = "type")]
+    kind: String,
+    x402_version: i64,
+    /// The seller's `PaymentRequirements`, as it last sent them.
+    accepts: Vec<Value>,
+    /// RFC 3339 UTC.
+    last_updated: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mime_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icon_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<Vec<String>>,
+    /// `{"bazaar": <the seller's bazaar extension>}`.
+    extensions: Map<String, Value>,
+    observed: Observed,
+}
+
+/// What the facilitator itself saw: whether (and how much, by how many payers) it was paid for
+/// in the last 30 days, and the lowest and highest price per asset.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Observed {
+    paid: bool,
+    #[serde(rename = "settledPayments30d")]
+    settled_payments_30d: i64,
+    #[serde(rename = "payers30d")]
+    payers_30d: i64,
+    last_settled_at: Option<String>,
+    first_seen_at: String,
+    price_range: Vec<ObservedPrice>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ObservedPrice {
+    network: String,
+    asset: String,
+    /// Atomic units, decimal.
+    min: String,
+    max: String,
+}
+
+/// The bazaar catalog, filtered (404 when discovery is disabled).
+#[utoipa::path(get, path = "/discovery/resources", tag = "discovery",
+    params(DiscoveryParams),
+    responses(
+        (status = 200, description = "A page of resources", body = ResourceList),
+        super::openapi::Refusals,
+    ),
+    security(("bearer" = ["discovery"]), ("apiKey" = ["discovery"]), ())
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     Query(params): Query<DiscoveryParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ResourceList>, ApiError> {
     let catalog = catalog(&state)?;
     let query = checked(catalog.check_list(&params))?;
     let page = catalog.list(&query).await.map_err(fault)?;
-    Ok(Json(json!({
-        "x402Version": 2,
-        "items": items(&page)?,
-        "pagination": { "limit": page.limit, "offset": page.offset, "total": page.total },
-    })))
+    Ok(Json(ResourceList {
+        x402_version: 2,
+        items: items(&page)?,
+        pagination: ListPagination {
+            limit: page.limit,
+            offset: page.offset,
+            total: page.total,
+        },
+    }))
 }
 
+/// Full-text search of the catalog.
+#[utoipa::path(get, path = "/discovery/search", tag = "discovery",
+    params(DiscoveryParams),
+    responses(
+        (status = 200, description = "Matching resources", body = SearchResults),
+        super::openapi::Refusals,
+    ),
+    security(("bearer" = ["discovery"]), ("apiKey" = ["discovery"]), ())
+)]
 pub(super) async fn search(
     State(state): State<AppState>,
     Query(params): Query<DiscoveryParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SearchResults>, ApiError> {
     let catalog = catalog(&state)?;
     let query = checked(catalog.check_search(&params))?;
     let page = catalog.search(&query).await.map_err(fault)?;
@@ -67,70 +177,69 @@ pub(super) async fn search(
     let cursor = page
         .more
         .then(|| page.offset.saturating_add(page.limit).to_string());
-    Ok(Json(json!({
-        "x402Version": 2,
-        "resources": items(&page)?,
-        "partialResults": false,
-        "pagination": { "limit": page.limit, "cursor": cursor },
-    })))
+    Ok(Json(SearchResults {
+        x402_version: 2,
+        resources: items(&page)?,
+        partial_results: false,
+        pagination: SearchPagination {
+            limit: page.limit,
+            cursor,
+        },
+    }))
 }
 
-fn items(page: &Page) -> Result<Vec<Value>, ApiError> {
+fn items(page: &Page) -> Result<Vec<DiscoveryResource>, ApiError> {
     page.rows.iter().map(item).collect()
 }
 
-/// One `DiscoveryResource`: the spec's fields, the optional ones of the TS client type when
-/// known, and `observed`.
-fn item(row: &ListingRow) -> Result<Value, ApiError> {
-    let parse = |text: &str| {
-        serde_json::from_str::<Value>(text)
-            .map_err(|e| ApiError::Internal(format!("corrupt catalog row {}: {e}", row.id)))
-    };
+fn item(row: &ListingRow) -> Result<DiscoveryResource, ApiError> {
+    let corrupt =
+        |e: serde_json::Error| ApiError::Internal(format!("corrupt catalog row {}: {e}", row.id));
     let accepts = row
         .accepts
         .iter()
-        .map(|a| parse(a))
+        .map(|a| serde_json::from_str::<Value>(a).map_err(corrupt))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut item = Map::new();
-    item.insert("resource".into(), json!(row.resource));
-    item.insert("type".into(), json!(row.kind));
-    item.insert("x402Version".into(), json!(row.x402_version));
-    item.insert("accepts".into(), Value::Array(accepts));
-    item.insert("lastUpdated".into(), json!(rfc3339(row.last_seen_at)));
-    for (key, value) in [
-        ("description", &row.description),
-        ("mimeType", &row.mime_type),
-        ("serviceName", &row.service_name),
-        ("iconUrl", &row.icon_url),
-    ] {
-        if let Some(v) = value {
-            item.insert(key.into(), json!(v));
-        }
-    }
-    if let Some(tags) = &row.tags {
-        item.insert("tags".into(), parse(tags)?);
-    }
-    item.insert(
-        "extensions".into(),
-        json!({ crate::discovery::EXTENSION: parse(&row.bazaar)? }),
-    );
-    item.insert("observed".into(), observed(row));
-    Ok(Value::Object(item))
+    let tags = row
+        .tags
+        .as_deref()
+        .map(|t| serde_json::from_str::<Vec<String>>(t).map_err(corrupt))
+        .transpose()?;
+    let bazaar = serde_json::from_str::<Value>(&row.bazaar).map_err(corrupt)?;
+    Ok(DiscoveryResource {
+        resource: row.resource.clone(),
+        kind: row.kind.clone(),
+        x402_version: row.x402_version,
+        accepts,
+        last_updated: rfc3339(row.last_seen_at),
+        description: row.description.clone(),
+        mime_type: row.mime_type.clone(),
+        service_name: row.service_name.clone(),
+        icon_url: row.icon_url.clone(),
+        tags,
+        extensions: Map::from_iter([(crate::discovery::EXTENSION.to_string(), bazaar)]),
+        observed: observed(row),
+    })
 }
 
-/// What the facilitator itself saw: whether (and how much, by how many payers) it was paid for
-/// in the last 30 days, and the lowest and highest price per asset.
-fn observed(row: &ListingRow) -> Value {
-    json!({
-        "paid": row.paid,
-        "settledPayments30d": row.settled_payments,
-        "payers30d": row.payers,
-        "lastSettledAt": row.last_settled_at.map(rfc3339),
-        "firstSeenAt": rfc3339(row.first_seen_at),
-        "priceRange": row.prices.iter().map(|p| json!({
-            "network": p.network, "asset": p.asset, "min": p.min, "max": p.max,
-        })).collect::<Vec<_>>(),
-    })
+fn observed(row: &ListingRow) -> Observed {
+    Observed {
+        paid: row.paid,
+        settled_payments_30d: row.settled_payments,
+        payers_30d: row.payers,
+        last_settled_at: row.last_settled_at.map(rfc3339),
+        first_seen_at: rfc3339(row.first_seen_at),
+        price_range: row
+            .prices
+            .iter()
+            .map(|p| ObservedPrice {
+                network: p.network.clone(),
+                asset: p.asset.clone(),
+                min: p.min.clone(),
+                max: p.max.clone(),
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]
@@ -147,9 +256,8 @@ mod tests {
     fn a_full_page_of_the_largest_items_fits_the_clients_read_limit() {
         // Every string made of characters JSON escapes as \u00XX would be 6× larger; the stored
         // bazaar and requirements are already serialised JSON, so their bounds hold as stored.
-        let bazaar =
-            json!({ "info": {}, "schema": { "description": "x".repeat(MAX_BAZAAR_BYTES - 40) } });
-        let requirement = json!({ "extra": "r".repeat(MAX_REQUIREMENT_BYTES - 20) });
+        let bazaar = serde_json::json!({ "info": {}, "schema": { "description": "x".repeat(MAX_BAZAAR_BYTES - 40) } });
+        let requirement = serde_json::json!({ "extra": "r".repeat(MAX_REQUIREMENT_BYTES - 20) });
         let row = ListingRow {
             id: 1,
             resource: format!("https://{}", "h".repeat(2040)),
@@ -181,7 +289,9 @@ mod tests {
             ],
             score: 0.0,
         };
-        let one = item(&row).expect("renders").to_string().len();
+        let one = serde_json::to_string(&item(&row).expect("renders"))
+            .expect("json")
+            .len();
         let page = one * MAX_LIMIT as usize;
         assert!(
             page < 4 << 20,

@@ -6,6 +6,7 @@ mod access;
 mod discovery;
 pub mod error;
 mod extract;
+mod openapi;
 mod payment;
 mod receipts;
 mod request_id;
@@ -20,8 +21,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
+use serde::Serialize;
 use tokio_util::task::TaskTracker;
+use utoipa::ToSchema;
 
 use crate::facilitator::Facilitator;
 
@@ -59,6 +61,7 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> 
         .route("/settle", post(payment::settle))
         .route("/supported", get(supported))
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi::document))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/settlements", get(receipts::list))
@@ -80,6 +83,14 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> 
         .with_state(state)
 }
 
+#[utoipa::path(get, path = "/supported", tag = "payments",
+    responses(
+        (status = 200, description = "The payment kinds this facilitator settles, and its signers",
+            body = crate::protocol::SupportedResponse),
+        openapi::Refusals,
+    ),
+    security(("bearer" = ["supported"]), ("apiKey" = ["supported"]), ())
+)]
 async fn supported(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -88,6 +99,14 @@ async fn supported(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition format",
+            content_type = "text/plain", body = String),
+        openapi::Refusals,
+    ),
+    security(("bearer" = ["admin"]), ("apiKey" = ["admin"]), ())
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = state.facilitator.metrics.render();
     let leases = state.facilitator.leases();
@@ -110,26 +129,83 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
+/// `GET /ready` answer (503 with the same body when not ready).
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Readiness {
+    ready: bool,
+    checks: ReadyChecks,
+    /// Live replicas on this ledger, as this one counts them.
+    replicas: i64,
+    /// The signer leases this replica holds, by signer address.
+    signers: std::collections::BTreeMap<String, SignerLease>,
+    handoffs: Handoffs,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ReadyChecks {
+    /// `ok` or `unreachable`.
+    ledger: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct SignerLease {
+    fence: i64,
+    /// Being handed over to another replica.
+    draining: bool,
+}
+
+/// Settles handed to the replica holding the signer, and taken from others.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Handoffs {
+    out: u64,
+    #[serde(rename = "in")]
+    taken_in: u64,
+}
+
+/// `GET /health` answer (503 with `degraded` when the ledger does not answer).
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Health {
+    /// `ok` or `degraded`.
+    status: &'static str,
+    /// `ok` or `unreachable`.
+    ledger: &'static str,
+}
+
 /// Readiness: the ledger answers; with the replica's view of its share of the signer keys
 /// (a replica holding none still serves: it hands its settles to one that does).
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready: the ledger does not answer", body = Readiness),
+        openapi::Refusals,
+    ),
+    security(("bearer" = ["admin"]), ("apiKey" = ["admin"]), ())
+)]
 async fn ready(State(state): State<AppState>) -> Response {
     let leases = state.facilitator.leases();
-    let signers: serde_json::Map<String, serde_json::Value> = leases
+    let signers = leases
         .held()
         .into_iter()
-        .map(|(k, (fence, draining))| (k, json!({ "fence": fence, "draining": draining })))
+        .map(|(k, (fence, draining))| (k, SignerLease { fence, draining }))
         .collect();
     let ledger = state.facilitator.ledger().ping().await;
-    let body = json!({
-        "ready": ledger.is_ok(),
-        "checks": { "ledger": if ledger.is_ok() { "ok" } else { "unreachable" } },
-        "replicas": leases.replicas(),
-        "signers": signers,
-        "handoffs": {
-            "out": state.facilitator.metrics.handed_off.load(std::sync::atomic::Ordering::Relaxed),
-            "in": state.facilitator.metrics.taken_over.load(std::sync::atomic::Ordering::Relaxed),
+    let metrics = &state.facilitator.metrics;
+    let body = Readiness {
+        ready: ledger.is_ok(),
+        checks: ReadyChecks {
+            ledger: if ledger.is_ok() { "ok" } else { "unreachable" },
         },
-    });
+        replicas: leases.replicas(),
+        signers,
+        handoffs: Handoffs {
+            out: metrics
+                .handed_off
+                .load(std::sync::atomic::Ordering::Relaxed),
+            taken_in: metrics
+                .taken_over
+                .load(std::sync::atomic::Ordering::Relaxed),
+        },
+    };
     let status = if ledger.is_ok() {
         StatusCode::OK
     } else {
@@ -138,14 +214,29 @@ async fn ready(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// Liveness: open to everyone, even when keys are required.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses(
+        (status = 200, description = "Alive, the ledger answers", body = Health),
+        (status = 503, description = "The ledger does not answer", body = Health),
+    ),
+    security(())
+)]
 async fn health(State(state): State<AppState>) -> Response {
     match state.facilitator.ledger().ping().await {
-        Ok(()) => axum::Json(json!({ "status": "ok", "ledger": "ok" })).into_response(),
+        Ok(()) => axum::Json(Health {
+            status: "ok",
+            ledger: "ok",
+        })
+        .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: ledger unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({ "status": "degraded", "ledger": "unreachable" })),
+                axum::Json(Health {
+                    status: "degraded",
+                    ledger: "unreachable",
+                }),
             )
                 .into_response()
         }

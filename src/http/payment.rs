@@ -25,6 +25,16 @@ use crate::scheme::{Rejection, SchemeError};
 /// Taken from the server's own bound for writing the answer before it is cut.
 const ANSWER_RESERVE: Duration = Duration::from_millis(250);
 
+/// Checks a payment without moving money.
+#[utoipa::path(post, path = "/verify", tag = "payments",
+    request_body = super::openapi::PaymentRequestBody,
+    responses(
+        (status = 200, description = "The verdict: `isValid`, its reason and the payer when known",
+            body = VerifyResponse),
+        super::openapi::VerifyRefusals,
+    ),
+    security(("bearer" = ["verify"]), ("apiKey" = ["verify"]), ())
+)]
 pub(super) async fn verify(
     State(state): State<AppState>,
     Extension(Arrived(arrived)): Extension<Arrived>,
@@ -58,6 +68,16 @@ pub(super) async fn verify(
         .map_err(|e| ApiError::fault(Endpoint::Verify, request.payload_network(), e))
 }
 
+/// Settles a payment on chain, exactly once per payment.
+#[utoipa::path(post, path = "/settle", tag = "payments",
+    request_body = super::openapi::PaymentRequestBody,
+    responses(
+        (status = 200, description = "The outcome: `success`, the transaction, or the reason",
+            body = SettleResponse),
+        super::openapi::SettleRefusals,
+    ),
+    security(("bearer" = ["settle"]), ("apiKey" = ["settle"]), ())
+)]
 pub(super) async fn settle(
     State(state): State<AppState>,
     Extension(Arrived(arrived)): Extension<Arrived>,

@@ -5,19 +5,24 @@ use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::header;
 use axum::http::request::Parts;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use axum::extract::Extension;
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Path, Query};
+use crate::access::Caller;
+use crate::access::keys::same_address;
 use crate::ledger::{ReceiptQuery, SettlementRecord, SettlementState};
 
 const DEFAULT_LIMIT: i64 = 20;
 const MAX_LIMIT: i64 = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListParams {
     payer: Option<String>,
     pay_to: Option<String>,
@@ -82,11 +87,26 @@ fn normalize_tx(tx: &str) -> String {
     }
 }
 
+/// The payees the caller's key is limited to (`None`: any).
+fn tenant(caller: &Option<Extension<Caller>>) -> Option<&[String]> {
+    caller.as_ref().and_then(|c| c.0.pay_to.as_deref())
+}
+
+/// One settlement by its transaction id.
+#[utoipa::path(get, path = "/settlements/{transaction}", tag = "receipts",
+    params(("transaction" = String, Path, description = "Transaction hash or signature")),
+    responses(
+        (status = 200, description = "The receipt", body = Receipt),
+        super::openapi::Refusals,
+    ),
+    security(("bearer" = ["settlements"]), ("apiKey" = ["settlements"]), ())
+)]
 pub(super) async fn one(
     State(state): State<AppState>,
     _auth: ReceiptsAuth,
+    caller: Option<Extension<Caller>>,
     Path(transaction): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Receipt>, ApiError> {
     // A charge of 0 is settled with no transaction (its row holds `""`): nothing to look up.
     if transaction.is_empty() {
         return Err(ApiError::NotFound("no settlement with that transaction"));
@@ -97,19 +117,51 @@ pub(super) async fn one(
         .by_transaction(&normalize_tx(&transaction))
         .await
     {
+        // A tenant's key sees only its own payees' receipts; others do not exist for it.
+        Ok(Some(row))
+            if tenant(&caller)
+                .is_some_and(|list| !list.iter().any(|p| same_address(p, &row.pay_to))) =>
+        {
+            Err(ApiError::NotFound("no settlement with that transaction"))
+        }
         Ok(Some(row)) => Ok(Json(receipt(&row))),
         Ok(None) => Err(ApiError::NotFound("no settlement with that transaction")),
         Err(e) => Err(ApiError::Internal(e.to_string())),
     }
 }
 
+/// Settlements, newest first, filtered and paginated.
+#[utoipa::path(get, path = "/settlements", tag = "receipts",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of receipts", body = ReceiptPage),
+        super::openapi::Refusals,
+    ),
+    security(("bearer" = ["settlements"]), ("apiKey" = ["settlements"]), ())
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     _auth: ReceiptsAuth,
+    caller: Option<Extension<Caller>>,
     Query(params): Query<ListParams>,
-) -> Result<Json<Value>, ApiError> {
-    let query = to_query(params)
+) -> Result<Json<ReceiptPage>, ApiError> {
+    let mut query = to_query(params)
         .map_err(|m| ApiError::Unreadable(axum::http::StatusCode::BAD_REQUEST, m))?;
+    // A tenant's key lists one of its payees: the one it names, or its only one.
+    if let Some(list) = tenant(&caller) {
+        match (&query.pay_to, list) {
+            (Some(asked), _) if list.iter().any(|p| same_address(p, asked)) => {}
+            (None, [only]) => query.pay_to = Some(only.clone()),
+            _ => {
+                return Err(ApiError::Denied {
+                    forbidden: true,
+                    endpoint: None,
+                    message: "this API key lists receipts of its own payees: name one with payTo"
+                        .into(),
+                });
+            }
+        }
+    }
     let rows = state
         .facilitator
         .ledger()
@@ -122,10 +174,10 @@ pub(super) async fn list(
                 .map(|r| format!("{}.{}", r.created_at, r.replay_key))
         })
         .flatten();
-    Ok(Json(json!({
-        "items": rows.iter().map(receipt).collect::<Vec<_>>(),
-        "nextCursor": next,
-    })))
+    Ok(Json(ReceiptPage {
+        items: rows.iter().map(receipt).collect(),
+        next_cursor: next,
+    }))
 }
 
 fn to_query(p: ListParams) -> Result<ReceiptQuery, String> {
@@ -160,27 +212,63 @@ fn to_query(p: ListParams) -> Result<ReceiptQuery, String> {
     })
 }
 
-fn receipt(r: &SettlementRecord) -> Value {
-    json!({
-        "transaction": r.tx_id,
-        "network": r.network,
-        "scheme": r.scheme,
-        "x402Version": r.x402_version,
-        "state": r.state.as_str(),
-        "payer": r.payer,
-        "payTo": r.pay_to,
-        "asset": r.asset,
-        "amount": r.amount,
-        // `upto`: the signed maximum beside the charge (`amount`); null for other schemes.
-        "maxAmount": r.max_amount,
-        "resource": r.resource_url,
-        "paymentId": r.payment_id,
-        "errorReason": r.error_reason,
-        "signer": r.signer,
-        "createdAt": rfc3339(r.created_at),
-        "updatedAt": rfc3339(r.updated_at),
-        "settledAt": r.settled_at.map(rfc3339),
-    })
+/// One settlement as a seller sees it (`GET /settlements/{transaction}`, items of the list).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Receipt {
+    /// The transaction id; `null` until one was sent.
+    transaction: Option<String>,
+    network: String,
+    scheme: String,
+    x402_version: u8,
+    /// `pending`, `submitted`, `settled`, `failed`, ... (the ledger's states).
+    state: String,
+    payer: String,
+    pay_to: String,
+    asset: String,
+    /// What the payment moves (for `upto`, the seller's charge).
+    amount: String,
+    /// `upto`: the signed maximum beside the charge; `null` for other schemes.
+    max_amount: Option<String>,
+    resource: Option<String>,
+    payment_id: Option<String>,
+    error_reason: Option<String>,
+    signer: Option<String>,
+    /// RFC 3339 UTC.
+    created_at: String,
+    updated_at: String,
+    settled_at: Option<String>,
+}
+
+/// `GET /settlements`: a page of receipts, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ReceiptPage {
+    items: Vec<Receipt>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
+}
+
+fn receipt(r: &SettlementRecord) -> Receipt {
+    Receipt {
+        transaction: r.tx_id.clone(),
+        network: r.network.clone(),
+        scheme: r.scheme.clone(),
+        x402_version: r.x402_version,
+        state: r.state.as_str().to_string(),
+        payer: r.payer.clone(),
+        pay_to: r.pay_to.clone(),
+        asset: r.asset.clone(),
+        amount: r.amount.clone(),
+        max_amount: r.max_amount.clone(),
+        resource: r.resource_url.clone(),
+        payment_id: r.payment_id.clone(),
+        error_reason: r.error_reason.clone(),
+        signer: r.signer.clone(),
+        created_at: rfc3339(r.created_at),
+        updated_at: rfc3339(r.updated_at),
+        settled_at: r.settled_at.map(rfc3339),
+    }
 }
 
 /// Unix milliseconds as an RFC 3339 UTC timestamp (civil-from-days, H. Hinnant).

@@ -12,8 +12,9 @@ use axum::extract::{Extension, State};
 
 use crate::access::Caller;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::ApiError;
@@ -26,9 +27,10 @@ use crate::sessions::{ProofCheck, SessionError, Sessions, proof};
 /// Longest proof header we decode: a generous bound for a CAIP-122 payload with resources.
 const MAX_HEADER_LEN: usize = 16 * 1024;
 
-#[derive(Debug, Deserialize)]
+/// Body of `POST /sessions/verify`: the buyer's sign-in proof and what the seller asks of it.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct VerifyBody {
+pub(super) struct VerifyBody {
     /// The decoded `SIGN-IN-WITH-X` payload…
     payload: Option<Value>,
     /// …or the header value as received.
@@ -43,14 +45,60 @@ struct VerifyBody {
     network: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(super) struct EntitlementParams {
     payer: String,
     resource: String,
     within: u64,
     pay_to: Option<String>,
     network: Option<String>,
+}
+
+/// `POST /sessions/verify` answer: always 200; `valid:false` carries the refusal's reason.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SessionVerdict {
+    valid: bool,
+    /// The proof's address and CAIP-2 chain, when the proof decoded.
+    address: Option<String>,
+    chain_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    /// Present when a `resource` was asked about and the proof is valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entitled: Option<bool>,
+    /// Present with `entitled`: the payment that entitles, `null` when none does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<EntitlingPayment>)]
+    payment: Option<Option<EntitlingPayment>>,
+}
+
+/// `GET /sessions/entitlement` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct EntitlementAnswer {
+    entitled: bool,
+    payer: String,
+    resource: String,
+    /// The payment that entitles, `null` when none does.
+    payment: Option<EntitlingPayment>,
+}
+
+/// The settled payment an entitlement rests on.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct EntitlingPayment {
+    transaction: String,
+    network: String,
+    pay_to: String,
+    asset: String,
+    amount: String,
+    /// RFC 3339 UTC.
+    settled_at: String,
 }
 
 fn sessions(state: &AppState) -> Result<&Sessions, ApiError> {
@@ -92,11 +140,20 @@ fn question(
     })
 }
 
+/// Checks a `SIGN-IN-WITH-X` proof, and optionally whether its address paid for a resource.
+#[utoipa::path(post, path = "/sessions/verify", tag = "sessions",
+    request_body = VerifyBody,
+    responses(
+        (status = 200, description = "The verdict, for every outcome", body = SessionVerdict),
+        super::openapi::Refusals,
+    ),
+    security(("bearer" = ["verify"]), ("apiKey" = ["verify"]), ())
+)]
 pub(super) async fn verify(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionVerdict>, ApiError> {
     let sessions = sessions(&state)?;
     let body: VerifyBody =
         serde_json::from_slice(&body).map_err(|e| bad(format!("not a session check: {e}")))?;
@@ -126,27 +183,31 @@ pub(super) async fn verify(
         .verify(check, allowed(&caller))
         .await
         .map_err(fault)?;
-    let mut answer = json!({
-        "valid": verdict.refusal.is_none(),
-        "address": verdict.address,
-        "chainId": verdict.chain_id,
-    });
-    if let Some(r) = &verdict.refusal {
-        answer["reason"] = json!(r.reason);
-        answer["message"] = json!(r.message);
-    }
-    if let Some(found) = &verdict.entitlement {
-        answer["entitled"] = json!(found.is_some());
-        answer["payment"] = payment(found.as_ref());
-    }
-    Ok(Json(answer))
+    Ok(Json(SessionVerdict {
+        valid: verdict.refusal.is_none(),
+        address: verdict.address,
+        chain_id: verdict.chain_id,
+        reason: verdict.refusal.as_ref().map(|r| r.reason.to_string()),
+        message: verdict.refusal.map(|r| r.message),
+        entitled: verdict.entitlement.as_ref().map(Option::is_some),
+        payment: verdict.entitlement.map(|found| payment(found.as_ref())),
+    }))
 }
 
+/// Whether a payer paid for a resource within a time window.
+#[utoipa::path(get, path = "/sessions/entitlement", tag = "sessions",
+    params(EntitlementParams),
+    responses(
+        (status = 200, description = "The answer", body = EntitlementAnswer),
+        super::openapi::Refusals,
+    ),
+    security(("bearer" = ["verify"]), ("apiKey" = ["verify"]), ())
+)]
 pub(super) async fn entitlement(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
     Query(params): Query<EntitlementParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EntitlementAnswer>, ApiError> {
     let sessions = sessions(&state)?;
     let mut q = question(
         params.resource,
@@ -159,24 +220,22 @@ pub(super) async fn entitlement(
         .entitlement(&q, allowed(&caller))
         .await
         .map_err(fault)?;
-    Ok(Json(json!({
-        "entitled": found.is_some(),
-        "payer": q.payer,
-        "resource": q.resource,
-        "payment": payment(found.as_ref()),
-    })))
+    Ok(Json(EntitlementAnswer {
+        entitled: found.is_some(),
+        payment: payment(found.as_ref()),
+        payer: q.payer,
+        resource: q.resource,
+    }))
 }
 
-fn payment(p: Option<&EntitledPayment>) -> Value {
-    p.map_or(Value::Null, |p| {
-        json!({
-            "transaction": p.tx_id,
-            "network": p.network,
-            "payTo": p.pay_to,
-            "asset": p.asset,
-            "amount": p.amount,
-            "settledAt": rfc3339(p.settled_at),
-        })
+fn payment(p: Option<&EntitledPayment>) -> Option<EntitlingPayment> {
+    p.map(|p| EntitlingPayment {
+        transaction: p.tx_id.clone(),
+        network: p.network.clone(),
+        pay_to: p.pay_to.clone(),
+        asset: p.asset.clone(),
+        amount: p.amount.clone(),
+        settled_at: rfc3339(p.settled_at),
     })
 }
 

@@ -2,9 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 /// `resource` object of v2 payloads (digest §1.2).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceInfo {
     pub url: String,
@@ -12,12 +13,14 @@ pub struct ResourceInfo {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,
+    /// Kept, not described: the schema leaves additional properties open.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub unknown: Map<String, Value>,
 }
 
 /// v2 `PaymentRequirements`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRequirementsV2 {
     pub scheme: String,
@@ -28,12 +31,14 @@ pub struct PaymentRequirementsV2 {
     pub max_timeout_seconds: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<Value>,
+    /// Kept, not described: the schema leaves additional properties open.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub unknown: Map<String, Value>,
 }
 
 /// v1 `PaymentRequirements` (`maxAmountRequired`, resource fields inline).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRequirementsV1 {
     pub scheme: String,
@@ -52,12 +57,14 @@ pub struct PaymentRequirementsV1 {
     pub asset: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<Value>,
+    /// Kept, not described: the schema leaves additional properties open.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub unknown: Map<String, Value>,
 }
 
 /// v2 `PaymentPayload`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentPayloadV2 {
     pub x402_version: u8,
@@ -67,24 +74,28 @@ pub struct PaymentPayloadV2 {
     pub payload: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extensions: Option<Map<String, Value>>,
+    /// Kept, not described: the schema leaves additional properties open.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub unknown: Map<String, Value>,
 }
 
 /// v1 `PaymentPayload`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentPayloadV1 {
     pub x402_version: u8,
     pub scheme: String,
     pub network: String,
     pub payload: Map<String, Value>,
+    /// Kept, not described: the schema leaves additional properties open.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub unknown: Map<String, Value>,
 }
 
 /// Body of `POST /verify` and `POST /settle` for v2.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FacilitatorRequestV2 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,7 +105,7 @@ pub struct FacilitatorRequestV2 {
 }
 
 /// Body of `POST /verify` and `POST /settle` for v1.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FacilitatorRequestV1 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,7 +115,7 @@ pub struct FacilitatorRequestV1 {
 }
 
 /// `POST /verify` response (same keys in v1 and v2).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyResponse {
     pub is_valid: bool,
@@ -120,7 +131,7 @@ pub struct VerifyResponse {
 
 /// `POST /settle` response. `transaction` and `network` are always present, even on failure,
 /// because the Go and TS clients reject a body without them (digest §2.2).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SettleResponse {
     pub success: bool,
@@ -141,7 +152,7 @@ pub struct SettleResponse {
 }
 
 /// One entry of `GET /supported` `kinds`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SupportedKind {
     pub x402_version: u8,
@@ -152,7 +163,7 @@ pub struct SupportedKind {
 }
 
 /// `GET /supported` response (digest §2.3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SupportedResponse {
     pub kinds: Vec<SupportedKind>,

@@ -14,6 +14,7 @@
 //! [`Stop::Fault`]; at the seam they become a [`Check`] value or a [`SchemeError`].
 
 mod erased;
+mod probe;
 mod registry;
 
 use std::any::Any;
@@ -26,6 +27,7 @@ use crate::config::NetworkSettings;
 use crate::protocol::{NetworkId, PaymentRequest, SupportedKind};
 
 pub use erased::Erased;
+pub use probe::{NetworkProbe, RpcProbe, SignerProbe};
 pub use registry::{Miss, SchemeKey, SchemeRegistry};
 
 /// Replaces every `http(s)://…` in an error text with `<rpc-url>`: RPC URLs often carry API keys,
@@ -451,6 +453,12 @@ pub trait Scheme: Send + Sync + 'static {
     fn authorization_window(&self, _payment: &Self::Payment) -> Option<(u64, u64)> {
         None
     }
+
+    /// A live look at the network for operators (RPC health per URL, signer balances), bounded
+    /// by `deadline`. Additive: a plugin that does not implement it reports nothing.
+    async fn probe(&self, _deadline: Deadline) -> NetworkProbe {
+        NetworkProbe::default()
+    }
 }
 
 /// A scheme handler as the core holds it: [`Scheme`] with its types erased (see [`Erased`]).
@@ -523,6 +531,10 @@ pub trait SchemeHandler: Send + Sync + 'static {
         deadline: Deadline,
     ) -> Result<Option<bool>, SchemeError>;
     fn authorization_window(&self, payment: &CheckedPayment) -> Option<(u64, u64)>;
+    /// See [`Scheme::probe`].
+    async fn probe(&self, _deadline: Deadline) -> NetworkProbe {
+        NetworkProbe::default()
+    }
 }
 
 /// What a factory made of one configured network.

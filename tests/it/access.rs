@@ -94,10 +94,10 @@ async fn keys_gate_every_endpoint_by_scope() {
         // Now that a key exists, every endpoint but /health needs one.
         let (status, headers, body) = call(&app, "/verify", Some(&p.body()), &[]).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-        assert!(
-            body["error"].is_string() && body["errorId"].is_string(),
-            "{body}"
-        );
+        // Shaped like a verify answer, so the SDK clients raise their typed error.
+        assert_eq!(body["isValid"], false, "{body}");
+        assert_eq!(body["invalidReason"], "unauthorized", "{body}");
+        assert!(body["errorId"].is_string(), "{body}");
         assert_eq!(headers["www-authenticate"], "Bearer");
         let (status, _, _) = call(&app, "/supported", None, &[]).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -143,8 +143,12 @@ async fn keys_gate_every_endpoint_by_scope() {
         )
         .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["errorReason"], "forbidden", "{body}");
         assert!(
-            body["error"].as_str().unwrap_or("").contains("settle"),
+            body["errorMessage"]
+                .as_str()
+                .unwrap_or("")
+                .contains("settle"),
             "{body}"
         );
         assert_eq!(chain.balance(chain.token, p.pay_to).await, U256::ZERO);
@@ -253,7 +257,7 @@ async fn a_tenant_key_settles_only_to_its_payees() {
     let token = create_key(
         &db,
         "tenant",
-        "verify,settle",
+        "verify,settle,settlements",
         Some(&mine.pay_to.to_checksum(None).to_lowercase()),
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -290,6 +294,41 @@ async fn a_tenant_key_settles_only_to_its_payees() {
     .await;
     assert_eq!(body["success"], true, "{body}");
     assert_eq!(chain.balance(chain.token, mine.pay_to).await, mine.amount);
+    // Its receipts: its own payee's, never another seller's.
+    let other = funded(&chain).await;
+    let open = create_key(&db, "operator", "verify,settle,settlements", None);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (_, _, theirs_settled) = call(
+        &app,
+        "/settle",
+        Some(&other.body()),
+        &[("authorization", &bearer(&open))],
+    )
+    .await;
+    let foreign = theirs_settled["transaction"]
+        .as_str()
+        .expect("tx")
+        .to_string();
+    let (status, _, _) = call(
+        &app,
+        &format!("/settlements/{foreign}"),
+        None,
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, listed) = call(&app, "/settlements", None, &[("authorization", &auth)]).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let items = listed["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{listed}");
+    let (status, _, _) = call(
+        &app,
+        &format!("/settlements?payTo={}", other.pay_to.to_checksum(None)),
+        None,
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     app.stop().await;
 }
 

@@ -4,6 +4,7 @@
 mod harness;
 
 mod access;
+mod auth_headers;
 mod cli;
 mod discovery;
 mod evm_rejections;
@@ -13,6 +14,7 @@ mod http_surface;
 mod interop_suite;
 mod ledger_contract;
 mod money_path;
+mod openapi;
 mod permit2_exact;
 mod permit2_money_path;
 mod presets;

@@ -15,6 +15,7 @@ mod onchain;
 mod options;
 pub mod payload;
 pub mod permit2;
+mod probe;
 pub mod reason;
 mod settle;
 pub mod signature;
@@ -44,8 +45,9 @@ use crate::config::NetworkSettings;
 use crate::protocol::network::caip2_to_v1;
 use crate::protocol::{PaymentRequest, SupportedKind};
 use crate::scheme::{
-    Broadcast, Built, Checked, Deadline, Description, Erased, Finality, Inclusion, RecordedTx,
-    Rejection, Scheme, SchemeError, SchemeFactory, Signed, SignedView, SignerGate, Stop, TxStatus,
+    Broadcast, Built, Checked, Deadline, Description, Erased, Finality, Inclusion, NetworkProbe,
+    RecordedTx, Rejection, Scheme, SchemeError, SchemeFactory, Signed, SignedView, SignerGate,
+    Stop, TxStatus,
 };
 
 pub const SCHEME: &str = "exact";
@@ -455,6 +457,10 @@ impl Scheme for EvmHandler {
             EvmPayment::Permit2(p) => (p.authorization.valid_after, p.authorization.deadline),
         };
         Some((after.saturating_to(), before.saturating_to()))
+    }
+
+    async fn probe(&self, deadline: Deadline) -> NetworkProbe {
+        probe::probe(&self.net, deadline).await
     }
 }
 
