@@ -154,6 +154,29 @@ impl Application {
             access: access.clone(),
         };
         tasks.push(spawn_limit_shrinker(access, background.clone()));
+        let mut min_balance = std::collections::BTreeMap::new();
+        for (slug, n) in settings.enabled_networks() {
+            if let Some(text) = &n.min_signer_balance {
+                let decimals = if n.network.starts_with("solana:") {
+                    9
+                } else {
+                    18
+                };
+                let units =
+                    crate::facilitator::health::native_units(text, decimals).map_err(|e| {
+                        AppError::Network(format!("networks.{slug}.min_signer_balance: {e}"))
+                    })?;
+                min_balance.insert(n.network.clone(), units);
+            }
+        }
+        tasks.push(crate::facilitator::health::spawn(
+            state.facilitator.clone(),
+            crate::facilitator::health::HealthSettings {
+                interval: Duration::from_millis(settings.health.interval_ms.max(200)),
+                min_balance,
+            },
+            background.clone(),
+        ));
         let router = router(state, settings.server.body_limit_bytes, request_timeout);
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&addr)

@@ -108,6 +108,8 @@ pub struct Settings {
     #[serde(default)]
     pub policy: crate::access::settings::PolicySettings,
     #[serde(default)]
+    pub health: HealthSettings,
+    #[serde(default)]
     pub networks: BTreeMap<String, NetworkSettings>,
 }
 
@@ -156,6 +158,20 @@ pub struct SettlementSettings {
     pub reconcile_interval_ms: u64,
     /// Lifetime of a signer lease; renewed every third of it.
     pub signer_lease_ttl_ms: u64,
+}
+
+/// The network health probe (`facilitator::health`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthSettings {
+    /// How often every served network is probed (RPC URLs, signer balances, leases).
+    pub interval_ms: u64,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings { interval_ms: 5000 }
+    }
 }
 
 /// The bazaar discovery catalog (`src/discovery`).
@@ -210,6 +226,11 @@ pub struct NetworkSettings {
     /// Fee spend caps on this network, shared by every replica (docs/access.md).
     #[serde(default)]
     pub budget: crate::access::settings::NetworkBudget,
+    /// A signer under this native balance (in the coin: ETH, SOL…) counts as out of gas: it is
+    /// flagged in `/metrics` and `/ready`, and a network whose signers are all under it leaves
+    /// `/supported` until one is refilled. Unset: any balance above zero.
+    #[serde(default)]
+    pub min_signer_balance: Option<String>,
     /// Scheme-specific options, parsed by the plugin (unknown keys fail its start-up).
     #[serde(flatten)]
     pub options: Map<String, Value>,

@@ -8,6 +8,7 @@
 //! what may be on chain.
 
 mod handoff;
+pub mod health;
 pub mod leases;
 pub mod metrics;
 mod payment_id;
@@ -155,6 +156,8 @@ pub struct Facilitator {
     catalog: Option<Arc<dyn CatalogSink>>,
     /// Operator policy and budgets; `None` takes every payment the plugins accept.
     guard: Option<Arc<Guard>>,
+    /// What each network can do right now (`health`).
+    pub health: health::HealthBoard,
 }
 
 /// Hand-offs between replicas (Postgres only): wake-ups for the taker when one is queued and
@@ -198,6 +201,7 @@ impl Facilitator {
             handoffs,
             catalog: None,
             guard: None,
+            health: health::HealthBoard::default(),
         }
     }
 
@@ -272,7 +276,6 @@ impl Facilitator {
         self.registry.networks()
     }
 
-    /// The served networks this process can sign for right now (it takes their hand-offs).
     /// A live probe of every served network (see `SchemeRegistry::probe`).
     pub async fn probe_networks(
         &self,
@@ -281,6 +284,7 @@ impl Facilitator {
         self.registry.probe(deadline).await
     }
 
+    /// The served networks this process can sign for right now (it takes their hand-offs).
     pub fn signing_networks(&self) -> Vec<String> {
         self.registry.signing_networks()
     }

@@ -92,11 +92,18 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> 
     security(("bearer" = ["supported"]), ("apiKey" = ["supported"]), ())
 )]
 async fn supported(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        state.supported_json.clone(),
-    )
-        .into_response()
+    let board = &state.facilitator.health;
+    let all = state.facilitator.supported();
+    // The cached bytes unless a network is down right now (then it is left out).
+    let body = if all.kinds.iter().all(|k| board.serving(&k.network)) {
+        state.supported_json.clone()
+    } else {
+        match serde_json::to_vec(&board.filter(all)) {
+            Ok(v) => Bytes::from(v),
+            Err(_) => state.supported_json.clone(),
+        }
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
@@ -109,6 +116,9 @@ async fn supported(State(state): State<AppState>) -> Response {
 )]
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = state.facilitator.metrics.render();
+    text.push_str(&crate::facilitator::health::render(
+        &state.facilitator.health,
+    ));
     let leases = state.facilitator.leases();
     text.push_str(&format!(
         "# HELP x402_replicas Live replicas on this ledger, as this one counts them.\n\
@@ -145,6 +155,24 @@ pub(super) struct Readiness {
 pub(super) struct ReadyChecks {
     /// `ok` or `unreachable`.
     ledger: &'static str,
+    /// Per served network (CAIP-2), from the last health probe; empty before the first.
+    networks: std::collections::BTreeMap<String, NetworkCheck>,
+}
+
+/// One network's checks: each `ok` or `failing`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct NetworkCheck {
+    /// At least one RPC URL answers.
+    rpc: &'static str,
+    /// At least one signer has gas above the threshold.
+    gas: &'static str,
+    /// Some replica holds a lease on one of its keys.
+    lease: &'static str,
+    /// Signers under the low-balance threshold.
+    low_balance: Vec<String>,
+    /// Advertised in `/supported` right now.
+    serving: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -190,10 +218,29 @@ async fn ready(State(state): State<AppState>) -> Response {
         .collect();
     let ledger = state.facilitator.ledger().ping().await;
     let metrics = &state.facilitator.metrics;
+    let word = |ok: bool| if ok { "ok" } else { "failing" };
+    let networks: std::collections::BTreeMap<String, NetworkCheck> = state
+        .facilitator
+        .health
+        .networks()
+        .into_iter()
+        .map(|(n, h)| {
+            let check = NetworkCheck {
+                rpc: word(h.rpc),
+                gas: word(h.gas),
+                lease: word(h.lease),
+                serving: h.serving(),
+                low_balance: h.low_balance,
+            };
+            (n, check)
+        })
+        .collect();
+    let ready = ledger.is_ok() && networks.values().all(|n| n.serving);
     let body = Readiness {
-        ready: ledger.is_ok(),
+        ready,
         checks: ReadyChecks {
             ledger: if ledger.is_ok() { "ok" } else { "unreachable" },
+            networks,
         },
         replicas: leases.replicas(),
         signers,
@@ -206,7 +253,7 @@ async fn ready(State(state): State<AppState>) -> Response {
                 .load(std::sync::atomic::Ordering::Relaxed),
         },
     };
-    let status = if ledger.is_ok() {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

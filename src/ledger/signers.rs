@@ -6,6 +6,32 @@ use std::time::Duration;
 use super::{Ledger, LedgerError, ms_after, now_ms};
 
 impl Ledger {
+    /// The networks (the part of a lease key before its last `/`) on which some process holds
+    /// a live signer lease.
+    pub async fn live_lease_networks(&self) -> Result<Vec<String>, LedgerError> {
+        let signers: Vec<String> =
+            sqlx::query_scalar("SELECT signer FROM signer_leases WHERE expires_at > $1")
+                .bind(now_ms())
+                .fetch_all(&self.pool)
+                .await?;
+        let mut networks: Vec<String> = signers
+            .iter()
+            .filter_map(|s| s.rsplit_once('/').map(|(n, _)| n.to_string()))
+            .collect();
+        networks.sort();
+        networks.dedup();
+        Ok(networks)
+    }
+
+    /// Settlement rows by state, for `/metrics`.
+    pub async fn rows_by_state(&self) -> Result<Vec<(String, i64)>, LedgerError> {
+        Ok(
+            sqlx::query_as("SELECT state, COUNT(*) FROM settlements GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// Acquires or renews the lease on `signer` for `holder`; `Some(fence)` when held.
     pub async fn lease_signer(
         &self,

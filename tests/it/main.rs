@@ -10,6 +10,7 @@ mod discovery;
 mod evm_rejections;
 mod evm_settle;
 mod exactly_once;
+mod health;
 mod http_surface;
 mod interop_suite;
 mod ledger_contract;
