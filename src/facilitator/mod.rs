@@ -206,6 +206,14 @@ impl Facilitator {
     }
 
     /// The served networks this process can sign for right now (it takes their hand-offs).
+    /// A live probe of every served network (see `SchemeRegistry::probe`).
+    pub async fn probe_networks(
+        &self,
+        deadline: Deadline,
+    ) -> std::collections::BTreeMap<String, crate::scheme::NetworkProbe> {
+        self.registry.probe(deadline).await
+    }
+
     pub fn signing_networks(&self) -> Vec<String> {
         self.registry.signing_networks()
     }

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use super::{
     Broadcast, Check, Checked, CheckedPayment, Deadline, Description, Finality, Inclusion,
-    Preparation, Prepared, RecordedTx, Rejection, Scheme, SchemeError, SchemeHandler, Signed,
-    SignedView, Stop, TxStatus,
+    NetworkProbe, Preparation, Prepared, RecordedTx, Rejection, Scheme, SchemeError, SchemeHandler,
+    Signed, SignedView, Stop, TxStatus,
 };
 use crate::protocol::PaymentRequest;
 
@@ -165,6 +165,10 @@ impl<S: Scheme> SchemeHandler for Erased<S> {
 
     fn can_sign(&self) -> bool {
         self.0.can_sign()
+    }
+
+    async fn probe(&self, deadline: Deadline) -> NetworkProbe {
+        self.0.probe(deadline).await
     }
 
     async fn discard(&self, prepared: &Prepared) {

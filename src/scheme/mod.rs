@@ -14,6 +14,7 @@
 //! [`Stop::Fault`]; at the seam they become a [`Check`] value or a [`SchemeError`].
 
 mod erased;
+mod probe;
 mod registry;
 
 use std::any::Any;
@@ -26,6 +27,7 @@ use crate::config::NetworkSettings;
 use crate::protocol::{NetworkId, PaymentRequest, SupportedKind};
 
 pub use erased::Erased;
+pub use probe::{NetworkProbe, RpcProbe, SignerProbe};
 pub use registry::{Miss, SchemeKey, SchemeRegistry};
 
 /// Replaces every `http(s)://…` in an error text with `<rpc-url>`: RPC URLs often carry API keys,
@@ -394,6 +396,12 @@ pub trait Scheme: Send + Sync + 'static {
     fn can_sign(&self) -> bool {
         true
     }
+
+    /// A live look at the network for operators (RPC health per URL, signer balances), bounded
+    /// by `deadline`. Additive: a plugin that does not implement it reports nothing.
+    async fn probe(&self, _deadline: Deadline) -> NetworkProbe {
+        NetworkProbe::default()
+    }
 }
 
 /// A scheme handler as the core holds it: [`Scheme`] with its types erased (see [`Erased`]).
@@ -453,6 +461,10 @@ pub trait SchemeHandler: Send + Sync + 'static {
     ) -> Result<Finality, SchemeError>;
     async fn discard(&self, prepared: &Prepared);
     fn can_sign(&self) -> bool;
+    /// See [`Scheme::probe`].
+    async fn probe(&self, _deadline: Deadline) -> NetworkProbe {
+        NetworkProbe::default()
+    }
 }
 
 /// What a factory made of one configured network.

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::SchemeHandler;
+use super::{Deadline, NetworkProbe, SchemeHandler};
 use crate::protocol::{SupportedKind, SupportedResponse};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -118,6 +118,46 @@ impl SchemeRegistry {
         networks.sort();
         networks.dedup();
         networks
+    }
+
+    /// A live probe of every served network (CAIP-2 id → what its plugin found), all at once,
+    /// bounded by `deadline`. A network served by several schemes is probed through each; the
+    /// RPC and signer views are merged by URL and address, so each is listed once.
+    pub async fn probe(&self, deadline: Deadline) -> BTreeMap<String, NetworkProbe> {
+        // Handlers are told apart by address (one handler serves v1 and v2 kinds).
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        let mut jobs = Vec::new();
+        for (key, handler) in &self.handlers {
+            let identity = (
+                key.network.clone(),
+                Arc::as_ptr(handler) as *const () as usize,
+            );
+            if key.x402_version != 2 || seen.contains(&identity) {
+                continue;
+            }
+            seen.push(identity);
+            let (network, handler) = (key.network.clone(), handler.clone());
+            jobs.push(async move { (network, handler.probe(deadline).await) });
+        }
+        let mut out: BTreeMap<String, NetworkProbe> = BTreeMap::new();
+        for (network, probe) in futures_util::future::join_all(jobs).await {
+            let merged = out.entry(network).or_default();
+            for rpc in probe.rpc {
+                if !merged
+                    .rpc
+                    .iter()
+                    .any(|r| r.url_redacted == rpc.url_redacted)
+                {
+                    merged.rpc.push(rpc);
+                }
+            }
+            for signer in probe.signers {
+                if !merged.signers.iter().any(|s| s.address == signer.address) {
+                    merged.signers.push(signer);
+                }
+            }
+        }
+        out
     }
 
     pub fn is_empty(&self) -> bool {

@@ -131,6 +131,8 @@ pub enum Sent {
 
 pub struct Chain {
     providers: Vec<RootProvider>,
+    /// The URLs as operators may see them (scheme and host only), in the providers' order.
+    redacted: Vec<String>,
     timeout: Duration,
     code: Mutex<HashMap<Address, (bool, Instant)>>,
     /// The latest block number and when it was read, shared by every settle waiting for a
@@ -163,6 +165,7 @@ impl Chain {
         }
         Ok(Chain {
             providers,
+            redacted: urls.iter().map(|u| crate::config::redact_url(u)).collect(),
             timeout,
             code: Mutex::default(),
             head: tokio::sync::Mutex::new((None, 0)),
@@ -215,6 +218,11 @@ impl Chain {
             out.push(self.call(deadline, f(provider.clone())).await);
         }
         out
+    }
+
+    /// The RPC URLs, redacted for display, in the order `on` numbers them.
+    pub fn redacted_urls(&self) -> &[String] {
+        &self.redacted
     }
 
     /// A read on URL number `url` only.

@@ -6,6 +6,7 @@ mod contracts;
 mod keeper;
 mod options;
 pub mod payload;
+mod probe;
 pub mod reason;
 mod settle;
 mod signers;
@@ -26,8 +27,9 @@ use crate::config::NetworkSettings;
 use crate::protocol::network::caip2_to_v1;
 use crate::protocol::{NetworkId, PaymentRequest, SupportedKind};
 use crate::scheme::{
-    Broadcast, Built, Checked, Deadline, Description, Erased, Finality, Inclusion, RecordedTx,
-    Rejection, Scheme, SchemeError, SchemeFactory, Signed, SignedView, SignerGate, Stop, TxStatus,
+    Broadcast, Built, Checked, Deadline, Description, Erased, Finality, Inclusion, NetworkProbe,
+    RecordedTx, Rejection, Scheme, SchemeError, SchemeFactory, Signed, SignedView, SignerGate,
+    Stop, TxStatus,
 };
 
 pub const SCHEME: &str = "exact";
@@ -194,6 +196,10 @@ impl Scheme for Arc<EvmExact> {
         self.signers
             .addresses()
             .any(|a| self.gate.fence(&self.lease_key(a)).is_some())
+    }
+
+    async fn probe(&self, deadline: Deadline) -> NetworkProbe {
+        probe::probe(self, deadline).await
     }
 }
 

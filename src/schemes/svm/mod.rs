@@ -9,6 +9,7 @@
 
 pub mod instructions;
 pub mod keys;
+mod probe;
 pub mod reason;
 mod rpc;
 mod settle;
@@ -30,8 +31,8 @@ use crate::config::NetworkSettings;
 use crate::protocol::network::caip2_to_v1;
 use crate::protocol::{NetworkId, PaymentRequest, SupportedKind};
 use crate::scheme::{
-    Broadcast, Built, Checked, Deadline, Description, Erased, RecordedTx, Rejection, Scheme,
-    SchemeError, SchemeFactory, Signed, SignedView, SignerGate, Stop, TxStatus,
+    Broadcast, Built, Checked, Deadline, Description, Erased, NetworkProbe, RecordedTx, Rejection,
+    Scheme, SchemeError, SchemeFactory, Signed, SignedView, SignerGate, Stop, TxStatus,
 };
 
 pub const SCHEME: &str = "exact";
@@ -203,6 +204,10 @@ impl Scheme for SvmExact {
         _deadline: Deadline,
     ) -> Result<Option<TxStatus>, SchemeError> {
         settle::examine(self, txs).await
+    }
+
+    async fn probe(&self, deadline: Deadline) -> NetworkProbe {
+        probe::probe(self, deadline).await
     }
 }
 

@@ -49,7 +49,17 @@ impl SolanaRpc {
         })
     }
 
-    async fn call_at(&self, url: &str, method: &str, params: &Value) -> Result<Value, RpcFailure> {
+    /// The configured URLs, in the order reads try them (secrets included: never display).
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    pub async fn call_at(
+        &self,
+        url: &str,
+        method: &str,
+        params: &Value,
+    ) -> Result<Value, RpcFailure> {
         let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
         let resp = self
             .client
