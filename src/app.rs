@@ -131,6 +131,8 @@ impl Application {
             )),
             request_timeout,
             discovery: catalog,
+            console_enabled: settings.console.enabled,
+            console_token: settings.console.token.clone(),
         };
         let router = router(state, settings.server.body_limit_bytes, request_timeout);
         let addr = format!("{}:{}", settings.server.host, settings.server.port);

@@ -95,6 +95,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub settlement: SettlementSettings,
     pub discovery: DiscoverySettings,
+    pub console: ConsoleSettings,
     #[serde(default)]
     pub networks: BTreeMap<String, NetworkSettings>,
 }
@@ -144,6 +145,18 @@ pub struct SettlementSettings {
     pub reconcile_interval_ms: u64,
     /// Lifetime of a signer lease; renewed every third of it.
     pub signer_lease_ttl_ms: u64,
+}
+
+/// The operator console (`src/http/console`): HTML pages at `/console`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsoleSettings {
+    /// Serve `/console`. Off by default: it shows payers, payees and signer balances.
+    pub enabled: bool,
+    /// Environment only (`X402__CONSOLE__TOKEN`): the admin secret the console asks for, as a
+    /// bearer token or through its sign-in form. Unset: the console is open to anyone who can
+    /// reach it (keep it on loopback then).
+    #[serde(default)]
+    pub token: Option<Secret>,
 }
 
 /// The bazaar discovery catalog (`src/discovery`).

@@ -1,6 +1,7 @@
 //! The HTTP surface: router, request ids and per-request spans, body limit, timeout; one file
-//! per resource (payments, receipts, discovery).
+//! per resource (payments, receipts, discovery), and the operator console (`console/`).
 
+mod console;
 mod discovery;
 pub mod error;
 mod extract;
@@ -44,10 +45,18 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The bazaar catalog; `None` when discovery is disabled.
     pub discovery: Option<Arc<crate::discovery::Catalog>>,
+    /// Serve the operator console at `/console`.
+    pub console_enabled: bool,
+    /// The console's admin secret (`console.token`); see `console::admin_allowed`.
+    pub console_token: Option<crate::config::Secret>,
 }
 
 pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> Router {
-    Router::new()
+    let mut routes = Router::new();
+    if state.console_enabled {
+        routes = routes.nest("/console", console::router());
+    }
+    routes
         .route("/verify", post(payment::verify))
         .route("/settle", post(payment::settle))
         .route("/supported", get(supported))

@@ -14,10 +14,11 @@
 //!
 //! Files: [`settlements`] (the payment rows, their recorded transactions, payment
 //! identifiers), [`signers`] (signer leases), [`replicas`] (heartbeats, the hand-off queue,
-//! notifications), [`catalog`] (the bazaar discovery catalog), `migrate` (the schema, per
-//! backend).
+//! notifications), [`catalog`] (the bazaar discovery catalog), `console` (read-only aggregates
+//! for the operator console), `migrate` (the schema, per backend).
 
 pub mod catalog;
+mod console;
 mod migrate;
 mod replicas;
 mod settlements;
@@ -33,6 +34,7 @@ pub use catalog::{
     ListingAccept, ListingFilter, ListingOrder, ListingPayment, ListingQuery, ListingRow,
     NewListing, PriceRange, PruneReport, UpsertOutcome,
 };
+pub use console::{LeaseRow, StateCount, VolumeGroup};
 pub use replicas::{HANDOFF_CHANNEL, OUTCOME_CHANNEL};
 pub use settlements::{
     ClaimOutcome, ClaimToken, Fence, Included, NewClaim, ReceiptQuery, SettlementRecord,
