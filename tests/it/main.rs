@@ -4,6 +4,7 @@
 mod harness;
 
 mod cli;
+mod console;
 mod discovery;
 mod evm_rejections;
 mod evm_settle;
