@@ -5,6 +5,7 @@ mod harness;
 
 mod cli;
 mod console;
+mod demo;
 mod discovery;
 mod evm_rejections;
 mod evm_settle;
