@@ -5,6 +5,7 @@ mod harness;
 
 mod cli;
 mod console;
+mod container;
 mod demo;
 mod discovery;
 mod evm_rejections;

@@ -45,7 +45,12 @@ pub(super) fn router() -> Router<AppState> {
 /// the `console.token` secret, as a bearer token or the sign-in cookie (no token configured:
 /// everyone). When API keys with scopes land (#12), this body becomes "the key has `admin`".
 pub(super) fn admin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.console_token else {
+    // An empty token (compose's `${X402_CONSOLE_TOKEN:-}`) counts as unset.
+    let Some(token) = state
+        .console_token
+        .as_ref()
+        .filter(|t| !t.expose().is_empty())
+    else {
         return true;
     };
     let expected = token.expose().as_bytes();
