@@ -49,6 +49,7 @@ struct Options {
     seconds: u64,
     settles: usize,
     slow_settles: usize,
+    replica_settles: usize,
     reference: bool,
 }
 
@@ -59,6 +60,7 @@ fn options() -> Options {
         seconds: 5,
         settles: 500,
         slow_settles: 60,
+        replica_settles: 300,
         reference: true,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -71,12 +73,15 @@ fn options() -> Options {
             "--slow-settles" => {
                 o.slow_settles = it.next().and_then(|v| v.parse().ok()).unwrap_or(60)
             }
+            "--replica-settles" => {
+                o.replica_settles = it.next().and_then(|v| v.parse().ok()).unwrap_or(300)
+            }
             "--no-reference" => o.reference = false,
             "--no-solana" => o.solana = false,
             "--bench" => {}
             "--help" | "-h" => {
                 println!(
-                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--no-reference]"
+                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--replica-settles N] [--no-reference]"
                 );
                 std::process::exit(0);
             }
@@ -145,17 +150,71 @@ async fn relay(mut client: TcpStream, upstream: &str, calls: Arc<AtomicU64>) {
     tokio::select! { _ = down => {}, _ = up => {} }
 }
 
-/// A facilitator under test: its process, its address, its RPC counter.
+/// A facilitator under test: its processes (one, or identical replicas behind a round-robin
+/// balancer), its address, its RPC counter.
 struct Target {
     base: String,
-    child: Child,
+    children: Vec<Child>,
+    /// The replicas' own addresses (for their `/metrics`).
+    replicas: Vec<String>,
     proxy: CountingProxy,
 }
 
 impl Target {
     fn pid(&self) -> u32 {
-        self.child.id().unwrap_or_default()
+        self.children
+            .first()
+            .and_then(|c| c.id())
+            .unwrap_or_default()
     }
+
+    fn cpu_ticks(&self) -> u64 {
+        self.children
+            .iter()
+            .filter_map(|c| c.id())
+            .map(cpu_ticks)
+            .sum()
+    }
+
+    /// Sum over the replicas of one unlabelled-or-labelled counter line of `/metrics`.
+    async fn metric(&self, line_start: &str) -> f64 {
+        let mut total = 0.0;
+        for base in &self.replicas {
+            let Ok(r) = reqwest::get(format!("{base}/metrics")).await else {
+                continue;
+            };
+            let text = r.text().await.unwrap_or_default();
+            total += text
+                .lines()
+                .find(|l| l.starts_with(line_start))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        }
+        total
+    }
+}
+
+/// A layer-4 balancer on loopback: each new connection goes to the next replica in turn, as a
+/// Kubernetes Service or a compose DNS round-robin would spread them.
+async fn round_robin(upstreams: Vec<String>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let upstreams: Vec<String> = upstreams
+        .iter()
+        .map(|u| u.trim_start_matches("http://").to_string())
+        .collect();
+    tokio::spawn(async move {
+        let mut next = 0usize;
+        let uncounted = Arc::new(AtomicU64::new(0));
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = upstreams[next % upstreams.len()].clone();
+            next += 1;
+            let counter = uncounted.clone();
+            tokio::spawn(async move { relay(client, &upstream, counter).await });
+        }
+    });
+    url
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -232,7 +291,45 @@ fn key_hex(k: &PrivateKeySigner) -> String {
 }
 
 async fn start_ours(chain: &Chain, db: &Db, signers: &[PrivateKeySigner]) -> Target {
+    start_replicas(chain, db, signers, 1, &[]).await
+}
+
+/// `n` identical processes (the same configuration and key list) on one ledger.
+async fn start_replicas(
+    chain: &Chain,
+    db: &Db,
+    signers: &[PrivateKeySigner],
+    n: usize,
+    extra_env: &[(&str, &str)],
+) -> Target {
     let proxy = CountingProxy::start(&chain.url).await;
+    let mut children = Vec::new();
+    let mut replicas = Vec::new();
+    for _ in 0..n {
+        let (base, child) = start_process(chain, db, signers, &proxy.url, extra_env).await;
+        children.push(child);
+        replicas.push(base);
+    }
+    let base = if n == 1 {
+        replicas[0].clone()
+    } else {
+        round_robin(replicas.clone()).await
+    };
+    Target {
+        base,
+        children,
+        replicas,
+        proxy,
+    }
+}
+
+async fn start_process(
+    chain: &Chain,
+    db: &Db,
+    signers: &[PrivateKeySigner],
+    rpc_url: &str,
+    extra_env: &[(&str, &str)],
+) -> (String, Child) {
     let bin = std::env::var("X402_BIN")
         .unwrap_or_else(|_| format!("{ROOT}/target/release/x402-facilitator"));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -247,9 +344,11 @@ async fn start_ours(chain: &Chain, db: &Db, signers: &[PrivateKeySigner]) -> Tar
             "X402__NETWORKS__LOCAL__NETWORK",
             format!("eip155:{}", chain.chain_id),
         )
-        .env("X402__NETWORKS__LOCAL__RPC_URLS", &proxy.url)
+        .env("X402__NETWORKS__LOCAL__RPC_URLS", rpc_url)
         .env("X402__NETWORKS__LOCAL__SIGNER_KEYS", keys)
         .env("X402__NETWORKS__LOCAL__RECEIPT_POLL_MS", "25")
+        .envs(extra_env.iter().copied())
+        .env("X402__SESSIONS__ENABLED", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -257,7 +356,7 @@ async fn start_ours(chain: &Chain, db: &Db, signers: &[PrivateKeySigner]) -> Tar
         .expect("release binary runs (bench/run builds it)");
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&base, "/health").await;
-    Target { base, child, proxy }
+    (base, child)
 }
 
 async fn start_reference(chain: &Chain, key: &PrivateKeySigner) -> Target {
@@ -276,7 +375,12 @@ async fn start_reference(chain: &Chain, key: &PrivateKeySigner) -> Target {
     let port = wait_listening(&mut child).await;
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&base, "/supported").await;
-    Target { base, child, proxy }
+    Target {
+        base,
+        children: vec![child],
+        replicas: Vec::new(),
+        proxy,
+    }
 }
 
 #[derive(Default, Clone)]
@@ -305,7 +409,7 @@ async fn drive(
     let body_arg = bodies
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "-".into());
-    let (ticks0, rpc0) = (cpu_ticks(target.pid()), target.proxy.count());
+    let (ticks0, rpc0) = (target.cpu_ticks(), target.proxy.count());
     let mut wrk = Command::new("wrk")
         .args([
             "-t",
@@ -344,7 +448,7 @@ async fn drive(
         text.push('\n');
     }
     let _ = wrk.wait().await;
-    let (ticks1, rpc1) = (cpu_ticks(target.pid()), target.proxy.count());
+    let (ticks1, rpc1) = (target.cpu_ticks(), target.proxy.count());
     let line = text
         .lines()
         .rev()
@@ -377,6 +481,65 @@ async fn drive(
         rpc_per_req: (rpc1 - rpc0) as f64 / n,
         answers: answers.trim().to_string(),
     }
+}
+
+/// Distinct sign-in proofs for the sessions point.
+const SESSION_PROOFS: usize = 4000;
+
+/// `n` `/sessions/verify` bodies, each an EOA proof with its own nonce, signed now: EIP-4361 text
+/// built by our own builder (the official client's proofs are checked by tests/it/sessions.rs).
+fn session_proofs(chain_id: u64, n: usize) -> Vec<Value> {
+    use alloy::signers::SignerSync;
+    let keys: Vec<PrivateKeySigner> = (0..16).map(|_| PrivateKeySigner::random()).collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    // A minute back, so the whole point runs well inside the 5-minute age bound.
+    let issued = iso8601(now - 60);
+    let uri = "https://api.example.com/data";
+    (0..n)
+        .map(|i| {
+            let key = &keys[i % keys.len()];
+            let mut payload = serde_json::json!({
+                "domain": "api.example.com", "address": key.address().to_checksum(None),
+                "statement": "Sign in", "uri": uri, "version": "1",
+                "chainId": format!("eip155:{chain_id}"), "type": "eip191",
+                "nonce": format!("{:032x}", i as u128 + 1), "issuedAt": issued,
+                "resources": [uri], "signature": "",
+            });
+            let proof: x402_facilitator::sessions::proof::Proof =
+                serde_json::from_value(payload.clone()).expect("proof");
+            let text = x402_facilitator::sessions::message::siwe(&proof, chain_id).expect("siwe");
+            let sig = key.sign_message_sync(text.as_bytes()).expect("sign");
+            payload["signature"] = serde_json::json!(format!("0x{}", hex::encode(sig.as_bytes())));
+            serde_json::json!({
+                "payload": payload, "domain": "api.example.com", "uri": uri,
+                "chains": [format!("eip155:{chain_id}")],
+            })
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DDThh:mm:ss.000Z` of a unix time (civil-from-days, Howard Hinnant).
+fn iso8601(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn write_bodies(dir: &Path, name: &str, bodies: &[Value]) -> PathBuf {
@@ -496,6 +659,71 @@ async fn settle_point(
     (m, moved)
 }
 
+/// Settles through 2 and 3 identical replicas sharing two signer keys on one Postgres: with 2,
+/// each holds one key; with 3, one holds none and hands its settles to a key holder. Reports
+/// the share of settles handed off (from the replicas' `/metrics`).
+async fn replica_points(o: &Options, dir: &Path) {
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for n in [2usize, 3] {
+        let chain = Chain::start().await;
+        let db = Db::postgres().await;
+        let payers = funded(&chain, 16).await;
+        let keys = gas_keys(&chain, 2).await;
+        let target = start_replicas(
+            &chain,
+            &db,
+            &keys,
+            n,
+            &[("X402__SETTLEMENT__SIGNER_LEASE_TTL_MS", "3000")],
+        )
+        .await;
+        balanced(&target, keys.len()).await;
+        let (m, moved) = settle_point(&chain, &target, &payers, o.replica_settles, 16, dir).await;
+        let out = target.metric("x402_handoff_total{outcome=\"out\"}").await;
+        notes.push(format!(
+            "{n} replicas: moved money for {moved}/{}, handed off {:.0} ({:.0} %)",
+            o.replica_settles,
+            out,
+            100.0 * out / o.replica_settles.max(1) as f64
+        ));
+        rows.push(Row {
+            label: format!(
+                "settle {} distinct c=16, {n} replicas, 2 keys",
+                o.replica_settles
+            ),
+            ours: m,
+            theirs: None,
+        });
+    }
+    print_rows("identical replicas on one Postgres", &rows, (0, 0), None);
+    for n in notes {
+        println!("\n{n}");
+    }
+}
+
+/// Waits until the replicas hold every key between them (their `/ready` reports).
+async fn balanced(target: &Target, keys: usize) {
+    let started = Instant::now();
+    loop {
+        let mut held = 0;
+        for base in &target.replicas {
+            if let Ok(r) = reqwest::get(format!("{base}/ready")).await
+                && let Ok(v) = r.json::<Value>().await
+            {
+                held += v["signers"]
+                    .as_object()
+                    .map(|s| s.values().filter(|v| v["draining"] == false).count())
+                    .unwrap_or(0);
+            }
+        }
+        if held == keys || started.elapsed() > Duration::from_secs(60) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Ours on the local Solana chain (LiteSVM behind JSON-RPC): `/verify` and `/settle` of
 /// distinct SPL payments. The chain is one Node process executing transactions in turn, so the
 /// settle figures are bounded by it; there is no reference facilitator for this point.
@@ -543,7 +771,12 @@ async fn solana_point(o: &Options, dir: &Path) {
         .expect("release binary runs");
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&base, "/health").await;
-    let ours = Target { base, child, proxy };
+    let ours = Target {
+        base: base.clone(),
+        children: vec![child],
+        replicas: vec![base],
+        proxy,
+    };
     let reqs = requirements(&mint, &pay_to, 1_000, &fee_payer.pubkey());
     let mut bodies = Vec::new();
     let blockhash = chain.blockhash().await;
@@ -682,7 +915,27 @@ async fn run(o: Options) {
         );
         return;
     }
+    let proofs_file = write_bodies(
+        dir.path(),
+        "sessions-eoa.jsonl",
+        &session_proofs(chain.chain_id, SESSION_PROOFS),
+    );
     let mut rows = Vec::new();
+    // Each proof's nonce is single-use: a budget of one request per proof.
+    rows.push(Row {
+        label: format!("sessions/verify EOA {SESSION_PROOFS} distinct c=16"),
+        ours: drive(
+            &ours,
+            "/sessions/verify",
+            Some(&proofs_file),
+            16,
+            60,
+            SESSION_PROOFS,
+        )
+        .await,
+        theirs: None,
+    });
+    eprintln!("done: sessions/verify");
     for (label, path, file, conns) in [
         ("verify valid c=1", "/verify", Some(valid_file.as_path()), 1),
         (
@@ -747,6 +1000,12 @@ async fn run(o: Options) {
     );
     drop(ours);
     drop(theirs);
+
+    // Identical replicas (the same configuration and keys) behind a round-robin balancer, on
+    // one Postgres: the fair shares and the hand-off of settles to a key holder.
+    if o.db == "postgres" && o.replica_settles > 0 {
+        replica_points(&o, dir.path()).await;
+    }
 
     // A chain that mines a block per second: settles are bounded by inclusion only.
     if o.slow_settles > 0 {

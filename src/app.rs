@@ -87,6 +87,9 @@ impl Application {
         if let Some(d) = &discovery {
             facilitator = facilitator.with_catalog(d.sink.clone());
         }
+        if settings.sessions.enabled {
+            facilitator = facilitator.with_extension(crate::sessions::EXTENSION);
+        }
         let facilitator = Arc::new(facilitator);
         // Finish what an earlier run left unfinished before taking new work, but never let a
         // struggling RPC hold start-up: what this pass does not finish, the background one will.
@@ -113,6 +116,14 @@ impl Application {
             tasks.push(d.worker);
             d.catalog
         });
+        let sessions = settings.sessions.enabled.then(|| {
+            let sessions = Arc::new(crate::sessions::Sessions::new(
+                facilitator.clone(),
+                settings.sessions.clone(),
+            ));
+            tasks.push(sessions.spawn_pruner(background.clone()));
+            sessions
+        });
         let supported_json = serde_json::to_vec(facilitator.supported())
             .map(Bytes::from)
             .map_err(|e| AppError::Network(format!("cannot serialise /supported: {e}")))?;
@@ -133,6 +144,7 @@ impl Application {
             discovery: catalog,
             console_enabled: settings.console.enabled,
             console_token: settings.console.token.clone(),
+            sessions,
         };
         let router = router(state, settings.server.body_limit_bytes, request_timeout);
         let addr = format!("{}:{}", settings.server.host, settings.server.port);

@@ -96,6 +96,7 @@ pub struct Settings {
     pub settlement: SettlementSettings,
     pub discovery: DiscoverySettings,
     pub console: ConsoleSettings,
+    pub sessions: SessionSettings,
     #[serde(default)]
     pub networks: BTreeMap<String, NetworkSettings>,
 }
@@ -176,6 +177,15 @@ pub struct DiscoverySettings {
     pub max_resources: u64,
     /// Catalogue resources on loopback, private or link-local hosts (`localhost`, `10.0.0.1`…).
     pub allow_private_hosts: bool,
+}
+
+/// Sessions (`src/sessions`): `/sessions/verify` and `/sessions/entitlement`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionSettings {
+    /// Serve the endpoints and advertise `sign-in-with-x` in `/supported`.
+    pub enabled: bool,
+    /// How far ahead of ours a seller's clock may be when it stamps `issuedAt`.
+    pub clock_skew_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -306,6 +316,9 @@ impl Settings {
                 "settlement.signer_lease_ttl_ms must be ≥ 300 and reconcile_interval_ms positive"
                     .into(),
             );
+        }
+        if self.sessions.clock_skew_ms > 60_000 {
+            return bad("sessions.clock_skew_ms must be at most 60000".into());
         }
         let d = &self.discovery;
         if d.queue_size == 0 || d.queue_size > 1_000_000 {

@@ -16,6 +16,8 @@
 //!   reconciler, signer leases, metrics.
 //! - [`discovery`]: the bazaar catalog: learning paid resources from payments off the hot path,
 //!   and listing and searching them.
+//! - [`sessions`]: sign-in proofs (SIWX, CAIP-122) checked for sellers, and entitlements
+//!   ("has this wallet paid for this?") answered from settled payments.
 //! - [`http`]: the axum router, extractors, the one error mapping, request ids, receipts,
 //!   discovery.
 //! - [`app`]: building and running the whole service; [`telemetry`]: logs.
@@ -29,4 +31,5 @@ pub mod ledger;
 pub mod protocol;
 pub mod scheme;
 pub mod schemes;
+pub mod sessions;
 pub mod telemetry;

@@ -78,8 +78,9 @@ function response(status, headers, body)
   local s = tostring(status)
   statuses[s] = (statuses[s] or 0) + 1
   local reason = body:match('"invalidReason":"([^"]*)"') or body:match('"errorReason":"([^"]*)"')
+    or body:match('"reason":"([^"]*)"')
   if reason == nil then
-    if body:find('"isValid":true') or body:find('"success":true') then reason = "ok" else reason = "-" end
+    if body:find('"isValid":true') or body:find('"success":true') or body:find('"valid":true') then reason = "ok" else reason = "-" end
   end
   reasons[reason] = (reasons[reason] or 0) + 1
   if max > 0 and responses >= max then

@@ -134,6 +134,13 @@ pub fn canonical(
     Ok((canonical, used))
 }
 
+/// The key a paid resource is matched on by sessions' entitlement lookup: origin + path as
+/// [`canonical`] builds it, without templates (the payer could name any) and with private hosts
+/// allowed (nothing is listed publicly). `None` for what is not an HTTP(S) URL.
+pub fn entitlement_key(raw: &str) -> Option<String> {
+    canonical(raw, None, false, true).ok().map(|(key, _)| key)
+}
+
 /// Whether `template` (`/weather/:city`) matches `path` (`/weather/paris`) segment by segment: a
 /// `:param` segment matches any non-empty segment, a final `:varN` (the SDK's name for `*`) also
 /// several, others must be equal once decoded. A template that does not describe the paid path

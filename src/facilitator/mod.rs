@@ -188,6 +188,18 @@ impl Facilitator {
         self
     }
 
+    /// Advertises one more extension key in `/supported` (sessions).
+    pub fn with_extension(mut self, key: &str) -> Self {
+        self.supported.extensions.push(key.to_string());
+        self
+    }
+
+    /// The v2 `exact` handler serving `network`, for checks outside payments (sessions'
+    /// smart-wallet signatures).
+    pub fn network_handler(&self, network: &str) -> Option<&Arc<dyn crate::scheme::SchemeHandler>> {
+        self.registry.lookup(2, "exact", network).ok()
+    }
+
     pub fn supported(&self) -> &SupportedResponse {
         &self.supported
     }

@@ -130,6 +130,9 @@ pub(super) fn new_claim(
         asset: m.asset.clone(),
         amount: m.amount.clone(),
         resource_url: request.resource_url().map(str::to_string),
+        resource_key: request
+            .resource_url()
+            .and_then(crate::discovery::resource::entitlement_key),
         payment_scope: payment_id.as_ref().map(|_| payment_id::scope(m)),
         payment_id,
         request: request.to_json(),

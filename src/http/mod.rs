@@ -1,5 +1,6 @@
 //! The HTTP surface: router, request ids and per-request spans, body limit, timeout; one file
-//! per resource (payments, receipts, discovery), and the operator console (`console/`).
+//! per resource (payments, receipts, discovery, sessions), and the operator console
+//! (`console/`).
 
 mod console;
 mod discovery;
@@ -8,6 +9,7 @@ mod extract;
 mod payment;
 mod receipts;
 mod request_id;
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +51,8 @@ pub struct AppState {
     pub console_enabled: bool,
     /// The console's admin secret (`console.token`); see `console::admin_allowed`.
     pub console_token: Option<crate::config::Secret>,
+    /// Sign-in proofs and entitlements; `None` when sessions are disabled.
+    pub sessions: Option<Arc<crate::sessions::Sessions>>,
 }
 
 pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> Router {
@@ -67,6 +71,8 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> 
         .route("/settlements/{transaction}", get(receipts::one))
         .route("/discovery/resources", get(discovery::list))
         .route("/discovery/search", get(discovery::search))
+        .route("/sessions/verify", post(sessions::verify))
+        .route("/sessions/entitlement", get(sessions::entitlement))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -32,6 +32,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "discovery",
         include_str!("../../migrations/postgres/0005_discovery.sql"),
     ),
+    (
+        8,
+        "sessions",
+        include_str!("../../migrations/postgres/0008_sessions.sql"),
+    ),
 ];
 
 const SQLITE: &[(i64, &str, &str)] = &[
@@ -54,6 +59,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         5,
         "discovery",
         include_str!("../../migrations/sqlite/0005_discovery.sql"),
+    ),
+    (
+        8,
+        "sessions",
+        include_str!("../../migrations/sqlite/0008_sessions.sql"),
     ),
 ];
 

@@ -15,12 +15,14 @@
 //! Files: [`settlements`] (the payment rows, their recorded transactions, payment
 //! identifiers), [`signers`] (signer leases), [`replicas`] (heartbeats, the hand-off queue,
 //! notifications), [`catalog`] (the bazaar discovery catalog), `console` (read-only aggregates
-//! for the operator console), `migrate` (the schema, per backend).
+//! for the operator console), `sessions` (sign-in nonces, entitlements), `migrate` (the schema,
+//! per backend).
 
 pub mod catalog;
 mod console;
 mod migrate;
 mod replicas;
+mod sessions;
 mod settlements;
 mod signers;
 
@@ -36,6 +38,7 @@ pub use catalog::{
 };
 pub use console::{LeaseRow, StateCount, VolumeGroup};
 pub use replicas::{HANDOFF_CHANNEL, OUTCOME_CHANNEL};
+pub use sessions::{EntitledPayment, EntitlementLookup};
 pub use settlements::{
     ClaimOutcome, ClaimToken, Fence, Included, NewClaim, ReceiptQuery, SettlementRecord,
     SettlementState, Submission, TxRecord,

@@ -49,6 +49,9 @@ pub struct NewClaim {
     pub asset: String,
     pub amount: String,
     pub resource_url: Option<String>,
+    /// `resource_url` normalised as discovery does (origin + path): what sessions' entitlement
+    /// lookup matches on.
+    pub resource_key: Option<String>,
     pub payment_id: Option<String>,
     /// The scope a payment-identifier is unique in (payer and payee).
     pub payment_scope: Option<String>,
@@ -254,21 +257,21 @@ const TX_COLUMNS: &str =
     "tx_id, replay_key, attempt, raw_tx, signer, request, fingerprint, recorded_at";
 
 /// The claim and the re-claim bind the payment in this order: $1 replay_key … $11 request,
-/// $12 fingerprint, $13 payment_scope, then $14 token, $15 lease_until, $16 now.
+/// $12 fingerprint, $13 payment_scope, then $14 token, $15 lease_until, $16 now, $17 resource_key.
 const INSERT_CLAIM: &str = "INSERT INTO settlements (replay_key, network, scheme, x402_version, \
     payer, pay_to, asset, amount, resource_url, payment_id, request, fingerprint, payment_scope, \
-    state, claim_token, attempts, lease_until, created_at, updated_at) \
+    state, claim_token, attempts, lease_until, created_at, updated_at, resource_key) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'claimed', $14, 1, $15, $16, \
-    $16) ON CONFLICT (replay_key) DO NOTHING";
-/// A `failed` row claimed again by the holder of `$17` (its take-over token).
+    $16, $17) ON CONFLICT (replay_key) DO NOTHING";
+/// A `failed` row claimed again by the holder of `$18` (its take-over token).
 const RECLAIM_FAILED: &str = "UPDATE settlements SET network = $2, scheme = $3, \
     x402_version = $4, payer = $5, pay_to = $6, asset = $7, amount = $8, resource_url = $9, \
     payment_id = $10, request = $11, fingerprint = $12, payment_scope = $13, state = 'claimed', \
     claim_token = $14, lease_until = $15, updated_at = $16, tx_id = NULL, raw_tx = NULL, \
     signer = NULL, error_reason = NULL, attempts = attempts + 1, retry_at = 0, reconciles = 0, \
     pending_reported = 0, settled_at = NULL, block_number = NULL, block_hash = NULL, \
-    finalized_at = NULL, handoff_at = NULL, handoff_deadline = NULL \
-    WHERE replay_key = $1 AND state = 'failed' AND claim_token = $17";
+    finalized_at = NULL, handoff_at = NULL, handoff_deadline = NULL, resource_key = $17 \
+    WHERE replay_key = $1 AND state = 'failed' AND claim_token = $18";
 
 /// Whether a database error is the payment-identifier index refusing a second live payment.
 fn is_payment_id_taken(e: &sqlx::Error) -> bool {
@@ -531,7 +534,7 @@ impl Ledger {
              tx_id = $14, block_number = $15, block_hash = $16, error_reason = NULL, \
              attempts = (SELECT t.attempt FROM settlement_txs t WHERE t.tx_id = $14), \
              updated_at = $17, settled_at = $17, lease_until = 0, pending_reported = 1, \
-             finalized_at = NULL WHERE replay_key = $1 AND claim_token = $18 \
+             finalized_at = NULL, resource_key = $19 WHERE replay_key = $1 AND claim_token = $18 \
              AND state IN ('claimed', 'submitted', 'failed') AND EXISTS (SELECT 1 FROM settlement_txs t \
              WHERE t.tx_id = $14 AND t.replay_key = $1)",
         )
@@ -553,6 +556,7 @@ impl Ledger {
         .bind(included.block_hash)
         .bind(now)
         .bind(&token.0)
+        .bind(&claim.resource_key)
         .execute(&mut *db)
         .await;
         match done {
@@ -889,6 +893,7 @@ fn bind_claim<'q>(
         .bind(token.0.clone())
         .bind(ms_after(lease))
         .bind(now_ms())
+        .bind(&claim.resource_key)
 }
 
 /// Records a transaction the payment was settled by but that we did not sign (its hash only),

@@ -171,6 +171,16 @@ impl<S: Scheme> SchemeHandler for Erased<S> {
         self.0.probe(deadline).await
     }
 
+    async fn signed_hash(
+        &self,
+        signer: &str,
+        hash: [u8; 32],
+        signature: &[u8],
+        deadline: Deadline,
+    ) -> Result<Option<bool>, SchemeError> {
+        self.0.signed_hash(signer, hash, signature, deadline).await
+    }
+
     async fn discard(&self, prepared: &Prepared) {
         if let Ok(signed) = self.signed(prepared) {
             self.0.discard(&signed).await;

@@ -402,6 +402,19 @@ pub trait Scheme: Send + Sync + 'static {
     async fn probe(&self, _deadline: Deadline) -> NetworkProbe {
         NetworkProbe::default()
     }
+
+    /// Whether `signer` signed the 32-byte `hash` with `signature`, asking the chain when the
+    /// signer may be a contract (sessions' sign-in proofs: ERC-1271, ERC-6492). `None`: this
+    /// scheme has no such check, or `signer` is not an address of its chain.
+    async fn signed_hash(
+        &self,
+        _signer: &str,
+        _hash: [u8; 32],
+        _signature: &[u8],
+        _deadline: Deadline,
+    ) -> Result<Option<bool>, SchemeError> {
+        Ok(None)
+    }
 }
 
 /// A scheme handler as the core holds it: [`Scheme`] with its types erased (see [`Erased`]).
@@ -465,6 +478,13 @@ pub trait SchemeHandler: Send + Sync + 'static {
     async fn probe(&self, _deadline: Deadline) -> NetworkProbe {
         NetworkProbe::default()
     }
+    async fn signed_hash(
+        &self,
+        signer: &str,
+        hash: [u8; 32],
+        signature: &[u8],
+        deadline: Deadline,
+    ) -> Result<Option<bool>, SchemeError>;
 }
 
 /// What a factory made of one configured network.

@@ -30,6 +30,7 @@ fn claim(key: &str) -> NewClaim {
         asset: "0xasset".into(),
         amount: "10000".into(),
         resource_url: Some("http://127.0.0.1/x".into()),
+        resource_key: Some("http://127.0.0.1/x".into()),
         payment_id: None,
         payment_scope: None,
         request: "{}".into(),

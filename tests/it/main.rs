@@ -17,4 +17,5 @@ mod ledger_contract;
 mod money_path;
 mod replicas;
 mod sdk_interop;
+mod sessions;
 mod svm;

@@ -38,6 +38,11 @@ sol! {
         function aggregate3(Call3[] calldata calls) external payable returns (Result[] memory returnData);
     }
 
+    /// ERC-1271: a contract wallet answers `0x1626ba7e` for a signature it accepts.
+    interface IErc1271 {
+        function isValidSignature(bytes32 hash, bytes signature) external view returns (bytes4 magicValue);
+    }
+
     /// ERC-6492 wrapper body: `abi.encode(factory, factoryCalldata, signature)`.
     struct Erc6492Wrapper {
         address factory;

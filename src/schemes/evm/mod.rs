@@ -9,6 +9,7 @@ pub mod payload;
 mod probe;
 pub mod reason;
 mod settle;
+pub mod signature;
 mod signers;
 mod verify;
 
@@ -190,6 +191,28 @@ impl Scheme for Arc<EvmExact> {
 
     async fn discard(&self, signed: &SignedView<'_, settle::SignedTx>) {
         settle::discard(self, signed).await;
+    }
+
+    async fn signed_hash(
+        &self,
+        signer: &str,
+        hash: [u8; 32],
+        signature: &[u8],
+        deadline: Deadline,
+    ) -> Result<Option<bool>, SchemeError> {
+        let Some(signer) = payload::parse_address(signer) else {
+            return Ok(None);
+        };
+        signature::signed_by(
+            &self.chain,
+            self.options.multicall3,
+            signer,
+            hash.into(),
+            signature,
+            deadline,
+        )
+        .await
+        .map(Some)
     }
 
     fn can_sign(&self) -> bool {

@@ -84,7 +84,7 @@ pub fn parse(payload: &Map<String, Value>) -> Result<ParsedPayload, PayloadError
 }
 
 /// Splits an ERC-6492 wrapper into its deployment data and inner signature.
-fn unwrap_6492(raw: Bytes) -> Result<(Bytes, Option<Deployment>), PayloadError> {
+pub fn unwrap_6492(raw: Bytes) -> Result<(Bytes, Option<Deployment>), PayloadError> {
     if raw.len() < 32 || raw[raw.len() - 32..] != ERC6492_MAGIC {
         return Ok((raw, None));
     }

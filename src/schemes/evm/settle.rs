@@ -265,7 +265,7 @@ pub(super) async fn broadcast(
 fn signer_of(env: &TxEnvelope) -> Option<Address> {
     let signed = env.as_eip1559()?;
     let bytes = signed.signature().as_bytes();
-    super::verify::recover(signed.signature_hash(), &bytes)
+    super::signature::recover(signed.signature_hash(), &bytes)
 }
 
 /// A recorded transaction, decoded.

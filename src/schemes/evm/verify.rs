@@ -8,22 +8,20 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use alloy::primitives::{Address, B256, Bytes, U256, uint};
+use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::sol_types::{SolCall, SolValue};
 use serde_json::Value;
 
 use super::chain::RpcFailure;
 use super::contracts::{IEip3009, IMulticall3};
 use super::payload::{self, PayloadError, parse_address, parse_decimal};
+use super::signature::{self, SignatureKind};
 use super::{EvmExact, EvmPayment, SCHEME, SignatureRoute, reason};
 use crate::protocol::{PaymentRequest, reason as generic};
 use crate::scheme::{Checked, Deadline, PaymentMeta, Rejection, SchemeError, Stop};
 
 /// `validBefore` must leave this many seconds for the transaction to land (digest §4.4 step 6).
 const EXPIRY_BUFFER_SECS: u64 = 6;
-/// secp256k1 n / 2: tokens reject signatures with a larger `s` (EIP-2).
-const SECP256K1N_HALF: U256 =
-    uint!(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0_U256);
 
 /// What the request says, parsed and statically checked (digest §4.4 steps 1–3), with no chain
 /// access and no clock: shared by `check` and by `revive`.
@@ -249,7 +247,8 @@ async fn check_parsed(
 }
 
 /// Decides how the token will check the signature, rejecting what cannot pass (digest §4.4
-/// step 4 and its newer-upstream strict form).
+/// step 4 and its newer-upstream strict form). The kinds are told apart by
+/// [`signature::classify`], shared with sessions; the policy here is the payment's.
 async fn classify_signature(
     h: &EvmExact,
     auth: &payload::Authorization,
@@ -258,56 +257,37 @@ async fn classify_signature(
     hash: B256,
     deadline: Deadline,
 ) -> Result<SignatureRoute, Stop> {
-    let from = auth.from;
-    if let Some(deployment) = deployment
-        && !h.chain.has_code(deadline, from).await.map_err(rpc)?
-    {
-        if !h.options.factories.contains(&deployment.factory) {
-            return Err(Rejection::new(reason::FACTORY_NOT_ALLOWED)
-                .with_message(format!(
-                    "ERC-6492 factory {} is not allow-listed",
-                    deployment.factory
-                ))
-                .into());
+    let kind = signature::classify(&h.chain, auth.from, hash, sig, deployment, deadline)
+        .await
+        .map_err(rpc)?;
+    match kind {
+        SignatureKind::Counterfactual(deployment) => {
+            if !h.options.factories.contains(&deployment.factory) {
+                return Err(Rejection::new(reason::FACTORY_NOT_ALLOWED)
+                    .with_message(format!(
+                        "ERC-6492 factory {} is not allow-listed",
+                        deployment.factory
+                    ))
+                    .into());
+            }
+            Ok(SignatureRoute::Counterfactual(deployment))
         }
-        return Ok(SignatureRoute::Counterfactual(deployment.clone()));
-    }
-    // A deployed wallet's ERC-6492 signature is checked as its inner signature (ERC-6492).
-    if sig.len() == 65 && recover(hash, sig) == Some(from) {
-        if U256::from_be_slice(&sig[32..64]) > SECP256K1N_HALF {
-            return Err(Rejection::new(reason::SIGNATURE)
-                .with_message("signature s is in the upper half")
-                .into());
-        }
-        return Ok(SignatureRoute::Eoa);
-    }
-    if h.chain.has_code(deadline, from).await.map_err(rpc)? {
-        return Ok(SignatureRoute::ContractWallet);
-    }
-    Err(if sig.len() <= 65 {
-        Rejection::new(reason::SIGNATURE)
+        SignatureKind::Eoa { high_s: true } => Err(Rejection::new(reason::SIGNATURE)
+            .with_message("signature s is in the upper half")
+            .into()),
+        SignatureKind::Eoa { high_s: false } => Ok(SignatureRoute::Eoa),
+        SignatureKind::ContractWallet => Ok(SignatureRoute::ContractWallet),
+        SignatureKind::Unrecognised { long: false } => Err(Rejection::new(reason::SIGNATURE)
             .with_message("signature does not recover to authorization.from")
-    } else {
-        Rejection::new(reason::UNDEPLOYED_SMART_WALLET).with_message(
+            .into()),
+        SignatureKind::Unrecognised { long: true } => Err(Rejection::new(
+            reason::UNDEPLOYED_SMART_WALLET,
+        )
+        .with_message(
             "smart-wallet signature, but the payer has no code and no ERC-6492 deployment data",
         )
+        .into()),
     }
-    .into())
-}
-
-/// The address that signed `hash` with the 65-byte `r‖s‖v` signature, by libsecp256k1.
-pub(super) fn recover(hash: B256, sig: &[u8]) -> Option<Address> {
-    use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
-    let v = sig.get(64).copied()?;
-    let id = RecoveryId::try_from(i32::from(if v >= 27 { v - 27 } else { v })).ok()?;
-    let rs: [u8; 64] = sig.get(..64)?.try_into().ok()?;
-    let signature = RecoverableSignature::from_compact(&rs, id).ok()?;
-    let message = secp256k1::Message::from_digest(hash.0);
-    let key = signature.recover_ecdsa(message).ok()?;
-    let uncompressed = key.serialize_uncompressed();
-    Some(Address::from_slice(
-        &alloy::primitives::keccak256(&uncompressed[1..])[12..],
-    ))
 }
 
 /// The call that performs the payment: the token directly, or Multicall3 deploying the payer's
@@ -486,32 +466,4 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use alloy::signers::SignerSync;
-    use alloy::signers::local::PrivateKeySigner;
-
-    use super::*;
-
-    #[test]
-    fn recover_matches_alloy_and_rejects_garbage() {
-        let key = PrivateKeySigner::from_bytes(&B256::repeat_byte(7)).expect("key");
-        let hash = alloy::primitives::keccak256(b"x402");
-        let sig = key.sign_hash_sync(&hash).expect("sign").as_bytes();
-        assert_eq!(recover(hash, &sig), Some(key.address()));
-        let mut parity = sig;
-        parity[64] -= 27; // 0/1 form
-        assert_eq!(recover(hash, &parity), Some(key.address()));
-        let mut bad_v = sig;
-        bad_v[64] = 29;
-        assert_eq!(recover(hash, &bad_v), None);
-        assert_ne!(
-            recover(alloy::primitives::keccak256(b"other"), &sig),
-            Some(key.address())
-        );
-        assert_eq!(recover(hash, &[0u8; 65]), None);
-        assert_eq!(recover(hash, &sig[..64]), None);
-    }
 }
