@@ -19,7 +19,16 @@ import os from "node:os";
 import path from "node:path";
 
 const DEADLINE_MS = 90_000;
+// chromium's process group id once started, so that a failure still stops it.
+let chromiumGroup = null;
 function fail(message) {
+  if (chromiumGroup) {
+    try {
+      process.kill(-chromiumGroup, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
   process.stderr.write(JSON.stringify({ error: message }) + "\n");
   process.exit(2);
 }
@@ -39,7 +48,7 @@ function launch(bin) {
     "--no-first-run", "--no-default-browser-check", "--disable-extensions",
     "--remote-debugging-port=0", `--user-data-dir=${profile}`, "--window-size=1400,1000",
     "about:blank",
-  ], { stdio: ["ignore", "ignore", "pipe"] });
+  ], { stdio: ["ignore", "ignore", "pipe"], detached: true });
   return new Promise((resolve, reject) => {
     let seen = "";
     child.stderr.on("data", chunk => {
@@ -87,6 +96,7 @@ async function connect(port) {
 async function main() {
   const job = await readJob();
   const { child, port, profile } = await launch(job.chromium ?? "chromium");
+  chromiumGroup = child.pid;
   const out = { steps: [] };
   try {
     const cdp = await connect(port);
@@ -132,11 +142,20 @@ async function main() {
     }
     cdp.close();
   } finally {
-    // Wait for chromium to be gone before removing its profile (it writes to it until it exits).
+    // chromium runs in its own process group (detached): its renderer and zygote children write
+    // to the profile too, so the whole group is stopped, by its id, before the profile goes.
     const exited = child.exitCode !== null ? Promise.resolve() : new Promise(r => child.once("exit", r));
-    child.kill("SIGKILL");
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
     await exited;
-    fs.rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    try {
+      fs.rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
+    } catch (e) {
+      process.stderr.write(`browser.mjs: could not remove ${profile}: ${e}\n`);
+    }
   }
   process.stdout.write(JSON.stringify(out) + "\n");
   process.exit(0);

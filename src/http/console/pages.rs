@@ -38,20 +38,16 @@ pub(super) fn date_of_day(day: i64) -> String {
     rfc3339(day.saturating_mul(DAY_MS))[..10].to_string()
 }
 
-/// The day number of `YYYY-MM-DD` (days from civil, H. Hinnant), or `None` if it is no date.
+/// The day number of `YYYY-MM-DD`, or `None` if it is no date (a day past its month's end
+/// fails the round trip).
 fn day_of_date(text: &str) -> Option<i64> {
     let mut parts = text.splitn(3, '-').map(|p| p.parse::<i64>().ok());
     let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
     if text.len() != 10 || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    let day = crate::sessions::time::days_from_civil(y, m, d);
+    (date_of_day(day) == text).then_some(day)
 }
 
 /// A block explorer's page for a transaction on the networks that have a well-known one.
@@ -541,6 +537,7 @@ mod tests {
         assert_eq!(day_of_date("2000-03-01"), Some(11_017));
         assert_eq!(date_of_day(11_017), "2000-03-01");
         assert_eq!(day_of_date("2000-13-01"), None);
+        assert_eq!(day_of_date("2026-02-31"), None);
         assert_eq!(day_of_date("20-01-01"), None);
         assert_eq!(day_of_date("x"), None);
     }
