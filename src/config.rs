@@ -98,6 +98,12 @@ pub struct Settings {
     pub console: ConsoleSettings,
     pub sessions: SessionSettings,
     #[serde(default)]
+    pub auth: crate::access::settings::AuthSettings,
+    #[serde(default)]
+    pub rate_limit: crate::access::settings::RateLimitSettings,
+    #[serde(default)]
+    pub policy: crate::access::settings::PolicySettings,
+    #[serde(default)]
     pub networks: BTreeMap<String, NetworkSettings>,
 }
 
@@ -206,6 +212,12 @@ pub struct NetworkSettings {
     /// Also answer v1 requests under the network's v1 name, when it has one.
     #[serde(default = "yes")]
     pub v1: bool,
+    /// What the operator accepts on this network (docs/access.md).
+    #[serde(default)]
+    pub policy: crate::access::settings::NetworkPolicy,
+    /// Fee spend caps on this network, shared by every replica (docs/access.md).
+    #[serde(default)]
+    pub budget: crate::access::settings::NetworkBudget,
     /// Scheme-specific options, parsed by the plugin (unknown keys fail its start-up).
     #[serde(flatten)]
     pub options: Map<String, Value>,

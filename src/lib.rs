@@ -18,10 +18,12 @@
 //!   and listing and searching them.
 //! - [`sessions`]: sign-in proofs (SIWX, CAIP-122) checked for sellers, and entitlements
 //!   ("has this wallet paid for this?") answered from settled payments.
+//! - [`access`]: API keys and scopes, rate limits, operator policy and cluster-wide budgets.
 //! - [`http`]: the axum router, extractors, the one error mapping, request ids, receipts,
 //!   discovery.
 //! - [`app`]: building and running the whole service; [`telemetry`]: logs.
 
+pub mod access;
 pub mod app;
 pub mod config;
 pub mod discovery;

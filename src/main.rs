@@ -1,4 +1,5 @@
-//! Command line: `serve` (the default), `migrate`, `check-config`. The only place with exit codes.
+//! Command line: `serve` (the default), `migrate`, `check-config`, `keys`. The only place with
+//! exit codes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use x402_facilitator::app::{Application, shutdown_signal, validate_networks};
 use x402_facilitator::config::Settings;
-use x402_facilitator::{ledger, telemetry};
+use x402_facilitator::{access, ledger, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +41,37 @@ enum Command {
         #[arg(long, env = "X402_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Manage API keys in the configured ledger database.
+    Keys {
+        #[arg(long, env = "X402_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key; its token is printed once and never stored.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: verify, settle, supported, settlements, discovery, admin.
+        #[arg(long, default_value = "verify,settle,supported")]
+        scopes: String,
+        /// Comma-separated payees the key may settle for (default: any).
+        #[arg(long)]
+        pay_to: Option<String>,
+        /// The key's own rate limit, requests per second per endpoint.
+        #[arg(long)]
+        rate: Option<u32>,
+    },
+    /// List keys (ids, names, token prefixes, scopes, payees, state).
+    List,
+    /// Revoke a key: every replica refuses it within auth.cache_ms.
+    Revoke { id: String },
+    /// Replace a key by a new one with the same rights; the old one is revoked.
+    Rotate { id: String },
 }
 
 fn main() -> ExitCode {
@@ -88,10 +120,76 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             println!("ledger migrations applied");
         }
+        Command::Keys { config, action } => {
+            let settings = Settings::load(config.as_deref())?;
+            let ledger = ledger::connect(
+                settings.database.url.expose(),
+                1,
+                Duration::from_millis(settings.database.acquire_timeout_ms),
+            )
+            .await?;
+            keys(&ledger, action).await?;
+        }
         Command::CheckConfig { config } => {
             let settings = Settings::load(config.as_deref())?;
             validate_networks(&settings).map_err(anyhow::Error::msg)?;
             println!("{}", settings.redacted_json());
+        }
+    }
+    Ok(())
+}
+
+async fn keys(ledger: &ledger::SharedLedger, action: KeysAction) -> anyhow::Result<()> {
+    match action {
+        KeysAction::Create {
+            name,
+            scopes,
+            pay_to,
+            rate,
+        } => {
+            let scopes = scopes
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| {
+                    access::Scope::parse(s).ok_or_else(|| anyhow::anyhow!("unknown scope `{s}`"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let pay_to = pay_to.map(|p| {
+                p.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            });
+            let spec = access::KeySpec {
+                name,
+                scopes,
+                pay_to,
+                rate_per_second: rate,
+            };
+            let issued = access::create_key(ledger, &spec, None).await?;
+            eprintln!("created {}; the token below is shown once:", issued.id);
+            println!("{}", issued.token);
+        }
+        KeysAction::List => {
+            println!("id\tname\tprefix\tscopes\tpayees\tstate");
+            for key in ledger.list_keys().await? {
+                println!("{}", access::describe(&key));
+            }
+        }
+        KeysAction::Revoke { id } => {
+            if !ledger.revoke_key(&id).await?.applied() {
+                anyhow::bail!("no live key {id}");
+            }
+            println!("revoked {id}");
+        }
+        KeysAction::Rotate { id } => {
+            let issued = access::rotate_key(ledger, &id).await?;
+            eprintln!(
+                "{id} revoked; created {}; the token below is shown once:",
+                issued.id
+            );
+            println!("{}", issued.token);
         }
     }
     Ok(())

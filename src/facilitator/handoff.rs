@@ -146,6 +146,8 @@ async fn settle_for_another(fac: &Facilitator, row: SettlementRecord, token: Cla
         deadline: plugin_deadline(deadline),
         watch: &watch,
         handed_off: true,
+        caller: &crate::access::Caller::anonymous(),
+        sent: std::sync::atomic::AtomicBool::new(false),
     };
     fac.metrics.taken_over.fetch_add(1, Ordering::Relaxed);
     match job.submit_claimed(&payment, &token).await {

@@ -1,10 +1,19 @@
-//! Business counters, rendered in the Prometheus text format at `GET /metrics`.
+//! Business counters, rendered in the Prometheus text format at `GET /metrics`: outcomes, and
+//! answers by network, scheme, outcome and reason (labels only from bounded sets: a network or
+//! scheme we do not serve is counted as `other`, reasons are our own constants), refusals by
+//! policy and budgets, and latency histograms per endpoint.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::FacilitatorError;
 use crate::protocol::{SettleResponse, VerifyResponse, reason};
+
+/// (endpoint, network, scheme, outcome, reason).
+type AnswerLabels = (&'static str, String, String, &'static str, String);
 
 #[derive(Default)]
 pub struct Metrics {
@@ -30,6 +39,26 @@ pub struct Metrics {
     pub taken_over: AtomicU64,
     /// Transactions that had to be signed again because their nonce was taken.
     pub nonce_conflicts: AtomicU64,
+    /// (endpoint, network, scheme, outcome, reason) → answers.
+    answers: Mutex<BTreeMap<AnswerLabels, u64>>,
+    /// reason → payments refused by policy or budgets, and requests refused by auth or rate
+    /// limits.
+    refusals: Mutex<BTreeMap<String, u64>>,
+    /// endpoint → latency histogram.
+    latency: Mutex<BTreeMap<&'static str, Histogram>>,
+}
+
+/// Upper bounds (seconds) of the latency buckets: from a cached `/supported` to a settle that
+/// waits for its block.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -37,6 +66,97 @@ fn inc(c: &AtomicU64) {
 }
 
 impl Metrics {
+    /// Counts one `/verify` or `/settle` answer with its labels (already bounded by the caller).
+    pub fn count_answer(
+        &self,
+        endpoint: &'static str,
+        network: &str,
+        scheme: &str,
+        outcome: &'static str,
+        reason: &str,
+    ) {
+        if let Ok(mut answers) = self.answers.lock() {
+            *answers
+                .entry((
+                    endpoint,
+                    network.into(),
+                    scheme.into(),
+                    outcome,
+                    reason.into(),
+                ))
+                .or_default() += 1;
+        }
+    }
+
+    pub fn count_refusal(&self, reason: &str) {
+        if let Ok(mut r) = self.refusals.lock() {
+            *r.entry(reason.to_string()).or_default() += 1;
+        }
+    }
+
+    pub fn observe_latency(&self, endpoint: &'static str, took: Duration) {
+        let secs = took.as_secs_f64();
+        if let Ok(mut l) = self.latency.lock() {
+            let h = l.entry(endpoint).or_default();
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                if secs <= *bound {
+                    h.counts[i] += 1;
+                }
+            }
+            h.count += 1;
+            h.sum += secs;
+        }
+    }
+
+    fn render_labelled(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP x402_answers_total /verify and /settle answers by network, scheme, outcome and reason.\n\
+             # TYPE x402_answers_total counter"
+        );
+        if let Ok(answers) = self.answers.lock() {
+            for ((endpoint, network, scheme, outcome, reason), n) in answers.iter() {
+                let _ = writeln!(
+                    out,
+                    "x402_answers_total{{endpoint=\"{endpoint}\",network=\"{network}\",scheme=\"{scheme}\",outcome=\"{outcome}\",reason=\"{reason}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP x402_refusals_total Requests and payments refused by auth, rate limits, policy or budgets, by reason.\n\
+             # TYPE x402_refusals_total counter"
+        );
+        if let Ok(refusals) = self.refusals.lock() {
+            for (reason, n) in refusals.iter() {
+                let _ = writeln!(out, "x402_refusals_total{{reason=\"{reason}\"}} {n}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP x402_request_duration_seconds Time to answer, per endpoint.\n\
+             # TYPE x402_request_duration_seconds histogram"
+        );
+        if let Ok(latency) = self.latency.lock() {
+            for (endpoint, h) in latency.iter() {
+                for (i, bound) in BUCKETS.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "x402_request_duration_seconds_bucket{{endpoint=\"{endpoint}\",le=\"{bound}\"}} {}",
+                        h.counts[i]
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "x402_request_duration_seconds_bucket{{endpoint=\"{endpoint}\",le=\"+Inf\"}} {}\n\
+                     x402_request_duration_seconds_sum{{endpoint=\"{endpoint}\"}} {}\n\
+                     x402_request_duration_seconds_count{{endpoint=\"{endpoint}\"}} {}",
+                    h.count, h.sum, h.count
+                );
+            }
+        }
+    }
+
     pub fn count_verify(&self, answer: &Result<VerifyResponse, FacilitatorError>) {
         inc(match answer {
             Ok(a) if a.is_valid => &self.verify_valid,
@@ -115,6 +235,7 @@ impl Metrics {
              # TYPE x402_nonce_conflicts_total counter\nx402_nonce_conflicts_total {}",
             self.nonce_conflicts.load(Ordering::Relaxed)
         );
+        self.render_labelled(&mut out);
         out
     }
 }

@@ -22,6 +22,7 @@ use tracing::{Span, info};
 use self::leases::SignerLeases;
 use self::metrics::Metrics;
 use self::settle::{Settle, plugin_deadline};
+use crate::access::{Caller, Guard, Refused};
 use crate::discovery::CatalogSink;
 use crate::ledger::{LedgerError, SettlementState, SharedLedger};
 use crate::protocol::{PaymentRequest, SettleResponse, SupportedResponse, VerifyResponse, reason};
@@ -143,6 +144,8 @@ pub struct Facilitator {
     handoffs: Handoffs,
     /// Told about valid verifies and successful settles (bazaar discovery); never waited for.
     catalog: Option<Arc<dyn CatalogSink>>,
+    /// Operator policy and budgets; `None` takes every payment the plugins accept.
+    guard: Option<Arc<Guard>>,
 }
 
 /// Hand-offs between replicas (Postgres only): wake-ups for the taker when one is queued and
@@ -178,6 +181,42 @@ impl Facilitator {
             metrics: Metrics::default(),
             handoffs,
             catalog: None,
+            guard: None,
+        }
+    }
+
+    /// Judges every new payment by `guard` (policy, budgets) before any RPC call.
+    pub fn with_guard(mut self, guard: Arc<Guard>) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    pub fn guard(&self) -> Option<&Arc<Guard>> {
+        self.guard.as_ref()
+    }
+
+    /// The guard's verdict on a request, from its parsed form (no clock, no chain). A request
+    /// the plugin cannot parse passes here and is refused by the plugin's own check.
+    async fn admit(
+        &self,
+        handler: &dyn SchemeHandler,
+        request: &PaymentRequest,
+        caller: &Caller,
+    ) -> Result<Option<Rejection>, FacilitatorError> {
+        let Some(guard) = &self.guard else {
+            return Ok(None);
+        };
+        let Ok(parsed) = handler.revive(request) else {
+            return Ok(None);
+        };
+        let window = handler.authorization_window(&parsed);
+        match guard.admit(&parsed.meta, window, caller).await {
+            Ok(()) => Ok(None),
+            Err(Refused::Reject(r)) => {
+                self.metrics.count_refusal(&r.reason);
+                Ok(Some(r))
+            }
+            Err(Refused::Fault(e)) => Err(e.into()),
         }
     }
 
@@ -251,9 +290,16 @@ impl Facilitator {
         &self,
         request: &PaymentRequest,
         arrived: Instant,
+        caller: &Caller,
     ) -> Result<VerifyResponse, FacilitatorError> {
-        let answer = self.verify_inner(request, arrived).await;
+        let answer = self.verify_inner(request, arrived, caller).await;
         self.metrics.count_verify(&answer);
+        let (outcome, reason) = match &answer {
+            Ok(a) if a.is_valid => ("valid", ""),
+            Ok(a) => ("invalid", a.invalid_reason.as_deref().unwrap_or("")),
+            Err(_) => ("fault", ""),
+        };
+        self.count_answer("verify", request, outcome, reason);
         if let (Some(catalog), Ok(a)) = (&self.catalog, &answer) {
             catalog.after_verify(request, a);
         }
@@ -264,12 +310,16 @@ impl Facilitator {
         &self,
         request: &PaymentRequest,
         arrived: Instant,
+        caller: &Caller,
     ) -> Result<VerifyResponse, FacilitatorError> {
         let deadline = plugin_deadline(self.deadline(arrived));
         let handler = match self.handler(request) {
             Ok(handler) => handler,
             Err(rejection) => return Ok(invalid(rejection)),
         };
+        if let Some(rejection) = self.admit(handler.as_ref(), request, caller).await? {
+            return Ok(invalid(rejection));
+        }
         // A payment-identifier is only read here: a verify reserves nothing.
         match payment_id::extract(request) {
             Ok(Some(id)) => {
@@ -306,9 +356,16 @@ impl Facilitator {
         request: &PaymentRequest,
         arrived: Instant,
         watch: &SettleWatch,
+        caller: &Caller,
     ) -> Result<SettleResponse, FacilitatorError> {
-        let answer = self.settle_inner(request, arrived, watch).await;
+        let answer = self.settle_inner(request, arrived, watch, caller).await;
         self.metrics.count_settle(&answer);
+        let (outcome, reason) = match &answer {
+            Ok(a) if a.success => ("success", ""),
+            Ok(a) => ("failed", a.error_reason.as_deref().unwrap_or("")),
+            Err(_) => ("fault", ""),
+        };
+        self.count_answer("settle", request, outcome, reason);
         if let (Some(catalog), Ok(a)) = (&self.catalog, &answer) {
             catalog.after_settle(request, a);
         }
@@ -333,6 +390,7 @@ impl Facilitator {
         request: &PaymentRequest,
         arrived: Instant,
         watch: &SettleWatch,
+        caller: &Caller,
     ) -> Result<SettleResponse, FacilitatorError> {
         let network = request.payload_network().to_string();
         let handler = match self.handler(request) {
@@ -359,6 +417,8 @@ impl Facilitator {
             deadline: plugin_deadline(self.deadline(arrived)),
             watch,
             handed_off: false,
+            caller,
+            sent: std::sync::atomic::AtomicBool::new(false),
         };
         // payment-identifier first, before any clock: a retry of a settled payment gets its
         // answer even after the authorization's window closed (digest §6.2).
@@ -374,6 +434,10 @@ impl Facilitator {
             .await?
         {
             return Ok(answer);
+        }
+        // Policy and budgets before any RPC call: a refused payment costs us nothing.
+        if let Some(rejection) = self.admit(job.handler, request, caller).await? {
+            return Ok(settle_failure(rejection, "", &job.network));
         }
         match self.check(job.handler, request, job.deadline).await? {
             Ok(payment) => job.run(payment).await,
@@ -404,6 +468,37 @@ impl Facilitator {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
+    }
+
+    /// Labels only from what we serve, so a stranger's invented networks cannot grow the
+    /// metrics without bound.
+    fn count_answer(
+        &self,
+        endpoint: &'static str,
+        request: &PaymentRequest,
+        outcome: &'static str,
+        reason: &str,
+    ) {
+        let served = self
+            .registry
+            .lookup(request.x402_version(), request.scheme(), request.network())
+            .is_ok();
+        let (network, scheme) = if served {
+            (request.network(), request.scheme())
+        } else {
+            ("other", "other")
+        };
+        let reason = if reason.len() <= 64
+            && reason
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+        {
+            reason
+        } else {
+            "other"
+        };
+        self.metrics
+            .count_answer(endpoint, network, scheme, outcome, reason);
     }
 
     /// The plugin's checks. `Err` inside `Ok` is a business rejection.

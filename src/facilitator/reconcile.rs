@@ -129,6 +129,8 @@ async fn recheck_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool, 
         deadline: plugin_deadline(Deadline::after(timing.deadline)),
         watch: &watch,
         handed_off: false,
+        caller: &crate::access::Caller::anonymous(),
+        sent: std::sync::atomic::AtomicBool::new(false),
     };
     let repaired = job
         .recheck_failed(row, &token, backoff(row.reconciles + 1))

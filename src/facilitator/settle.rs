@@ -49,6 +49,11 @@ pub(super) struct Settle<'a> {
     /// This settle works for another replica (it took a hand-off): it never hands off again,
     /// and it records every end in the row, which is how its requester learns it.
     pub handed_off: bool,
+    /// Who asked (budgets per API key); anonymous for a hand-off.
+    pub caller: &'a crate::access::Caller,
+    /// A transaction was recorded (or the payment handed to a replica that will send one):
+    /// a budget reservation is spent, not given back.
+    pub sent: std::sync::atomic::AtomicBool,
 }
 
 /// Test builds (`--features fault-injection`) can stop dead here so that a test can SIGKILL the
@@ -405,7 +410,41 @@ impl Settle<'_> {
         self.submit(payment, token, Vec::new()).await
     }
 
+    /// Every path that may sign comes here (a new claim, a take-over, a failed row claimed
+    /// again): the fee is reserved on every budget first, and given back if this attempt
+    /// recorded no transaction. A hand-off taker does not reserve: its requester did.
     async fn submit(
+        &self,
+        payment: &CheckedPayment,
+        token: &ClaimToken,
+        txs: Vec<RecordedTx>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let guard = match self.fac.guard() {
+            Some(guard) if !self.handed_off => guard,
+            _ => return self.submit_budgeted(payment, token, txs).await,
+        };
+        let held = match guard.budgets.reserve(&payment.meta, self.caller).await {
+            Ok(held) => held,
+            Err(refused) => {
+                self.give_up(payment, token).await?;
+                return match refused {
+                    crate::access::Refused::Reject(r) => {
+                        self.fac.metrics.count_refusal(&r.reason);
+                        Ok(self.fail(payment, r, ""))
+                    }
+                    crate::access::Refused::Fault(e) => Err(e.into()),
+                };
+            }
+        };
+        self.sent.store(false, std::sync::atomic::Ordering::Relaxed);
+        let answer = self.submit_budgeted(payment, token, txs).await;
+        if !self.sent.load(std::sync::atomic::Ordering::Relaxed) {
+            guard.budgets.refund(held).await;
+        }
+        answer
+    }
+
+    async fn submit_budgeted(
         &self,
         payment: &CheckedPayment,
         token: &ClaimToken,
@@ -438,6 +477,7 @@ impl Settle<'_> {
                 .into());
             }
             self.watch.recorded(key, &prepared.tx_id);
+            self.sent.store(true, std::sync::atomic::Ordering::Relaxed);
             txs.push(RecordedTx {
                 tx_id: prepared.tx_id.clone(),
                 raw: Some(prepared.raw.clone()),
@@ -722,6 +762,8 @@ impl Settle<'_> {
         if ledger.hand_off(key, token, deadline_ms).await? == Transition::Lost {
             return Ok(self.duplicate(payment, ""));
         }
+        // The taker spends the fee; the reservation stays.
+        self.sent.store(true, std::sync::atomic::Ordering::Relaxed);
         self.fac
             .metrics
             .handed_off
@@ -959,6 +1001,10 @@ impl Settle<'_> {
                     "record_failed",
                     ledger.record_failed(key, token, &rejection.reason).await,
                 );
+                // Our transaction passed simulation and failed on chain: the payer's record.
+                if own && let Some(guard) = self.fac.guard() {
+                    guard.budgets.landed_failed(&payment.meta).await;
+                }
                 Ok(self.fail(payment, rejection, newest))
             }
             Ok(TxStatus::Pending) => {

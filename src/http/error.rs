@@ -23,6 +23,12 @@ use crate::scheme::SchemeError;
 /// Reason sent with HTTP 409 when a payment-identifier is reused for another payment.
 pub const PAYMENT_ID_CONFLICT: &str = "payment_identifier_conflict";
 
+/// Reason sent with HTTP 429.
+pub const RATE_LIMITED: &str = "rate_limited";
+/// Reasons sent with HTTP 401 (no or unknown API key) and 403 (a key without the scope).
+pub const UNAUTHORIZED: &str = "unauthorized";
+pub const FORBIDDEN: &str = "forbidden";
+
 /// Which endpoint failed, so that the fault body has that endpoint's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -36,6 +42,19 @@ pub enum ApiError {
     Unreadable(StatusCode, String),
     /// No credentials, or not the right ones.
     Unauthorized(&'static str),
+    /// The gate's refusal (`http::access`): no or unknown key (401), or a key without the
+    /// endpoint's scope (403). Shaped like the endpoint's answers, so that the SDK clients
+    /// raise their typed errors.
+    Denied {
+        forbidden: bool,
+        endpoint: Option<Endpoint>,
+        message: String,
+    },
+    /// Over a rate limit: try again after the given time (429 with `Retry-After`).
+    RateLimited {
+        endpoint: Option<Endpoint>,
+        retry_after: Duration,
+    },
     NotFound(&'static str),
     MethodNotAllowed,
     /// A fault of ours while answering `/verify` or `/settle`.
@@ -77,6 +96,11 @@ impl ApiError {
         match self {
             ApiError::Unreadable(status, _) => *status,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Denied {
+                forbidden: true, ..
+            } => StatusCode::FORBIDDEN,
+            ApiError::Denied { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Fault { error, .. } => match error {
@@ -109,6 +133,23 @@ impl ApiError {
                 },
                 None,
             ),
+            ApiError::Denied {
+                forbidden,
+                endpoint,
+                message,
+            } => {
+                let reason = if forbidden { FORBIDDEN } else { UNAUTHORIZED };
+                let body = shaped(endpoint, reason, &message, "");
+                (ParkedError { body, log: None }, None)
+            }
+            ApiError::RateLimited {
+                endpoint,
+                retry_after,
+            } => {
+                let message = "rate limit reached; retry after the Retry-After delay";
+                let body = shaped(endpoint, RATE_LIMITED, message, "");
+                (ParkedError { body, log: None }, Some(retry_after))
+            }
             ApiError::MethodNotAllowed => (
                 ParkedError {
                     body: plain("method not allowed on this endpoint; see GET /supported".into()),
@@ -210,8 +251,19 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let (parked, retry_after) = self.park();
         let mut response = (status, [(header::CONTENT_TYPE, "application/json")]).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(after) = retry_after
-            && let Ok(value) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
+            && let Ok(value) = HeaderValue::from_str(
+                &after
+                    .as_secs()
+                    .saturating_add(u64::from(after.subsec_nanos() > 0))
+                    .max(1)
+                    .to_string(),
+            )
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }

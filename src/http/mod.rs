@@ -1,7 +1,8 @@
-//! The HTTP surface: router, request ids and per-request spans, body limit, timeout; one file
-//! per resource (payments, receipts, discovery, sessions), and the operator console
-//! (`console/`).
+//! The HTTP surface: router, request ids and per-request spans, the access gate (keys, rate
+//! limits), body limit, timeout; one file per resource (payments, receipts, discovery,
+//! sessions), and the operator console (`console/`).
 
+mod access;
 mod console;
 mod discovery;
 pub mod error;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub console_token: Option<crate::config::Secret>,
     /// Sign-in proofs and entitlements; `None` when sessions are disabled.
     pub sessions: Option<Arc<crate::sessions::Sessions>>,
+    /// API keys and rate limits (`http::access`).
+    pub access: Arc<crate::access::Access>,
 }
 
 pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> Router {
@@ -76,6 +79,10 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> 
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::middleware,
+        ))
         .layer(axum::middleware::from_fn(move |req, next| {
             request_id::middleware(req, next, request_timeout)
         }))

@@ -17,6 +17,7 @@ use super::AppState;
 use super::error::{ApiError, Endpoint};
 use super::extract::PaymentBody;
 use super::request_id::Arrived;
+use crate::access::Caller;
 use crate::facilitator::{CutOff, FacilitatorError, SettleWatch, settle_failure};
 use crate::protocol::{SettleResponse, VerifyResponse, reason};
 use crate::scheme::{Rejection, SchemeError};
@@ -27,6 +28,7 @@ const ANSWER_RESERVE: Duration = Duration::from_millis(250);
 pub(super) async fn verify(
     State(state): State<AppState>,
     Extension(Arrived(arrived)): Extension<Arrived>,
+    caller: Option<Extension<Caller>>,
     PaymentBody(body): PaymentBody,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let Ok(_slot) = state.verify_slots.clone().try_acquire_owned() else {
@@ -50,7 +52,7 @@ pub(super) async fn verify(
     };
     state
         .facilitator
-        .verify(&request, arrived)
+        .verify(&request, arrived, &caller.map(|c| c.0).unwrap_or_default())
         .await
         .map(Json)
         .map_err(|e| ApiError::fault(Endpoint::Verify, request.payload_network(), e))
@@ -59,6 +61,7 @@ pub(super) async fn verify(
 pub(super) async fn settle(
     State(state): State<AppState>,
     Extension(Arrived(arrived)): Extension<Arrived>,
+    caller: Option<Extension<Caller>>,
     PaymentBody(body): PaymentBody,
 ) -> Result<Json<SettleResponse>, ApiError> {
     let request = match body {
@@ -89,10 +92,11 @@ pub(super) async fn settle(
     let watch = Arc::new(SettleWatch::default());
     let task_watch = watch.clone();
     let task_network = network.clone();
+    let caller = caller.map(|c| c.0).unwrap_or_default();
     let work = async move {
         let _slot = slot;
         facilitator
-            .settle(&request, arrived, &task_watch)
+            .settle(&request, arrived, &task_watch, &caller)
             .await
             .map(Json)
             .map_err(|e| ApiError::fault(Endpoint::Settle, task_network, e))

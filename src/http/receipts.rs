@@ -8,9 +8,13 @@ use axum::http::request::Parts;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use axum::extract::Extension;
+
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Path, Query};
+use crate::access::Caller;
+use crate::access::keys::same_address;
 use crate::ledger::{ReceiptQuery, SettlementRecord, SettlementState};
 
 const DEFAULT_LIMIT: i64 = 20;
@@ -31,8 +35,13 @@ pub(super) struct ListParams {
     cursor: Option<String>,
 }
 
-/// Admission to the receipts: the bearer token when `server.receipts_token` is set.
+/// Admission to the receipts: the bearer token when `server.receipts_token` is set, or an API
+/// key with the `settlements` scope (checked by `http::access`).
 pub(super) struct ReceiptsAuth;
+
+/// Set by `http::access` when the request presented the legacy receipts token.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LegacyToken;
 
 impl FromRequestParts<AppState> for ReceiptsAuth {
     type Rejection = ApiError;
@@ -41,6 +50,13 @@ impl FromRequestParts<AppState> for ReceiptsAuth {
         let Some(token) = &state.receipts_token else {
             return Ok(ReceiptsAuth);
         };
+        let keyed = parts
+            .extensions
+            .get::<crate::access::Caller>()
+            .is_some_and(|c| c.key_id.is_some());
+        if keyed || parts.extensions.get::<LegacyToken>().is_some() {
+            return Ok(ReceiptsAuth);
+        }
         let given = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -70,9 +86,15 @@ fn normalize_tx(tx: &str) -> String {
     }
 }
 
+/// The payees the caller's key is limited to (`None`: any).
+fn tenant(caller: &Option<Extension<Caller>>) -> Option<&[String]> {
+    caller.as_ref().and_then(|c| c.0.pay_to.as_deref())
+}
+
 pub(super) async fn one(
     State(state): State<AppState>,
     _auth: ReceiptsAuth,
+    caller: Option<Extension<Caller>>,
     Path(transaction): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     match state
@@ -81,6 +103,13 @@ pub(super) async fn one(
         .by_transaction(&normalize_tx(&transaction))
         .await
     {
+        // A tenant's key sees only its own payees' receipts; others do not exist for it.
+        Ok(Some(row))
+            if tenant(&caller)
+                .is_some_and(|list| !list.iter().any(|p| same_address(p, &row.pay_to))) =>
+        {
+            Err(ApiError::NotFound("no settlement with that transaction"))
+        }
         Ok(Some(row)) => Ok(Json(receipt(&row))),
         Ok(None) => Err(ApiError::NotFound("no settlement with that transaction")),
         Err(e) => Err(ApiError::Internal(e.to_string())),
@@ -90,10 +119,26 @@ pub(super) async fn one(
 pub(super) async fn list(
     State(state): State<AppState>,
     _auth: ReceiptsAuth,
+    caller: Option<Extension<Caller>>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let query = to_query(params)
+    let mut query = to_query(params)
         .map_err(|m| ApiError::Unreadable(axum::http::StatusCode::BAD_REQUEST, m))?;
+    // A tenant's key lists one of its payees: the one it names, or its only one.
+    if let Some(list) = tenant(&caller) {
+        match (&query.pay_to, list) {
+            (Some(asked), _) if list.iter().any(|p| same_address(p, asked)) => {}
+            (None, [only]) => query.pay_to = Some(only.clone()),
+            _ => {
+                return Err(ApiError::Denied {
+                    forbidden: true,
+                    endpoint: None,
+                    message: "this API key lists receipts of its own payees: name one with payTo"
+                        .into(),
+                });
+            }
+        }
+    }
     let rows = state
         .facilitator
         .ledger()

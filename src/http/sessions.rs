@@ -2,13 +2,15 @@
 //! request read into a session check, and the verdict in the protocol's style — 200 for every
 //! outcome with a reason string, errors only for requests we cannot read (400) or our faults.
 //!
-//! Scoping: no caller has credentials yet, so `allowed` is `None`; when API keys (#12) land,
-//! their extractor passes the key's payTo list to `Sessions::verify`/`entitlement`, which hand it
-//! to `sessions::entitlement::scope`, the one place it is applied.
+//! Scoping: the caller's API key (set by `http::access`) passes its payTo list to
+//! `Sessions::verify`/`entitlement`, which hand it to `sessions::entitlement::scope`, the one
+//! place it is applied: a seller's key only sees payments to its own payees.
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
+
+use crate::access::Caller;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -92,6 +94,7 @@ fn question(
 
 pub(super) async fn verify(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let sessions = sessions(&state)?;
@@ -119,7 +122,10 @@ pub(super) async fn verify(
         max_age_secs: body.max_age_seconds,
         entitlement,
     };
-    let verdict = sessions.verify(check, None).await.map_err(fault)?;
+    let verdict = sessions
+        .verify(check, allowed(&caller))
+        .await
+        .map_err(fault)?;
     let mut answer = json!({
         "valid": verdict.refusal.is_none(),
         "address": verdict.address,
@@ -138,6 +144,7 @@ pub(super) async fn verify(
 
 pub(super) async fn entitlement(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     Query(params): Query<EntitlementParams>,
 ) -> Result<Json<Value>, ApiError> {
     let sessions = sessions(&state)?;
@@ -148,7 +155,10 @@ pub(super) async fn entitlement(
         params.network,
     )?;
     q.payer = params.payer;
-    let found = sessions.entitlement(&q, None).await.map_err(fault)?;
+    let found = sessions
+        .entitlement(&q, allowed(&caller))
+        .await
+        .map_err(fault)?;
     Ok(Json(json!({
         "entitled": found.is_some(),
         "payer": q.payer,
@@ -168,4 +178,9 @@ fn payment(p: Option<&EntitledPayment>) -> Value {
             "settledAt": rfc3339(p.settled_at),
         })
     })
+}
+
+/// The payees the caller's key is limited to (`None`: any, including when auth is off).
+fn allowed(caller: &Option<Extension<Caller>>) -> Option<&[String]> {
+    caller.as_ref().and_then(|c| c.0.pay_to.as_deref())
 }

@@ -28,6 +28,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0003_replicas.sql"),
     ),
     (
+        4,
+        "access",
+        include_str!("../../migrations/postgres/0004_access.sql"),
+    ),
+    (
         5,
         "discovery",
         include_str!("../../migrations/postgres/0005_discovery.sql"),
@@ -54,6 +59,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         3,
         "replicas",
         include_str!("../../migrations/sqlite/0003_replicas.sql"),
+    ),
+    (
+        4,
+        "access",
+        include_str!("../../migrations/sqlite/0004_access.sql"),
     ),
     (
         5,

@@ -13,11 +13,12 @@
 //! `failed` row may be claimed again because the chain did not consume the authorization.
 //!
 //! Files: [`settlements`] (the payment rows, their recorded transactions, payment
-//! identifiers), [`signers`] (signer leases), [`replicas`] (heartbeats, the hand-off queue,
-//! notifications), [`catalog`] (the bazaar discovery catalog), `console` (read-only aggregates
-//! for the operator console), `sessions` (sign-in nonces, entitlements), `migrate` (the schema,
-//! per backend).
+//! identifiers), [`signers`] (signer leases), [`access`] (API keys, abuse budgets),
+//! [`replicas`] (heartbeats, the hand-off queue, notifications), [`catalog`] (the bazaar
+//! discovery catalog), `console` (read-only aggregates for the operator console), `sessions`
+//! (sign-in nonces, entitlements), `migrate` (the schema, per backend).
 
+mod access;
 pub mod catalog;
 mod console;
 mod migrate;
@@ -32,6 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::{AnyPool, Executor};
 
+pub use access::{BudgetLine, NewKey, Reservation, StoredKey};
 pub use catalog::{
     ListingAccept, ListingFilter, ListingOrder, ListingPayment, ListingQuery, ListingRow,
     NewListing, PriceRange, PruneReport, UpsertOutcome,

@@ -181,6 +181,10 @@ impl<S: Scheme> SchemeHandler for Erased<S> {
         self.0.signed_hash(signer, hash, signature, deadline).await
     }
 
+    fn authorization_window(&self, payment: &CheckedPayment) -> Option<(u64, u64)> {
+        self.0.authorization_window(self.payment(payment).ok()?)
+    }
+
     async fn discard(&self, prepared: &Prepared) {
         if let Ok(signed) = self.signed(prepared) {
             self.0.discard(&signed).await;

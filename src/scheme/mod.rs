@@ -415,6 +415,13 @@ pub trait Scheme: Send + Sync + 'static {
     ) -> Result<Option<bool>, SchemeError> {
         Ok(None)
     }
+
+    /// The unix times (seconds) between which the payment's authorization is valid, for the
+    /// operator's `max_authorization_secs`; `None` for schemes whose authorization has no
+    /// window of the payer's choosing.
+    fn authorization_window(&self, _payment: &Self::Payment) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// A scheme handler as the core holds it: [`Scheme`] with its types erased (see [`Erased`]).
@@ -485,6 +492,7 @@ pub trait SchemeHandler: Send + Sync + 'static {
         signature: &[u8],
         deadline: Deadline,
     ) -> Result<Option<bool>, SchemeError>;
+    fn authorization_window(&self, payment: &CheckedPayment) -> Option<(u64, u64)>;
 }
 
 /// What a factory made of one configured network.

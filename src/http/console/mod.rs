@@ -19,6 +19,7 @@ use axum::routing::get;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::access::{Caller, Scope};
 
 /// The cookie the sign-in form sets (HttpOnly, SameSite=Strict, path `/console`).
 const COOKIE: &str = "x402_console";
@@ -41,10 +42,18 @@ pub(super) fn router() -> Router<AppState> {
         )
 }
 
-/// Whether this request may see the console. The one admission decision of the console: today
-/// the `console.token` secret, as a bearer token or the sign-in cookie (no token configured:
-/// everyone). When API keys with scopes land (#12), this body becomes "the key has `admin`".
-pub(super) fn admin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+/// Whether this request may see the console. The one admission decision of the console: an API
+/// key with the `admin` scope (the access gate, `http/access.rs`, checked the scope before the
+/// handler ran and left the key's [`Caller`]), else the `console.token` secret as a bearer token
+/// or the sign-in cookie (no token configured: everyone the gate let through).
+pub(super) fn admin_allowed(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: Option<&Caller>,
+) -> bool {
+    if caller.is_some_and(|c| c.key_id.is_some() && c.scopes.contains(&Scope::Admin)) {
+        return true;
+    }
     // An empty token (compose's `${X402_CONSOLE_TOKEN:-}`) counts as unset.
     let Some(token) = state
         .console_token
@@ -72,8 +81,12 @@ pub(super) fn admin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
 }
 
 /// Refuses with 401 (JSON, like every error) unless [`admin_allowed`].
-fn admit(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if admin_allowed(state, headers) {
+fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: Option<&axum::Extension<Caller>>,
+) -> Result<(), ApiError> {
+    if admin_allowed(state, headers, caller.map(|c| &c.0)) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized(
@@ -133,7 +146,8 @@ async fn login(State(state): State<AppState>, body: Bytes) -> Result<Response, A
         HeaderValue::from_str(&format!("Bearer {given}"))
             .map_err(|_| ApiError::Unauthorized("that is not the console token"))?,
     );
-    admit(&state, &headers).map_err(|_| ApiError::Unauthorized("that is not the console token"))?;
+    admit(&state, &headers, None)
+        .map_err(|_| ApiError::Unauthorized("that is not the console token"))?;
     let cookie = format!("{COOKIE}={given}; Path=/console; HttpOnly; SameSite=Strict");
     let cookie = HeaderValue::from_str(&cookie)
         .map_err(|_| ApiError::Unauthorized("that is not the console token"))?;

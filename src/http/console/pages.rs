@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use askama::Template;
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -12,6 +13,7 @@ use serde::Deserialize;
 
 use super::chart::{self, Series};
 use super::{admit, render};
+use crate::access::Caller;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::Query;
@@ -206,9 +208,10 @@ struct SettlementsPage {
 pub(super) async fn settlements(
     State(state): State<AppState>,
     headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
     Query(filter): Query<SettlementFilter>,
 ) -> Result<Response, ApiError> {
-    admit(&state, &headers)?;
+    admit(&state, &headers, caller.as_ref())?;
     let query = filter.query()?;
     let records = state
         .facilitator
@@ -334,8 +337,9 @@ fn signer_view(
 pub(super) async fn networks(
     State(state): State<AppState>,
     headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
 ) -> Result<Response, ApiError> {
-    admit(&state, &headers)?;
+    admit(&state, &headers, caller.as_ref())?;
     let ledger = state.facilitator.ledger();
     let (probes, counts, leases) = tokio::join!(
         state
@@ -400,8 +404,9 @@ struct VolumePage {
 pub(super) async fn volume(
     State(state): State<AppState>,
     headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
 ) -> Result<Response, ApiError> {
-    admit(&state, &headers)?;
+    admit(&state, &headers, caller.as_ref())?;
     let today = now_ms().div_euclid(DAY_MS);
     let first_day = today - (chart::DAYS - 1);
     let groups = state
@@ -455,9 +460,10 @@ struct DiscoveryPage {
 pub(super) async fn discovery(
     State(state): State<AppState>,
     headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
     Query(form): Query<DiscoveryForm>,
 ) -> Result<Response, ApiError> {
-    admit(&state, &headers)?;
+    admit(&state, &headers, caller.as_ref())?;
     let Some(catalog) = state.discovery.as_deref() else {
         return render(&DiscoveryPage {
             nav: "discovery",

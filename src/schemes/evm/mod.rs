@@ -224,6 +224,14 @@ impl Scheme for Arc<EvmExact> {
     async fn probe(&self, deadline: Deadline) -> NetworkProbe {
         probe::probe(self, deadline).await
     }
+
+    fn authorization_window(&self, payment: &EvmPayment) -> Option<(u64, u64)> {
+        let a = &payment.authorization;
+        Some((
+            a.valid_after.saturating_to(),
+            a.valid_before.saturating_to(),
+        ))
+    }
 }
 
 impl EvmExact {

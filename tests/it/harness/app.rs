@@ -61,6 +61,10 @@ pub fn base_env(db: &Db) -> Vec<(String, String)> {
         ("X402__SERVER__PORT", "0".to_string()),
         ("X402__DATABASE__URL", db.url()),
         ("X402__DATABASE__MAX_CONNECTIONS", "8".into()),
+        // CI is 2 cores running many apps at once: a connection may take seconds to come.
+        ("X402__DATABASE__ACQUIRE_TIMEOUT_MS", "15000".into()),
+        // Tests hammer the app from loopback; the rate-limit tests clear this.
+        ("X402__RATE_LIMIT__EXEMPT", "127.0.0.0/8".into()),
         ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "5000".into()),
         ("X402__SETTLEMENT__LEASE_MARGIN_MS", "500".into()),
         ("X402__SETTLEMENT__RECONCILE_INTERVAL_MS", "200".into()),
@@ -84,6 +88,10 @@ pub fn env_for(
         ("X402__SERVER__PORT", "0".to_string()),
         ("X402__DATABASE__URL", db.url()),
         ("X402__DATABASE__MAX_CONNECTIONS", "8".into()),
+        // CI is 2 cores running many apps at once: a connection may take seconds to come.
+        ("X402__DATABASE__ACQUIRE_TIMEOUT_MS", "15000".into()),
+        // Tests hammer the app from loopback; the rate-limit tests clear this.
+        ("X402__RATE_LIMIT__EXEMPT", "127.0.0.0/8".into()),
         ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "5000".into()),
         ("X402__SETTLEMENT__LEASE_MARGIN_MS", "500".into()),
         ("X402__SETTLEMENT__RECONCILE_INTERVAL_MS", "200".into()),
@@ -178,6 +186,17 @@ impl TestApp {
             .expect("request sent");
         let status = resp.status();
         (status, resp.json().await.expect("JSON"))
+    }
+
+    pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status();
+        (status, resp.text().await.expect("body"))
     }
 
     pub async fn verify(&self, body: &Value) -> Value {
