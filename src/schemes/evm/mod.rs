@@ -221,16 +221,16 @@ impl Scheme for Arc<EvmExact> {
             .any(|a| self.gate.fence(&self.lease_key(a)).is_some())
     }
 
+    async fn probe(&self, deadline: Deadline) -> NetworkProbe {
+        probe::probe(self, deadline).await
+    }
+
     fn authorization_window(&self, payment: &EvmPayment) -> Option<(u64, u64)> {
         let a = &payment.authorization;
         Some((
             a.valid_after.saturating_to(),
             a.valid_before.saturating_to(),
         ))
-    }
-
-    async fn probe(&self, deadline: Deadline) -> NetworkProbe {
-        probe::probe(self, deadline).await
     }
 }
 
