@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need, idempotently, into a cache outside the repo:
-# anvil (npm package @foundry-rs/anvil-linux-amd64) and the interop suite's npm packages.
-# Source it: it exports ANVIL_BIN. Nothing here downloads anything but registry packages.
+# anvil (npm package @foundry-rs/anvil-linux-amd64), chromium (apt), the interop suite's npm
+# packages and the Python SDK.
+# Source it: it exports ANVIL_BIN, CHROMIUM_BIN, X402_PYTHON. Nothing here downloads anything but
+# registry packages.
 set -euo pipefail
 
 X402_ROOT=${X402_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -19,6 +21,17 @@ if [ ! -x "$anvil_bin" ]; then
   mv "$tmp" "$anvil_dir"
 fi
 export ANVIL_BIN="$anvil_bin"
+
+# Debian's chromium, for the console's headless-browser tests (driven over the DevTools protocol by
+# tests/console/browser.mjs, no driver package). Exports CHROMIUM_BIN.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "provision: installing chromium from apt" >&2
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >&2; then
+    echo "provision: apt-get install chromium failed (run as root, or install it)" >&2
+    exit 1
+  fi
+fi
+export CHROMIUM_BIN=$(command -v chromium)
 
 # npm packages pinned by a package-lock.json, installed once per lock content.
 npm_ci() {

@@ -150,6 +150,8 @@ impl Application {
             )),
             request_timeout,
             discovery: catalog,
+            console_enabled: settings.console.enabled,
+            console_token: settings.console.token.clone(),
             sessions,
             access: access.clone(),
         };

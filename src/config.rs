@@ -100,6 +100,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub settlement: SettlementSettings,
     pub discovery: DiscoverySettings,
+    pub console: ConsoleSettings,
     pub sessions: SessionSettings,
     #[serde(default)]
     pub auth: crate::access::settings::AuthSettings,
@@ -172,6 +173,18 @@ impl Default for HealthSettings {
     fn default() -> Self {
         HealthSettings { interval_ms: 5000 }
     }
+}
+
+/// The operator console (`src/http/console`): HTML pages at `/console`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsoleSettings {
+    /// Serve `/console`. Off by default: it shows payers, payees and signer balances.
+    pub enabled: bool,
+    /// Environment only (`X402__CONSOLE__TOKEN`): the admin secret the console asks for, as a
+    /// bearer token or through its sign-in form. Unset: the console is open to anyone who can
+    /// reach it (keep it on loopback then).
+    #[serde(default)]
+    pub token: Option<Secret>,
 }
 
 /// The bazaar discovery catalog (`src/discovery`).

@@ -33,7 +33,7 @@ fn checked(result: Result<CheckedQuery, String>) -> Result<CheckedQuery, ApiErro
     result.map_err(|m| ApiError::Unreadable(StatusCode::BAD_REQUEST, m))
 }
 
-fn fault(e: CatalogError) -> ApiError {
+pub(super) fn fault(e: CatalogError) -> ApiError {
     match e {
         CatalogError::Busy => ApiError::Overloaded {
             endpoint: None,

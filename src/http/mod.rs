@@ -1,8 +1,9 @@
 //! The HTTP surface: router, request ids and per-request spans, the access gate (keys, rate
 //! limits), body limit, timeout; one file per resource (payments, receipts, discovery,
-//! sessions).
+//! sessions), and the operator console (`console/`).
 
 mod access;
+mod console;
 mod discovery;
 pub mod error;
 mod extract;
@@ -49,6 +50,10 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The bazaar catalog; `None` when discovery is disabled.
     pub discovery: Option<Arc<crate::discovery::Catalog>>,
+    /// Serve the operator console at `/console`.
+    pub console_enabled: bool,
+    /// The console's admin secret (`console.token`); see `console::admin_allowed`.
+    pub console_token: Option<crate::config::Secret>,
     /// Sign-in proofs and entitlements; `None` when sessions are disabled.
     pub sessions: Option<Arc<crate::sessions::Sessions>>,
     /// API keys and rate limits (`http::access`).
@@ -56,7 +61,11 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> Router {
-    Router::new()
+    let mut routes = Router::new();
+    if state.console_enabled {
+        routes = routes.nest("/console", console::router());
+    }
+    routes
         .route("/verify", post(payment::verify))
         .route("/settle", post(payment::settle))
         .route("/supported", get(supported))

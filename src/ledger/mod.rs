@@ -15,11 +15,12 @@
 //! Files: [`settlements`] (the payment rows, their recorded transactions, payment
 //! identifiers), [`signers`] (signer leases), [`access`] (API keys, abuse budgets),
 //! [`replicas`] (heartbeats, the hand-off queue, notifications), [`catalog`] (the bazaar
-//! discovery catalog), `sessions` (sign-in nonces, entitlements), `migrate` (the schema, per
-//! backend).
+//! discovery catalog), `console` (read-only aggregates for the operator console), `sessions`
+//! (sign-in nonces, entitlements), `migrate` (the schema, per backend).
 
 mod access;
 pub mod catalog;
+mod console;
 mod migrate;
 mod replicas;
 mod sessions;
@@ -37,6 +38,7 @@ pub use catalog::{
     ListingAccept, ListingFilter, ListingOrder, ListingPayment, ListingQuery, ListingRow,
     NewListing, PriceRange, PruneReport, UpsertOutcome,
 };
+pub use console::{LeaseRow, StateCount, VolumeGroup};
 pub use replicas::{HANDOFF_CHANNEL, OUTCOME_CHANNEL};
 pub use sessions::{EntitledPayment, EntitlementLookup};
 pub use settlements::{

@@ -181,6 +181,10 @@ impl<S: Scheme> SchemeHandler for Erased<S> {
         self.0.can_sign()
     }
 
+    async fn probe(&self, deadline: Deadline) -> NetworkProbe {
+        self.0.probe(deadline).await
+    }
+
     async fn signed_hash(
         &self,
         signer: &str,
@@ -193,10 +197,6 @@ impl<S: Scheme> SchemeHandler for Erased<S> {
 
     fn authorization_window(&self, payment: &CheckedPayment) -> Option<(u64, u64)> {
         self.0.authorization_window(self.payment(payment).ok()?)
-    }
-
-    async fn probe(&self, deadline: Deadline) -> NetworkProbe {
-        self.0.probe(deadline).await
     }
 
     async fn discard(&self, prepared: &Prepared) {

@@ -434,6 +434,12 @@ pub trait Scheme: Send + Sync + 'static {
         true
     }
 
+    /// A live look at the network for operators (RPC health per URL, signer balances), bounded
+    /// by `deadline`. Additive: a plugin that does not implement it reports nothing.
+    async fn probe(&self, _deadline: Deadline) -> NetworkProbe {
+        NetworkProbe::default()
+    }
+
     /// Whether `signer` signed the 32-byte `hash` with `signature`, asking the chain when the
     /// signer may be a contract (sessions' sign-in proofs: ERC-1271, ERC-6492). `None`: this
     /// scheme has no such check, or `signer` is not an address of its chain.
@@ -452,12 +458,6 @@ pub trait Scheme: Send + Sync + 'static {
     /// window of the payer's choosing.
     fn authorization_window(&self, _payment: &Self::Payment) -> Option<(u64, u64)> {
         None
-    }
-
-    /// A live look at the network for operators (RPC health per URL, signer balances), bounded
-    /// by `deadline`. Additive: a plugin that does not implement it reports nothing.
-    async fn probe(&self, _deadline: Deadline) -> NetworkProbe {
-        NetworkProbe::default()
     }
 }
 
@@ -523,6 +523,10 @@ pub trait SchemeHandler: Send + Sync + 'static {
     ) -> Result<Finality, SchemeError>;
     async fn discard(&self, prepared: &Prepared);
     fn can_sign(&self) -> bool;
+    /// See [`Scheme::probe`].
+    async fn probe(&self, _deadline: Deadline) -> NetworkProbe {
+        NetworkProbe::default()
+    }
     async fn signed_hash(
         &self,
         signer: &str,
@@ -531,10 +535,6 @@ pub trait SchemeHandler: Send + Sync + 'static {
         deadline: Deadline,
     ) -> Result<Option<bool>, SchemeError>;
     fn authorization_window(&self, payment: &CheckedPayment) -> Option<(u64, u64)>;
-    /// See [`Scheme::probe`].
-    async fn probe(&self, _deadline: Deadline) -> NetworkProbe {
-        NetworkProbe::default()
-    }
 }
 
 /// What a factory made of one configured network.

@@ -328,6 +328,14 @@ impl Chain {
         U256::abi_decode(&self.provider.call(tx).await.expect("nonces")).expect("uint256")
     }
 
+    /// `who`'s native balance in wei.
+    pub async fn provider_balance(&self, who: Address) -> U256 {
+        self.provider
+            .get_balance(who)
+            .await
+            .expect("eth_getBalance")
+    }
+
     pub async fn fund(&self, who: Address, wei: U256) {
         set_balance(&self.provider, who, wei).await;
     }

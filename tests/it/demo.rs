@@ -1,0 +1,58 @@
+//! `scripts/demo --once`, run as a newcomer would (through the script, provisioning and all):
+//! it must exit 0 after one paid request, print every section, agree with itself across them, and
+//! report that each printed figure matched the chain when it read them back.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::process::Command;
+
+#[tokio::test]
+async fn demo_once_pays_and_every_printed_figure_matches_the_chain() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let run = Command::new(format!("{root}/scripts/demo"))
+        .arg("--once")
+        // The suite's own features, so the demo reuses the suite's build instead of a second one.
+        .env("X402_DEMO_FEATURES", "fault-injection")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(600), run)
+        .await
+        .expect("scripts/demo --once finished within 10 minutes")
+        .expect("scripts/demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed\n{stdout}\n{stderr}");
+
+    for heading in [
+        "== paid response from the seller",
+        "== settle answer (POST /settle",
+        "== on-chain transfer",
+        "== receipt (GET /settlements/",
+        "== console",
+    ] {
+        assert!(stdout.contains(heading), "no `{heading}` in\n{stdout}");
+    }
+    let check: Value = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("demo-check: "))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no demo-check line in\n{stdout}"));
+    assert_eq!(check["ok"], true, "{check}");
+    let checks = check["checks"].as_array().expect("checks");
+    assert_eq!(checks.len(), 9, "{check}");
+    assert!(checks.iter().all(|c| c["ok"] == true), "{check}");
+    // The transaction the checks read back is the one every section printed.
+    let tx = check["transaction"].as_str().expect("transaction");
+    assert!(tx.starts_with("0x") && tx.len() == 66, "{tx}");
+    assert!(stdout.contains(&format!("\"transaction\": \"{tx}\"")));
+    assert!(stdout.contains(&format!("GET /settlements/{tx}, HTTP 200")));
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("http://127.0.0.1:") && l.ends_with("/console/settlements")),
+        "no console URL in\n{stdout}"
+    );
+}
