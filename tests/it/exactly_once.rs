@@ -215,6 +215,30 @@ async fn case(chain: &Chain, kind: Paid, facilitator: Address) -> Case {
     }
 }
 
+/// Waits until the process at `base` holds a signer lease (`/ready`).
+async fn holds_a_key(base: &str) {
+    let started = Instant::now();
+    loop {
+        let held = match reqwest::get(format!("{base}/ready")).await {
+            Ok(r) => r
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v["signers"].as_object().map(|s| s.len()))
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
+        if held > 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the restarted process never took the key"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Freezes a settle at `point` in one process, SIGKILLs it, starts a fresh process on the same
 /// ledger, and checks that the payment ends settled exactly once.
 async fn crash_at(point: &str, kind: Paid) {
@@ -229,6 +253,11 @@ async fn crash_on(db: Db, point: &str, kind: Paid) {
     let mut env = env_for(&chain, &chain.url, &db, &keys);
     env.push(("X402__NETWORKS__LOCAL__SCHEMES".into(), "exact,upto".into()));
     short_timing(&mut env);
+    if matches!(db, Db::Sqlite(_)) {
+        // SQLite commits wait for the disk: on a loaded machine a settle can outlast the 1 s
+        // bound before reaching the step the test stops it at.
+        env.push(("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS".into(), "3000".into()));
+    }
     let payment = case(&chain, kind, keys[0].address()).await;
     let body = payment.body.clone();
 
@@ -237,9 +266,19 @@ async fn crash_on(db: Db, point: &str, kind: Paid) {
     let mut first = Proc::start(&crashing).await;
     let url = format!("{}/settle", first.base);
     let request = body.clone();
-    let in_flight =
-        tokio::spawn(async move { reqwest::Client::new().post(url).json(&request).send().await });
-    first.wait_for_log(&format!("paused at {point}")).await;
+    let mut in_flight = tokio::spawn(async move {
+        let answer = reqwest::Client::new()
+            .post(url)
+            .json(&request)
+            .send()
+            .await?;
+        answer.text().await
+    });
+    let paused = format!("paused at {point}");
+    tokio::select! {
+        () = first.wait_for_log(&paused) => {}
+        answer = &mut in_flight => panic!("the settle answered before {point}: {answer:?}"),
+    }
     first.kill().await;
     assert!(
         in_flight.await.expect("joined").is_err(),
@@ -248,10 +287,13 @@ async fn crash_on(db: Db, point: &str, kind: Paid) {
 
     let second = Proc::start(&env).await;
     if point == "after_claim" {
-        // Nothing was broadcast: the reconciler releases the claim, and the retry settles.
+        // Nothing was broadcast: the reconciler releases the claim, and the retry settles
+        // once the new process holds the key (the dead one's lease runs out first; SQLite has
+        // no hand-off to wait in).
         eventually(&db, "SELECT count(*) FROM settlements", 0).await;
+        holds_a_key(&second.base).await;
         let (status, retry) = post(&second.base, "/settle", &body).await;
-        assert_eq!(status, StatusCode::OK);
+        assert_eq!(status, StatusCode::OK, "{retry}");
         assert_eq!(retry["success"], true, "{retry}");
     } else {
         // A transaction was recorded: the reconciler finishes it from chain state alone
