@@ -131,6 +131,7 @@ pub(super) fn new_claim(
         payment_id,
         request: request.to_json(),
         fingerprint,
+        exclusive_key: m.exclusive_key.clone(),
     }
 }
 
@@ -205,6 +206,13 @@ impl Settle<'_> {
             }
             ClaimOutcome::Existing(row) => self.existing(*row, Some(&payment)).await,
             ClaimOutcome::PaymentIdTaken => Err(payment_id::conflict(self.payment_id.as_deref())),
+            // Another transaction already pays what this one would (a seller's invoice memo).
+            ClaimOutcome::ExclusiveTaken => Ok(self.fail(
+                &payment,
+                Rejection::new(reason::DUPLICATE_SETTLEMENT)
+                    .with_message("another payment already settles this (same seller memo)"),
+                "",
+            )),
         }
     }
 

@@ -22,6 +22,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "money_path",
         include_str!("../../migrations/postgres/0002_money_path.sql"),
     ),
+    (
+        6,
+        "exclusive_key",
+        include_str!("../../migrations/postgres/0006_exclusive_key.sql"),
+    ),
 ];
 
 const SQLITE: &[(i64, &str, &str)] = &[
@@ -34,6 +39,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         2,
         "money_path",
         include_str!("../../migrations/sqlite/0002_money_path.sql"),
+    ),
+    (
+        6,
+        "exclusive_key",
+        include_str!("../../migrations/sqlite/0006_exclusive_key.sql"),
     ),
 ];
 

@@ -56,6 +56,8 @@ pub struct NewClaim {
     pub request: String,
     /// What makes two requests the same payment (see `protocol::PaymentRequest::fingerprint`).
     pub fingerprint: String,
+    /// At most one live row holds it (see `scheme::PaymentMeta::exclusive_key`).
+    pub exclusive_key: Option<String>,
 }
 
 /// A ledger row.
@@ -200,6 +202,8 @@ pub enum ClaimOutcome {
     Existing(Box<SettlementRecord>),
     /// The payment-identifier is held by another live payment in the same scope.
     PaymentIdTaken,
+    /// The payment's exclusive key is held by another live payment.
+    ExclusiveTaken,
 }
 
 /// The signer lease a transaction is recorded under (see `signer_leases`).
@@ -244,12 +248,13 @@ const TX_COLUMNS: &str =
     "tx_id, replay_key, attempt, raw_tx, signer, request, fingerprint, recorded_at";
 
 /// The claim and the re-claim bind the payment in this order: $1 replay_key … $11 request,
-/// $12 fingerprint, $13 payment_scope, then $14 token, $15 lease_until, $16 now.
+/// $12 fingerprint, $13 payment_scope, then $14 token, $15 lease_until, $16 now; the claim's
+/// exclusive key is $17 (the re-claim's $18, after the take-over token).
 const INSERT_CLAIM: &str = "INSERT INTO settlements (replay_key, network, scheme, x402_version, \
     payer, pay_to, asset, amount, resource_url, payment_id, request, fingerprint, payment_scope, \
-    state, claim_token, attempts, lease_until, created_at, updated_at) \
+    state, claim_token, attempts, lease_until, created_at, updated_at, exclusive_key) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'claimed', $14, 1, $15, $16, \
-    $16) ON CONFLICT (replay_key) DO NOTHING";
+    $16, $17) ON CONFLICT (replay_key) DO NOTHING";
 /// A `failed` row claimed again by the holder of `$17` (its take-over token).
 const RECLAIM_FAILED: &str = "UPDATE settlements SET network = $2, scheme = $3, \
     x402_version = $4, payer = $5, pay_to = $6, asset = $7, amount = $8, resource_url = $9, \
@@ -257,7 +262,8 @@ const RECLAIM_FAILED: &str = "UPDATE settlements SET network = $2, scheme = $3, 
     claim_token = $14, lease_until = $15, updated_at = $16, tx_id = NULL, raw_tx = NULL, \
     signer = NULL, error_reason = NULL, attempts = attempts + 1, retry_at = 0, reconciles = 0, \
     pending_reported = 0, settled_at = NULL, block_number = NULL, block_hash = NULL, \
-    finalized_at = NULL WHERE replay_key = $1 AND state = 'failed' AND claim_token = $17";
+    finalized_at = NULL, exclusive_key = $18 WHERE replay_key = $1 AND state = 'failed' \
+    AND claim_token = $17";
 
 /// Whether a database error is the payment-identifier index refusing a second live payment.
 fn is_payment_id_taken(e: &sqlx::Error) -> bool {
@@ -269,7 +275,32 @@ fn is_payment_id_taken(e: &sqlx::Error) -> bool {
             || db.message().contains("payment_scope"))
 }
 
+/// Whether a database error is the exclusive-key index refusing a second live payment.
+fn is_exclusive_taken(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    db.is_unique_violation()
+        && (db.constraint() == Some("settlements_exclusive_key")
+            || db.message().contains("exclusive_key"))
+}
+
 impl Ledger {
+    /// The live (not failed) row holding `exclusive_key`, for a read-only check at `/verify`.
+    pub async fn by_exclusive_key(
+        &self,
+        exclusive_key: &str,
+    ) -> Result<Option<SettlementRecord>, LedgerError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM settlements WHERE exclusive_key = $1 AND state <> 'failed'"
+        );
+        let row = sqlx::query(&sql)
+            .bind(exclusive_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(SettlementRecord::decode).transpose()
+    }
+
     pub async fn find(&self, replay_key: &str) -> Result<Option<SettlementRecord>, LedgerError> {
         let sql = format!("SELECT {COLUMNS} FROM settlements WHERE replay_key = $1");
         let row = sqlx::query(&sql)
@@ -288,12 +319,14 @@ impl Ledger {
     ) -> Result<ClaimOutcome, LedgerError> {
         let token = ClaimToken::new();
         let inserted = bind_claim(sqlx::query(INSERT_CLAIM), claim, &token, lease)
+            .bind(&claim.exclusive_key)
             .execute(&self.pool)
             .await;
         match inserted.map(Transition::of) {
             Ok(Transition::Applied) => return Ok(ClaimOutcome::Claimed(token)),
             Ok(Transition::Lost) => {}
             Err(e) if is_payment_id_taken(&e) => return Ok(ClaimOutcome::PaymentIdTaken),
+            Err(e) if is_exclusive_taken(&e) => return Ok(ClaimOutcome::ExclusiveTaken),
             Err(e) => return Err(e.into()),
         }
         match self.find(&claim.replay_key).await? {
@@ -318,11 +351,12 @@ impl Ledger {
         let fresh = ClaimToken::new();
         let done = bind_claim(sqlx::query(RECLAIM_FAILED), claim, &fresh, lease)
             .bind(&token.0)
+            .bind(&claim.exclusive_key)
             .execute(&self.pool)
             .await;
         match done {
             Ok(done) => Ok(Transition::of(done).applied().then_some(fresh)),
-            Err(e) if is_payment_id_taken(&e) => Ok(None),
+            Err(e) if is_payment_id_taken(&e) || is_exclusive_taken(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

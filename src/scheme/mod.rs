@@ -152,6 +152,10 @@ pub struct PaymentMeta {
     pub pay_to: String,
     pub asset: String,
     pub amount: String,
+    /// A key that at most one live payment may hold, whatever its replay key: e.g. a seller's
+    /// invoice memo (`solana:<cluster>/memo/<payTo>/<memo hash>`), paid once even by two
+    /// different transactions. `None` for payments with no such key.
+    pub exclusive_key: Option<String>,
 }
 
 /// A payment that passed a plugin's checks: what it says about itself, and the plugin's own

@@ -34,6 +34,7 @@ fn claim(key: &str) -> NewClaim {
         payment_scope: None,
         request: "{}".into(),
         fingerprint: format!("fp-{key}"),
+        exclusive_key: None,
     }
 }
 

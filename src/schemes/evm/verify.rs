@@ -117,6 +117,7 @@ fn checked(h: &EvmExact, p: EvmPayment) -> Checked<EvmPayment> {
             pay_to: p.pay_to.to_checksum(None),
             asset: p.asset.to_checksum(None),
             amount: p.amount.to_string(),
+            exclusive_key: None,
         },
         payment: p,
     }
