@@ -814,3 +814,72 @@ async fn a_ledger_of_the_first_release_is_upgraded_in_place() {
         );
     }
 }
+
+/// An exclusive key (a seller's invoice memo) is held by one live row whatever its replay key;
+/// a failed row gives it up, and a re-claim cannot take it from a live one.
+#[tokio::test]
+async fn an_exclusive_key_is_held_by_one_live_row() {
+    for db in crate::harness::db::both().await {
+        let l = open(&db).await;
+        let with_key = |key: &str| {
+            let mut c = claim(key);
+            c.exclusive_key = Some("solana:x/memo/payee/h".into());
+            c
+        };
+        let ClaimOutcome::Claimed(first) = l.claim(&with_key("a"), LEASE).await.expect("claim")
+        else {
+            panic!("the first claim wins");
+        };
+        assert_eq!(
+            l.claim(&with_key("b"), LEASE).await.expect("claim"),
+            ClaimOutcome::ExclusiveTaken
+        );
+        let holder = l
+            .by_exclusive_key("solana:x/memo/payee/h")
+            .await
+            .expect("read")
+            .expect("held");
+        assert_eq!(holder.replay_key, "a");
+        // Rows without a key never collide.
+        assert!(matches!(
+            l.claim(&claim("c"), LEASE).await.expect("claim"),
+            ClaimOutcome::Claimed(_)
+        ));
+        assert!(matches!(
+            l.claim(&claim("d"), LEASE).await.expect("claim"),
+            ClaimOutcome::Claimed(_)
+        ));
+        assert!(
+            l.record_failed("a", &first, "x")
+                .await
+                .expect("fail")
+                .applied()
+        );
+        assert!(
+            l.by_exclusive_key("solana:x/memo/payee/h")
+                .await
+                .expect("read")
+                .is_none()
+        );
+        assert!(matches!(
+            l.claim(&with_key("b"), LEASE).await.expect("claim"),
+            ClaimOutcome::Claimed(_)
+        ));
+        // "a" failed; claimed again it meets the live "b": no second holder.
+        let ClaimOutcome::Existing(failed) = l.claim(&with_key("a"), LEASE).await.expect("claim")
+        else {
+            panic!("the failed row is returned");
+        };
+        let token = l
+            .take_over(&failed, LEASE)
+            .await
+            .expect("take over")
+            .expect("expired lease");
+        assert_eq!(
+            l.reclaim(&with_key("a"), &token, LEASE)
+                .await
+                .expect("reclaim"),
+            None
+        );
+    }
+}

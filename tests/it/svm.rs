@@ -694,7 +694,7 @@ async fn a_slow_cluster_answers_settlement_pending_then_the_retry_confirms() {
     let s = setup_with(
         false,
         &[
-            ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "800"),
+            ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "2000"),
             ("X402__SETTLEMENT__RECONCILE_INTERVAL_MS", "600000"),
         ],
     )
@@ -791,7 +791,8 @@ async fn a_lighthouse_clock_assertion_is_refused_before_the_chain_sees_it() {
     );
 
     // The Clock as the target of an account assertion is the same attack; so is any account
-    // outside the transfer, and our fee payer stays in no instruction at all.
+    // third parties change (the seller's destination, the mint) or outside the transfer, and
+    // our fee payer stays in no instruction at all.
     let clock: Pubkey = "SysvarC1ock11111111111111111111111111111111"
         .parse()
         .expect("clock");
@@ -799,6 +800,14 @@ async fn a_lighthouse_clock_assertion_is_refused_before_the_chain_sees_it() {
         (clock, "invalid_exact_svm_payload_unknown_fifth_instruction"),
         (
             TestKey::random().pubkey(),
+            "invalid_exact_svm_payload_unknown_fifth_instruction",
+        ),
+        (
+            solana::ata(&s.pay_to, &s.mint, &s.token_program()),
+            "invalid_exact_svm_payload_unknown_fifth_instruction",
+        ),
+        (
+            s.mint,
             "invalid_exact_svm_payload_unknown_fifth_instruction",
         ),
         (

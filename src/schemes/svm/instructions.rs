@@ -228,8 +228,8 @@ fn lighthouse_name(discriminator: u8) -> &'static str {
 ///   fails a slot later, so the fee payer pays for a transfer that never happens (review H1);
 ///   raw-data and delta assertions can read the Clock or any other sysvar's bytes; the program
 ///   is upgradeable, so an unknown discriminator is refused, not ignored;
-/// - exactly one account, which the caller checks is one of the transfer's own (see
-///   `verify`): never a sysvar, never our fee payer, never an account other traffic moves;
+/// - exactly one account, which the caller checks is the payer's own (see `verify`): never a
+///   sysvar, never our fee payer, never an account other traffic moves;
 /// - a log level (byte 1) that exists (0–6) and an assertion payload present. A malformed
 ///   payload fails deterministically, in simulation as on chain, so it costs us nothing.
 pub fn lighthouse(ix: &ResolvedInstruction<'_>) -> Result<LighthouseGuard, InstructionError> {

@@ -309,7 +309,7 @@ fn parse(
                 Ok(guard) if transfer_account(&transfer, &guard.target) => {}
                 Ok(guard) => {
                     return refuse(format!(
-                        "a Lighthouse assertion may only target the transfer's accounts, not {}",
+                        "a Lighthouse assertion may only target the payer's own accounts, not {}",
                         guard.target
                     ));
                 }
@@ -384,10 +384,13 @@ fn parse(
     })
 }
 
-/// The accounts a Lighthouse guard may assert on: the transfer's own. Never a sysvar, an
-/// oracle or our fee payer, whose state other traffic changes between simulation and landing.
+/// The accounts a Lighthouse guard may assert on: the buyer's own, the transfer's source and
+/// authority, which only the buyer's own transactions change (a race that costs the buyer a
+/// fee, review H1). Never a sysvar, our fee payer, or an account third parties move between
+/// simulation and landing at no cost to the buyer: the seller's destination (every other
+/// payment to the seller changes its balance), the mint (its supply moves with mints and burns).
 fn transfer_account(t: &TransferChecked, target: &Pubkey) -> bool {
-    [t.source, t.destination, t.authority, t.mint].contains(target)
+    [t.source, t.authority].contains(target)
 }
 
 /// The mint's (and for Token-2022 the destination's) extensions against the network's

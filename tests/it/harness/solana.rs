@@ -567,3 +567,8 @@ pub fn cosignature(body: &Value, fee_payer: &TestKey) -> String {
         .sign_message(&tx.message.serialize())
         .to_string()
 }
+
+/// The associated token account of `owner` for `mint` under `program`.
+pub fn ata(owner: &Pubkey, mint: &Pubkey, program: &Pubkey) -> Pubkey {
+    associated_token_address(owner, mint, program)
+}
