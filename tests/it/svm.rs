@@ -990,6 +990,13 @@ async fn verify_never_shows_the_chain_our_signature() {
     let settled = s.app.settle(&body).await;
     assert_eq!(settled["success"], true, "{settled}");
     assert_eq!(settled["transaction"], ours.as_str());
+    let sends = s.seen().await["sends"].clone();
+    assert!(
+        sends
+            .as_array()
+            .is_some_and(|s| !s.is_empty() && s.iter().all(|e| e["skipPreflight"] == false)),
+        "every send with preflight: {sends}"
+    );
     s.app.stop().await;
 }
 
@@ -1005,6 +1012,12 @@ async fn a_simulation_answer_without_err_is_a_fault_not_a_pass() {
     let (status, answer) = s.app.post("/verify", &body).await;
     assert!(status.is_server_error(), "{status} {answer}");
     assert_ne!(answer["isValid"], true, "{answer}");
+    // An answer past the 1 MiB cap is no answer either (review L3), even one that says "ok".
+    proxy.set(Mode::HugeAnswer("simulateTransaction"));
+    let (status, answer) = s.app.post("/verify", &body).await;
+    assert!(status.is_server_error(), "{status} {answer}");
+    proxy.set(Mode::Forward);
+    assert_eq!(s.app.verify(&body).await["isValid"], true);
     s.app.stop().await;
 }
 
@@ -1056,6 +1069,19 @@ async fn a_lagging_node_never_calls_a_landing_transaction_expired() {
     s.chain.control("litesvm_pause").await;
     let first = s.app.settle(&body).await;
     assert_eq!(first["errorReason"], "settlement_pending", "{first}");
+    // While it waited, the same bytes went out again (review L4), each with preflight.
+    let ours = first["transaction"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let sends = s.seen().await["sends"].clone();
+    let again = sends
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["signatures"][0] == ours.as_str() && e["skipPreflight"] == false)
+        .count();
+    assert!(again >= 2, "sent, then sent again: {sends}");
     // It lands once the cluster resumes: the row was never called failed.
     s.chain.control("litesvm_resume").await;
     let second = s.app.settle(&body).await;
@@ -1166,4 +1192,13 @@ async fn a_seller_memo_pays_once_across_replicas() {
     );
     a.kill().await;
     b.kill().await;
+}
+
+#[tokio::test]
+async fn only_allowed_assets_are_accepted() {
+    let other = TestKey::random().pubkey();
+    let allowed = other.to_string();
+    let s = setup_with(false, &[("X402__NETWORKS__SOL__ASSETS", allowed.as_str())]).await;
+    let body = s.body_of(&s.standard(), &[&s.payer]).await;
+    s.rejected(&body, "invalid_payment_requirements").await;
 }

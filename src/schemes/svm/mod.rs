@@ -73,6 +73,8 @@ struct RawOptions {
     lighthouse: LighthousePolicy,
     #[serde(default, deserialize_with = "names")]
     allow_mint_extensions: Vec<String>,
+    #[serde(default, deserialize_with = "names")]
+    assets: Vec<String>,
     #[serde(default = "default_mint_cache")]
     mint_cache_ttl_ms: u64,
     #[serde(default = "default_verify_cache")]
@@ -151,6 +153,9 @@ pub struct SvmOptions {
     pub allowed_extensions: Vec<Extension>,
     pub mint_cache_ttl: Duration,
     pub verify_cache: Duration,
+    /// Mints accepted; empty: any (review M1: the allow-list is what stops self-dealing on a
+    /// token of the attacker's making).
+    pub assets: Vec<Pubkey>,
 }
 
 impl SvmOptions {
@@ -173,7 +178,16 @@ impl SvmOptions {
                 })
             })
             .collect::<Result<_, _>>()?;
+        let assets = raw
+            .assets
+            .iter()
+            .map(|a| {
+                a.parse::<Pubkey>()
+                    .map_err(|_| format!("assets: `{a}` is not a mint address"))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(SvmOptions {
+            assets,
             lighthouse: raw.lighthouse,
             allowed_extensions,
             mint_cache_ttl: Duration::from_millis(raw.mint_cache_ttl_ms),

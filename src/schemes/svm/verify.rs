@@ -129,6 +129,12 @@ fn parse(
             "asset, payTo or amount is malformed",
         );
     };
+    if !h.options.assets.is_empty() && !h.options.assets.contains(&mint) {
+        return no(
+            generic::INVALID_PAYMENT_REQUIREMENTS,
+            format!("asset {mint} is not accepted on this network"),
+        );
+    }
     // A payment of nothing moves no money and still costs the fee payer its fees (review M1).
     if amount == 0 {
         return no(

@@ -33,6 +33,8 @@ pub enum Mode {
     /// Answers this method with a result whose `value` is an empty object (a broken proxy),
     /// forwards every other call.
     EmptyResult(&'static str),
+    /// Answers this method with a 2 MiB result (a broken or hostile node), forwards the rest.
+    HugeAnswer(&'static str),
 }
 
 pub struct RpcProxy {
@@ -134,6 +136,12 @@ async fn serve(client: TcpStream, upstream: &str, http: &reqwest::Client, mode: 
             }
             Mode::EmptyResult(method) if call["method"] == method => {
                 json!({"jsonrpc": "2.0", "id": call["id"], "result": {"context": {"slot": 1}, "value": {}}})
+                    .to_string()
+                    .into_bytes()
+            }
+            Mode::HugeAnswer(method) if call["method"] == method => {
+                let filler = "x".repeat(2 << 20);
+                json!({"jsonrpc": "2.0", "id": call["id"], "result": {"context": {"slot": 1}, "value": {"err": null, "logs": [filler]}}})
                     .to_string()
                     .into_bytes()
             }
