@@ -515,7 +515,9 @@ impl Ledger {
     /// `claimed | submitted | failed → settled` by a transaction of an *earlier* attempt, which
     /// the chain shows moved the money: the row is repaired with the payment that transaction
     /// performed (`claim`, revived from its recorded request). Its client was told otherwise,
-    /// so it is owed the success.
+    /// so it is owed the success. The row takes the exclusive key of that payment, unless
+    /// another live row took it meanwhile: then the chain paid both, and the repaired row goes
+    /// without the key rather than not be repaired (the index allows one live holder).
     pub async fn repair_settled(
         &self,
         claim: &NewClaim,
@@ -529,7 +531,9 @@ impl Ledger {
              request = $11, fingerprint = $12, payment_scope = $13, state = 'settled', \
              tx_id = $14, block_number = $15, block_hash = $16, error_reason = NULL, \
              updated_at = $17, settled_at = $17, lease_until = 0, pending_reported = 1, \
-             finalized_at = NULL WHERE replay_key = $1 AND claim_token = $18 \
+             finalized_at = NULL, exclusive_key = CASE WHEN EXISTS (SELECT 1 FROM settlements o \
+             WHERE o.exclusive_key = $19 AND o.state <> 'failed' AND o.replay_key <> $1) \
+             THEN NULL ELSE $19 END WHERE replay_key = $1 AND claim_token = $18 \
              AND state IN ('claimed', 'submitted', 'failed') AND EXISTS (SELECT 1 FROM settlement_txs t \
              WHERE t.tx_id = $14 AND t.replay_key = $1)",
         )
@@ -551,10 +555,17 @@ impl Ledger {
         .bind(included.block_hash)
         .bind(now)
         .bind(&token.0)
+        .bind(&claim.exclusive_key)
         .execute(&self.pool)
         .await;
         match done {
             Ok(done) => Ok(Transition::of(done)),
+            // A live holder of its exclusive key committed between the check and the write.
+            Err(e) if is_exclusive_taken(&e) => {
+                let mut without_key = claim.clone();
+                without_key.exclusive_key = None;
+                Box::pin(self.repair_settled(&without_key, token, included)).await
+            }
             // Its payment-identifier went to another payment meanwhile: settle the row without
             // the id rather than not at all.
             Err(e) if is_payment_id_taken(&e) => {

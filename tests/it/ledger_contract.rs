@@ -830,6 +830,18 @@ async fn an_exclusive_key_is_held_by_one_live_row() {
         else {
             panic!("the first claim wins");
         };
+        let sent = Submission {
+            tx_id: "tx-a",
+            raw_tx: "00",
+            signer: "fee-payer",
+            fence: None,
+        };
+        assert!(
+            l.record_submitted("a", &first, &sent)
+                .await
+                .expect("record")
+                .applied()
+        );
         assert_eq!(
             l.claim(&with_key("b"), LEASE).await.expect("claim"),
             ClaimOutcome::ExclusiveTaken
@@ -880,6 +892,59 @@ async fn an_exclusive_key_is_held_by_one_live_row() {
                 .await
                 .expect("reclaim"),
             None
+        );
+        // "a"'s transaction turns out to have paid: the chain paid both, the repair stands and
+        // "a" gives the key up to "b", which holds it.
+        assert!(
+            l.repair_settled(&with_key("a"), &token, &at("tx-a"))
+                .await
+                .expect("repair")
+                .applied()
+        );
+        assert_eq!(
+            db.count(
+                "SELECT count(*) FROM settlements WHERE replay_key = 'a' AND state = 'settled' \
+                 AND exclusive_key IS NULL"
+            )
+            .await,
+            1
+        );
+        assert_eq!(
+            l.by_exclusive_key("solana:x/memo/payee/h")
+                .await
+                .expect("read")
+                .map(|r| r.replay_key),
+            Some("b".to_string())
+        );
+        // A repair whose key nobody else holds takes it back: the invoice is paid.
+        let mut other = claim("e");
+        other.exclusive_key = Some("solana:x/memo/payee/other".into());
+        let ClaimOutcome::Claimed(e) = l.claim(&other, LEASE).await.expect("claim") else {
+            panic!("a free key is claimed");
+        };
+        let sent = Submission {
+            tx_id: "tx-e",
+            ..sent
+        };
+        assert!(
+            l.record_submitted("e", &e, &sent)
+                .await
+                .expect("record")
+                .applied()
+        );
+        assert!(l.record_failed("e", &e, "x").await.expect("fail").applied());
+        assert!(
+            l.repair_settled(&other, &e, &at("tx-e"))
+                .await
+                .expect("repair")
+                .applied()
+        );
+        assert_eq!(
+            l.by_exclusive_key("solana:x/memo/payee/other")
+                .await
+                .expect("read")
+                .map(|r| r.replay_key),
+            Some("e".to_string())
         );
     }
 }
