@@ -863,7 +863,20 @@ async fn token_2022_mints_with_hooks_fees_or_no_transfers_are_refused() {
     let s = setup_with(true, &[]).await;
     let hook_program = TestKey::random().pubkey();
     for (extension, says) in [
-        (TransferHook(hook_program), "transfer hook"),
+        (
+            TransferHook {
+                program: Some(hook_program),
+                updatable: false,
+            },
+            "transfer hook",
+        ),
+        (
+            TransferHook {
+                program: None,
+                updatable: true,
+            },
+            "can set a transfer hook",
+        ),
         (TransferFee { basis_points: 100 }, "transfer fee"),
         (NonTransferable, "non-transferable"),
         (Pausable, "pausable"),
@@ -893,8 +906,8 @@ async fn token_2022_mints_with_hooks_fees_or_no_transfers_are_refused() {
         assert_eq!(before["simulations"], after["simulations"], "not simulated");
         assert_eq!(before["sends"], after["sends"], "not sent");
     }
-    // A zero transfer fee (as PYUSD carries) and a hook extension naming no program change
-    // nothing: those mints go on to the simulation.
+    // A zero transfer fee (as PYUSD carries) changes nothing: that mint goes on to the
+    // simulation. (A hook extension always names a program or an authority that can set one.)
     for extension in [TransferFee { basis_points: 0 }] {
         let mint = s.chain.create_token_2022_mint(&[extension]).await;
         let verdict = s.app.verify(&body_in(&s, mint).await).await;
@@ -922,6 +935,39 @@ async fn an_allowed_extension_is_sponsored() {
         verdict["invalidReason"], "invalid_exact_svm_payload_mint_extension_not_allowed",
         "{verdict}"
     );
+    s.app.stop().await;
+}
+
+/// A mint named before it exists is refused, and accepted once it does: "no such account" is
+/// not what the mint cache keeps for a TTL (only what an account says is).
+#[tokio::test]
+async fn a_mint_named_before_it_exists_is_accepted_once_it_does() {
+    let s = setup_with(true, &[]).await;
+    let key = TestKey::random();
+    let mint = key.pubkey();
+    let mut ixs = s.standard();
+    ixs[2] = transfer(true, mint, s.payer.pubkey(), s.pay_to, AMOUNT);
+    let msg = message(s.fee_payer.pubkey(), s.chain.blockhash().await, &ixs, None);
+    let mut reqs = s.requirements();
+    reqs["asset"] = json!(mint.to_string());
+    let body = solana::body(2, &signed_base64(msg, &[&s.payer.keypair]), reqs);
+    let verdict = s.app.verify(&body).await;
+    assert_eq!(
+        verdict["invalidReason"], "invalid_exact_svm_payload_mint_mismatch",
+        "{verdict}"
+    );
+    assert!(
+        verdict["invalidMessage"]
+            .as_str()
+            .unwrap_or("")
+            .contains("does not exist"),
+        "{verdict}"
+    );
+    s.chain.create_token_2022_mint_at(&key, &[]).await;
+    s.chain.mint_to(&mint, &s.payer.pubkey(), 1_000_000).await;
+    s.chain.create_ata(&mint, &s.pay_to).await;
+    let verdict = s.app.verify(&body).await;
+    assert_eq!(verdict["isValid"], true, "{verdict}");
     s.app.stop().await;
 }
 

@@ -99,13 +99,22 @@ pub fn read_facts(owner: &Pubkey, data: &[u8], is_mint: bool) -> Facts {
             Ok(state) => state,
             Err(e) => return Facts::Unreadable(format!("not a Token-2022 mint: {e}")),
         };
-        if let Ok(hook) = state.get_extension::<TransferHook>()
-            && let Some(program) = Option::<Pubkey>::from(hook.program_id)
-        {
-            refusable.push((
-                Extension::TransferHook,
-                format!("the mint runs transfer hook program {program}"),
-            ));
+        if let Ok(hook) = state.get_extension::<TransferHook>() {
+            // A hook authority can name a program at any time, inside the cache's TTL: only a
+            // hook that is unset for good is nothing to refuse.
+            let program = Option::<Pubkey>::from(hook.program_id);
+            let authority = Option::<Pubkey>::from(hook.authority);
+            match (program, authority) {
+                (Some(program), _) => refusable.push((
+                    Extension::TransferHook,
+                    format!("the mint runs transfer hook program {program}"),
+                )),
+                (None, Some(authority)) => refusable.push((
+                    Extension::TransferHook,
+                    format!("the mint's authority {authority} can set a transfer hook"),
+                )),
+                (None, None) => {}
+            }
         }
         if let Ok(fee) = state.get_extension::<TransferFeeConfig>() {
             let bps = [&fee.older_transfer_fee, &fee.newer_transfer_fee]
@@ -235,7 +244,11 @@ impl AccountCache {
                 reached: true,
                 message,
             })?;
-        self.store(*address, entry.clone());
+        // Only what an account says is kept: "no such account (yet)" is not, or anyone who
+        // names a mint before it exists would have it refused for a whole TTL.
+        if matches!(entry.facts, Facts::Token { .. } | Facts::NotToken(_)) {
+            self.store(*address, entry.clone());
+        }
         Ok(entry)
     }
 }

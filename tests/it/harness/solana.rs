@@ -199,11 +199,20 @@ impl SolanaChain {
     /// A Token-2022 mint initialised by the real Token-2022 program with `extensions`: each is
     /// `(extension type, its initialising instruction)`, run before `InitializeMint2`.
     pub async fn create_token_2022_mint(&self, extensions: &[ExtensionInit]) -> Pubkey {
+        self.create_token_2022_mint_at(&TestKey::random(), extensions)
+            .await
+    }
+
+    /// [`Self::create_token_2022_mint`] at the address of `mint`.
+    pub async fn create_token_2022_mint_at(
+        &self,
+        mint: &TestKey,
+        extensions: &[ExtensionInit],
+    ) -> Pubkey {
         use spl_token_2022_interface::extension::ExtensionType;
         use spl_token_2022_interface::state::Mint;
         let funder = TestKey::random();
         self.airdrop(&funder.pubkey(), 1_000_000_000).await;
-        let mint = TestKey::random();
         let types: Vec<ExtensionType> = extensions.iter().map(|e| e.kind()).collect();
         let space =
             ExtensionType::try_calculate_account_len::<Mint>(&types).expect("a mint length");
@@ -244,8 +253,15 @@ impl SolanaChain {
 
 /// A Token-2022 mint extension as the tests create it.
 pub enum ExtensionInit {
-    TransferHook(Pubkey),
-    TransferFee { basis_points: u16 },
+    /// A hook extension, naming a program or none, with an authority that may set one later
+    /// (`updatable`) or none.
+    TransferHook {
+        program: Option<Pubkey>,
+        updatable: bool,
+    },
+    TransferFee {
+        basis_points: u16,
+    },
     NonTransferable,
     Pausable,
 }
@@ -254,7 +270,7 @@ impl ExtensionInit {
     fn kind(&self) -> spl_token_2022_interface::extension::ExtensionType {
         use spl_token_2022_interface::extension::ExtensionType;
         match self {
-            ExtensionInit::TransferHook(_) => ExtensionType::TransferHook,
+            ExtensionInit::TransferHook { .. } => ExtensionType::TransferHook,
             ExtensionInit::TransferFee { .. } => ExtensionType::TransferFeeConfig,
             ExtensionInit::NonTransferable => ExtensionType::NonTransferable,
             ExtensionInit::Pausable => ExtensionType::Pausable,
@@ -267,8 +283,9 @@ impl ExtensionInit {
         let authority = Some(TestKey::random().pubkey());
         from_official(
             match self {
-                ExtensionInit::TransferHook(program) => {
-                    transfer_hook::instruction::initialize(p, mint, authority, Some(*program))
+                ExtensionInit::TransferHook { program, updatable } => {
+                    let authority = authority.filter(|_| *updatable);
+                    transfer_hook::instruction::initialize(p, mint, authority, *program)
                 }
                 ExtensionInit::TransferFee { basis_points } => {
                     transfer_fee::instruction::initialize_transfer_fee_config(
