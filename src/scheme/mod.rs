@@ -154,7 +154,7 @@ pub struct PaymentMeta {
     pub amount: String,
     /// A key that at most one live payment may hold, whatever its replay key: e.g. a seller's
     /// invoice memo (`solana:<cluster>/memo/<payTo>/<memo hash>`), paid once even by two
-    /// different transactions. `None` for payments with no such key.
+    /// different transactions (docs/solana.md §7). `None` for payments with no such key.
     pub exclusive_key: Option<String>,
 }
 

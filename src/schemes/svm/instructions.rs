@@ -225,7 +225,7 @@ fn lighthouse_name(discriminator: u8) -> &'static str {
 /// account checks, digest §5.5), and nothing else:
 /// - discriminators 5–10 only. MemoryWrite/MemoryClose take a paying signer and can copy any
 ///   account (the Clock included) for later asserts; AssertSysvarClock passes simulation and
-///   fails a slot later, so the fee payer pays for a transfer that never happens (review H1);
+///   fails a slot later, so the fee payer pays for a transfer that never happens (docs/solana.md §4.1);
 ///   raw-data and delta assertions can read the Clock or any other sysvar's bytes; the program
 ///   is upgradeable, so an unknown discriminator is refused, not ignored;
 /// - exactly one account, which the caller checks is the payer's own (see `verify`): never a

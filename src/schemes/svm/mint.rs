@@ -1,5 +1,5 @@
 //! What a mint's Token-2022 extensions (and the destination account's) would make the fee
-//! payer sponsor, read once per account and cached for a while (review M1): a transfer hook runs
+//! payer sponsor, read once per account and cached for a while (docs/solana.md §4.2): a transfer hook runs
 //! code of the mint's choosing and can pass simulation and fail on chain; a transfer fee
 //! delivers less than the verified amount; a non-transferable mint never transfers; a pausable
 //! mint can be paused between simulation and landing; a destination requiring memos refuses the

@@ -153,7 +153,7 @@ pub struct SvmOptions {
     pub allowed_extensions: Vec<Extension>,
     pub mint_cache_ttl: Duration,
     pub verify_cache: Duration,
-    /// Mints accepted; empty: any (review M1: the allow-list is what stops self-dealing on a
+    /// Mints accepted; empty: any (docs/solana.md §4.3: the allow-list is what stops self-dealing on a
     /// token of the attacker's making).
     pub assets: Vec<Pubkey>,
 }

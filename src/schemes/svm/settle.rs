@@ -1,7 +1,7 @@
 //! Solana `exact` settlement: co-sign as fee payer (the transaction id is then known: our
 //! signature, slot 0), let the core record it, send it with preflight to each node in turn
 //! until one takes it, and poll its signature status within the request's deadline, sending
-//! the same bytes again every other poll until it lands or expires (review L4).
+//! the same bytes again every other poll until it lands or expires (docs/solana.md §6).
 //!
 //! What the chain says is read per node (house style §6, docs/ledger.md):
 //! - a send refused at preflight was not forwarded; any answer we cannot classify may have
@@ -387,7 +387,7 @@ pub(super) async fn reconcile(
     }
     // Never seen but still landable (a crash between record and send, or a dropped packet):
     // the recorded bytes again, with preflight, so a transaction that would now fail costs no
-    // fee (review L3); the same signature can only land once.
+    // fee (docs/solana.md §6); the same signature can only land once.
     if let Some(raw) = newest.raw.as_deref()
         && let Broadcast::Unreachable(why) = send(h, raw, deadline).await?
     {

@@ -1,7 +1,7 @@
 //! Solana `exact` verification: the checks of digest §5.2 in the order of the installed
 //! `@x402/svm` 2.27, plus the MUSTs that code leaves out (§5.2 "Not checked…", §5.5) and what
-//! keeps the fee payer from paying for nothing (review H1, M1, L1–L3; docs/threat-model.md, "a
-//! buyer who is also the seller"): the message fee payer is `extra.feePayer`; none of our keys
+//! keeps the fee payer from paying for nothing, even to a buyer who is also the seller
+//! (docs/solana.md §1–§5): the message fee payer is `extra.feePayer`; none of our keys
 //! appears in any instruction's accounts or as a program; every instruction resolves; exactly
 //! two signers; no address lookup tables; compute caps with the priority fee rounded up as the
 //! runtime charges it; a positive amount; no payment to oneself; Lighthouse only as account
@@ -135,7 +135,7 @@ fn parse(
             format!("asset {mint} is not accepted on this network"),
         );
     }
-    // A payment of nothing moves no money and still costs the fee payer its fees (review M1).
+    // A payment of nothing moves no money and still costs the fee payer its fees (docs/solana.md §4.3).
     if amount == 0 {
         return no(
             generic::INVALID_PAYMENT_REQUIREMENTS,
@@ -185,7 +185,7 @@ fn parse(
         );
     }
     // Every instruction must resolve before any is judged: a check that skipped one it could not
-    // read would let a fee payer it names slip through (review L1).
+    // read would let a fee payer it names slip through (docs/solana.md §2).
     let resolved: Vec<ResolvedInstruction<'_>> = (0..count)
         .map(|i| resolve(message, i))
         .collect::<Result<_, InstructionError>>()
@@ -287,7 +287,7 @@ fn parse(
         );
     }
     // Paying oneself moves nothing and costs the fee payer fees; a delegate of the seller's own
-    // account "paying" with the seller's tokens is the same (review L3, docs/threat-model.md).
+    // account "paying" with the seller's tokens is the same (docs/solana.md §4.3).
     if transfer.source == transfer.destination || transfer.authority == pay_to {
         return with_payer(
             Rejection::new(reason::RECIPIENT_MISMATCH)
@@ -392,7 +392,7 @@ fn parse(
 
 /// The accounts a Lighthouse guard may assert on: the buyer's own, the transfer's source and
 /// authority, which only the buyer's own transactions change (a race that costs the buyer a
-/// fee, review H1). Never a sysvar, our fee payer, or an account third parties move between
+/// fee, docs/solana.md §4.1, §4.4). Never a sysvar, our fee payer, or an account third parties move between
 /// simulation and landing at no cost to the buyer: the seller's destination (every other
 /// payment to the seller changes its balance), the mint (its supply moves with mints and burns).
 fn transfer_account(t: &TransferChecked, target: &Pubkey) -> bool {
@@ -473,7 +473,7 @@ async fn mint_policy(h: &SvmExact, t: &TransferChecked, deadline: Deadline) -> R
 }
 
 /// What a simulation said about one message, remembered for a few seconds so that a `/verify`
-/// repeated in a loop costs one simulation, not one per request (review L2).
+/// repeated in a loop costs one simulation, not one per request (docs/solana.md §5).
 pub struct SimulationCache {
     ttl: Duration,
     outcomes: Mutex<HashMap<String, (Instant, Option<Rejection>)>>,
@@ -513,7 +513,7 @@ impl SimulationCache {
 
 /// The transaction as the client sent it, with the fee payer's slot zeroed whatever it held:
 /// nothing we sign leaves this process before `prepare`, so no RPC operator can land a payment
-/// that skipped `/settle` (review L2).
+/// that skipped `/settle` (docs/solana.md §5).
 fn unsigned(p: &SvmPayment) -> VersionedTransaction {
     let mut tx = p.tx.clone();
     if let Some(slot) = tx.signatures.first_mut() {
@@ -581,7 +581,7 @@ pub(super) async fn simulate(h: &SvmExact, p: &SvmPayment, deadline: Deadline) -
 }
 
 /// A simulation answer: `None` when it passed. An answer without `value.err` is no answer (a
-/// proxy's `{}` must not pass every payment, review L1): a fault, never a pass.
+/// proxy's `{}` must not pass every payment, docs/solana.md §6): a fault, never a pass.
 fn judge_simulation(answer: Value) -> Result<Option<Rejection>, SchemeError> {
     let has_err = answer
         .get("value")

@@ -1,6 +1,6 @@
 //! The payload's wire transaction, decoded with the official types (`solana-transaction`'s
 //! `VersionedTransaction` through `wincode`, the Anza codec) under a strict layer of ours where
-//! the official path is more lenient than the exact scheme wants (digest §5.1; review notes in
+//! the official path is more lenient than the exact scheme wants (digest §5.1; docs/solana.md §1,
 //! README "Solana crates"):
 //!
 //! - at most [`PACKET_DATA_SIZE`] bytes (no decoder enforces it);
