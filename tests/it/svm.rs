@@ -465,6 +465,30 @@ async fn unknown_extra_instruction() {
         "invalid_exact_svm_payload_unknown_fourth_instruction",
     )
     .await;
+    // Creating the payee's token account (upstream's optional step) is refused too, even funded
+    // by the payer: a rent the fee payer must never be made to fund (review M3, docs/solana.md §2).
+    let mut ixs = s.standard();
+    ixs[3] = Ix {
+        program: x402_facilitator::schemes::svm::keys::ASSOCIATED_TOKEN_PROGRAM,
+        accounts: vec![
+            meta(s.payer.pubkey(), true, true),
+            meta(
+                solana::ata(&s.pay_to, &s.mint, &s.token_program()),
+                false,
+                true,
+            ),
+            meta(s.pay_to, false, false),
+            meta(s.mint, false, false),
+            meta(SYSTEM_PROGRAM, false, false),
+            meta(s.token_program(), false, false),
+        ],
+        data: vec![1],
+    };
+    s.rejected(
+        &s.body_of(&ixs, &[&s.payer]).await,
+        "invalid_exact_svm_payload_unknown_fourth_instruction",
+    )
+    .await;
     let mut ixs = s.standard();
     ixs.push(s.guard_on(s.source()));
     ixs.push(Ix {
