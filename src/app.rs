@@ -1,5 +1,6 @@
 //! Building and running the service: ledger, signer leases, plugins, registry, reconciler,
-//! router, listener, and a graceful shutdown that lets in-flight settles record what they sent.
+//! discovery's cataloguing worker, router, listener, and a graceful shutdown that lets in-flight
+//! settles record what they sent.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Settings;
+use crate::discovery;
 use crate::facilitator::leases::SignerLeases;
 use crate::facilitator::{Facilitator, SettleTiming, reconcile};
 use crate::http::{AppState, router};
@@ -54,9 +56,14 @@ impl Application {
             Duration::from_millis(settings.database.acquire_timeout_ms),
         )
         .await?;
+        // A drained key keeps its lease for the longest a settle that picked it can still take.
+        let drain = Duration::from_millis(
+            settings.settlement.confirm_timeout_ms + settings.settlement.lease_margin_ms,
+        );
         let leases = SignerLeases::new(
             ledger.clone(),
             Duration::from_millis(settings.settlement.signer_lease_ttl_ms),
+            drain,
         );
         let registry = build_registry(settings, leases.clone()).await?;
         if registry.is_empty() {
@@ -67,7 +74,20 @@ impl Application {
             deadline: Duration::from_millis(settings.settlement.confirm_timeout_ms),
             lease_margin: Duration::from_millis(settings.settlement.lease_margin_ms),
         };
-        let facilitator = Arc::new(Facilitator::new(registry, ledger, leases.clone(), timing));
+        let background = CancellationToken::new();
+        let discovery = settings.discovery.enabled.then(|| {
+            discovery::start(
+                ledger.clone(),
+                &settings.discovery,
+                settings.database.max_connections,
+                background.clone(),
+            )
+        });
+        let mut facilitator = Facilitator::new(registry, ledger, leases.clone(), timing);
+        if let Some(d) = &discovery {
+            facilitator = facilitator.with_catalog(d.sink.clone());
+        }
+        let facilitator = Arc::new(facilitator);
         // Finish what an earlier run left unfinished before taking new work, but never let a
         // struggling RPC hold start-up: what this pass does not finish, the background one will.
         match tokio::time::timeout(STARTUP_RECONCILE, reconcile::pass(&facilitator)).await {
@@ -80,8 +100,7 @@ impl Application {
                 warn!("start-up reconcile ran out of time; the background reconciler continues")
             }
         }
-        let background = CancellationToken::new();
-        let tasks = vec![
+        let mut tasks = vec![
             leases.spawn_keeper(background.clone()),
             reconcile::spawn(
                 facilitator.clone(),
@@ -89,6 +108,11 @@ impl Application {
                 background.clone(),
             ),
         ];
+        tasks.extend(facilitator.spawn_handoffs(background.clone()));
+        let catalog = discovery.map(|d| {
+            tasks.push(d.worker);
+            d.catalog
+        });
         let supported_json = serde_json::to_vec(facilitator.supported())
             .map(Bytes::from)
             .map_err(|e| AppError::Network(format!("cannot serialise /supported: {e}")))?;
@@ -102,7 +126,11 @@ impl Application {
             settle_slots: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.max_concurrent_settles,
             )),
+            verify_slots: Arc::new(tokio::sync::Semaphore::new(
+                settings.server.max_concurrent_verifies,
+            )),
             request_timeout,
+            discovery: catalog,
         };
         let router = router(state, settings.server.body_limit_bytes, request_timeout);
         let addr = format!("{}:{}", settings.server.host, settings.server.port);

@@ -94,6 +94,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub settlement: SettlementSettings,
+    pub discovery: DiscoverySettings,
     #[serde(default)]
     pub networks: BTreeMap<String, NetworkSettings>,
 }
@@ -111,6 +112,8 @@ pub struct ServerSettings {
     pub receipts_token: Option<Secret>,
     /// Settles in flight on this replica; past it a settle gets 503 with `Retry-After`.
     pub max_concurrent_settles: usize,
+    /// Verifies in flight on this replica; past it a verify gets 503 with `Retry-After`.
+    pub max_concurrent_verifies: usize,
     /// How long a client may take to send a request's headers (slow clients hold connections).
     pub header_read_timeout_ms: u64,
 }
@@ -141,6 +144,25 @@ pub struct SettlementSettings {
     pub reconcile_interval_ms: u64,
     /// Lifetime of a signer lease; renewed every third of it.
     pub signer_lease_ttl_ms: u64,
+}
+
+/// The bazaar discovery catalog (`src/discovery`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiscoverySettings {
+    /// Catalogue payments carrying `extensions.bazaar`, serve `/discovery/*`, advertise `bazaar`.
+    pub enabled: bool,
+    /// Sightings waiting to be catalogued; beyond this they are dropped (and counted), never
+    /// waited for.
+    pub queue_size: usize,
+    /// A resource not paid for within this many days leaves the listings (and the database).
+    pub age_out_days: u64,
+    /// Let verifies catalogue too, and list resources that were only verified, never settled
+    /// (after the paid ones). Off: only settles catalogue.
+    pub list_unpaid: bool,
+    /// Upper bound on catalogued resources.
+    pub max_resources: u64,
+    /// Catalogue resources on loopback, private or link-local hosts (`localhost`, `10.0.0.1`…).
+    pub allow_private_hosts: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -250,7 +272,17 @@ impl Settings {
                 self.settlement.confirm_timeout_ms
             ));
         }
-        if self.server.max_concurrent_settles == 0 || self.server.header_read_timeout_ms == 0 {
+        if self.server.request_timeout_ms >= 30_000 {
+            return bad(format!(
+                "server.request_timeout_ms ({}) must stay under the SDK clients' 30 s timeout, or \
+                 its answers arrive after the client gave up",
+                self.server.request_timeout_ms
+            ));
+        }
+        if self.server.max_concurrent_settles == 0
+            || self.server.max_concurrent_verifies == 0
+            || self.server.header_read_timeout_ms == 0
+        {
             return bad(
                 "server.max_concurrent_settles and server.header_read_timeout_ms must be positive"
                     .into(),
@@ -261,6 +293,16 @@ impl Settings {
                 "settlement.signer_lease_ttl_ms must be ≥ 300 and reconcile_interval_ms positive"
                     .into(),
             );
+        }
+        let d = &self.discovery;
+        if d.queue_size == 0 || d.queue_size > 1_000_000 {
+            return bad("discovery.queue_size must be between 1 and 1000000".into());
+        }
+        if !(1..=3650).contains(&d.age_out_days) {
+            return bad("discovery.age_out_days must be between 1 and 3650".into());
+        }
+        if d.max_resources == 0 || d.max_resources > i64::MAX as u64 {
+            return bad("discovery.max_resources must be positive".into());
         }
         let url = self.database.url.expose();
         if !(url.starts_with("sqlite:")

@@ -14,11 +14,15 @@
 //!   SQLite through one pool.
 //! - [`facilitator`]: dispatch, replay checks, claim → sign → record → broadcast → confirm, the
 //!   reconciler, signer leases, metrics.
-//! - [`http`]: the axum router, extractors, the one error mapping, request ids, receipts.
+//! - [`discovery`]: the bazaar catalog: learning paid resources from payments off the hot path,
+//!   and listing and searching them.
+//! - [`http`]: the axum router, extractors, the one error mapping, request ids, receipts,
+//!   discovery.
 //! - [`app`]: building and running the whole service; [`telemetry`]: logs.
 
 pub mod app;
 pub mod config;
+pub mod discovery;
 pub mod facilitator;
 pub mod http;
 pub mod ledger;

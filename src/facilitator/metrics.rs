@@ -25,6 +25,11 @@ pub struct Metrics {
     pub reorged: AtomicU64,
     /// Settles refused because too many were in flight (503 with `Retry-After`).
     pub settle_shed: AtomicU64,
+    /// Settles this replica handed to one holding a key, and hand-offs it settled for others.
+    pub handed_off: AtomicU64,
+    pub taken_over: AtomicU64,
+    /// Transactions that had to be signed again because their nonce was taken.
+    pub nonce_conflicts: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -98,6 +103,17 @@ impl Metrics {
                 ("error", &self.reconcile_errors),
                 ("reorged", &self.reorged),
             ],
+        );
+        family(
+            "x402_handoff_total",
+            "Settles handed to a replica holding a key (out) and settled for another (in).",
+            &[("out", &self.handed_off), ("in", &self.taken_over)],
+        );
+        let _ = writeln!(
+            out,
+            "# HELP x402_nonce_conflicts_total Transactions signed again because their nonce was taken.\n\
+             # TYPE x402_nonce_conflicts_total counter\nx402_nonce_conflicts_total {}",
+            self.nonce_conflicts.load(Ordering::Relaxed)
         );
         out
     }

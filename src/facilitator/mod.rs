@@ -7,13 +7,13 @@
 //! concurrent or replayed settle can never broadcast twice and a crash leaves a row that says
 //! what may be on chain.
 
+mod handoff;
 pub mod leases;
 pub mod metrics;
 mod payment_id;
 pub mod reconcile;
 mod settle;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use tracing::{Span, info};
 use self::leases::SignerLeases;
 use self::metrics::Metrics;
 use self::settle::{Settle, plugin_deadline};
+use crate::discovery::CatalogSink;
 use crate::ledger::{LedgerError, SettlementState, SharedLedger};
 use crate::protocol::{PaymentRequest, SettleResponse, SupportedResponse, VerifyResponse, reason};
 use crate::scheme::{
@@ -50,34 +51,85 @@ pub struct SettleTiming {
     pub lease_margin: Duration,
 }
 
-/// What the HTTP layer and a running settle share: the transaction once it is recorded, and
-/// whether the client stopped waiting (it was answered without the outcome, which it is then
-/// owed).
+/// What the HTTP layer and a running settle share, under one lock: the newest transaction once
+/// it is recorded, the confirmed one once the chain has spoken, and whether the client stopped
+/// waiting. Exactly one side delivers the outcome: the settle, if it gets there first (it then
+/// clears the answer owed to its client), or the HTTP layer's cut-off, which answers with what
+/// the watch holds and leaves the answer owed (every recorded transaction makes its client owed
+/// the outcome until it is delivered; see docs/ledger.md).
 #[derive(Debug, Default)]
 pub struct SettleWatch {
-    recorded: Mutex<Option<(String, String)>>,
-    abandoned: AtomicBool,
+    state: Mutex<Watched>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Watched {
+    recorded: Option<(String, String)>,
+    confirmed: Option<String>,
+    abandoned: bool,
+}
+
+/// What the cut-off found when the client stopped waiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CutOff {
+    /// The chain confirmed this transaction (of the payment with this replay key): answer the
+    /// success, and clear what is owed (see `Facilitator::delivered`).
+    Confirmed { replay_key: String, tx: String },
+    /// This transaction was recorded (it may be on chain): answer `settlement_pending`.
+    Recorded(String),
+    /// Nothing was recorded, so nothing can ever be sent for this request.
+    Nothing,
 }
 
 impl SettleWatch {
-    fn recorded(&self, replay_key: &str, tx: &str) {
-        if let Ok(mut r) = self.recorded.lock() {
-            *r = Some((replay_key.to_string(), tx.to_string()));
+    /// A watch for a settle nobody waits on (a hand-off taken for another replica): it never
+    /// clears an answer owed to a client.
+    pub(crate) fn unwatched() -> Self {
+        SettleWatch {
+            state: Mutex::new(Watched {
+                abandoned: true,
+                ..Watched::default()
+            }),
         }
     }
 
-    /// `(replay key, transaction)` of the newest transaction recorded so far.
-    pub fn transaction(&self) -> Option<(String, String)> {
-        self.recorded.lock().ok().and_then(|r| r.clone())
+    /// A transaction was recorded for this request.
+    fn recorded(&self, replay_key: &str, tx: &str) {
+        if let Ok(mut w) = self.state.lock() {
+            w.recorded = Some((replay_key.to_string(), tx.to_string()));
+        }
     }
 
-    /// The client will not see this settle's answer.
-    pub fn abandon(&self) {
-        self.abandoned.store(true, Ordering::SeqCst);
+    /// The chain confirmed `tx`: `true` when this settle is the one delivering the outcome (the
+    /// client still waits), `false` when the client was already answered by the cut-off.
+    fn deliver(&self, tx: &str) -> bool {
+        let Ok(mut w) = self.state.lock() else {
+            return false;
+        };
+        if w.abandoned {
+            return false;
+        }
+        w.confirmed = Some(tx.to_string());
+        true
     }
 
-    fn abandoned(&self) -> bool {
-        self.abandoned.load(Ordering::SeqCst)
+    /// The client stops waiting; what to tell it.
+    pub fn abandon(&self) -> CutOff {
+        let Ok(mut w) = self.state.lock() else {
+            return CutOff::Nothing;
+        };
+        w.abandoned = true;
+        match (&w.confirmed, &w.recorded) {
+            (Some(tx), recorded) => CutOff::Confirmed {
+                replay_key: recorded
+                    .as_ref()
+                    .map(|(k, _)| k.clone())
+                    .unwrap_or_default(),
+                tx: tx.clone(),
+            },
+            (None, Some((_, tx))) => CutOff::Recorded(tx.clone()),
+            (None, None) => CutOff::Nothing,
+        }
     }
 }
 
@@ -88,6 +140,18 @@ pub struct Facilitator {
     timing: SettleTiming,
     supported: SupportedResponse,
     pub metrics: Metrics,
+    handoffs: Handoffs,
+    /// Told about valid verifies and successful settles (bazaar discovery); never waited for.
+    catalog: Option<Arc<dyn CatalogSink>>,
+}
+
+/// Hand-offs between replicas (Postgres only): wake-ups for the taker when one is queued and
+/// for requesters when an outcome is recorded (see `handoff.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct Handoffs {
+    pub enabled: bool,
+    pub work: tokio::sync::Notify,
+    pub outcome: tokio::sync::Notify,
 }
 
 /// Extension keys this facilitator implements, advertised in `/supported`.
@@ -101,6 +165,10 @@ impl Facilitator {
         timing: SettleTiming,
     ) -> Self {
         let supported = registry.supported(EXTENSIONS.iter().map(|e| e.to_string()).collect());
+        let handoffs = Handoffs {
+            enabled: ledger.backend() == crate::ledger::Backend::Postgres,
+            ..Handoffs::default()
+        };
         Facilitator {
             registry,
             ledger,
@@ -108,7 +176,16 @@ impl Facilitator {
             timing,
             supported,
             metrics: Metrics::default(),
+            handoffs,
+            catalog: None,
         }
+    }
+
+    /// Reports payments to `sink` and advertises its extension in `/supported`.
+    pub fn with_catalog(mut self, sink: Arc<dyn CatalogSink>) -> Self {
+        self.supported.extensions.push(sink.extension().to_string());
+        self.catalog = Some(sink);
+        self
     }
 
     pub fn supported(&self) -> &SupportedResponse {
@@ -128,6 +205,23 @@ impl Facilitator {
         self.registry.networks()
     }
 
+    /// The served networks this process can sign for right now (it takes their hand-offs).
+    pub fn signing_networks(&self) -> Vec<String> {
+        self.registry.signing_networks()
+    }
+
+    pub fn leases(&self) -> &Arc<SignerLeases> {
+        &self.leases
+    }
+
+    /// Starts the hand-off taker and the notification listener (Postgres; nothing on SQLite).
+    pub fn spawn_handoffs(
+        self: &Arc<Self>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        handoff::spawn(self.clone(), stop)
+    }
+
     /// The deadline of a request that arrived at `arrived`.
     pub fn deadline(&self, arrived: Instant) -> Deadline {
         Deadline::at(arrived + self.timing.deadline)
@@ -140,6 +234,9 @@ impl Facilitator {
     ) -> Result<VerifyResponse, FacilitatorError> {
         let answer = self.verify_inner(request, arrived).await;
         self.metrics.count_verify(&answer);
+        if let (Some(catalog), Ok(a)) = (&self.catalog, &answer) {
+            catalog.after_verify(request, a);
+        }
         answer
     }
 
@@ -165,7 +262,11 @@ impl Facilitator {
             Ok(payment) => payment,
             Err(rejection) => return Ok(invalid(rejection)),
         };
-        if let Some(rejection) = self.replay_rejection(&payment).await? {
+        let payment_id = payment_id::extract(request).ok().flatten();
+        if let Some(rejection) = self
+            .replay_rejection(handler.as_ref(), &payment, payment_id.as_deref())
+            .await?
+        {
             return Ok(invalid(rejection));
         }
         if let Some(rejection) = handler.simulate(&payment, deadline).await? {
@@ -188,6 +289,9 @@ impl Facilitator {
     ) -> Result<SettleResponse, FacilitatorError> {
         let answer = self.settle_inner(request, arrived, watch).await;
         self.metrics.count_settle(&answer);
+        if let (Some(catalog), Ok(a)) = (&self.catalog, &answer) {
+            catalog.after_settle(request, a);
+        }
         // Money events are always logged (the per-request access log is at debug).
         match &answer {
             Ok(a) if a.success => {
@@ -219,15 +323,22 @@ impl Facilitator {
             Ok(id) => id,
             Err(rejection) => return Ok(settle_failure(rejection, "", &network)),
         };
+        // The payment's identity, from its parsed form (no clock, no chain); a request the
+        // plugin cannot even parse is refused by the check below.
+        let fingerprint = handler
+            .revive(request)
+            .map(|p| p.meta.fingerprint)
+            .unwrap_or_else(|_| request.fingerprint());
         let job = Settle {
             fac: self,
             handler: handler.as_ref(),
             request,
             network,
-            fingerprint: request.fingerprint(),
+            fingerprint,
             payment_id,
             deadline: plugin_deadline(self.deadline(arrived)),
             watch,
+            handed_off: false,
         };
         // payment-identifier first, before any clock: a retry of a settled payment gets its
         // answer even after the authorization's window closed (digest §6.2).
@@ -250,20 +361,29 @@ impl Facilitator {
         }
     }
 
-    /// Called when a settle's answer was cut off before it was known (the server's own time
-    /// bound): its client is owed the final answer.
-    /// The mark is written in the background: the ledger may be what is holding the settle up,
-    /// and the client's answer must not wait for it.
-    pub fn owe(&self, watch: &SettleWatch) {
-        watch.abandon();
-        if let Some((key, _)) = watch.transaction() {
-            let ledger = self.ledger.clone();
-            tokio::spawn(async move {
-                if let Err(e) = ledger.owe_answer(&key).await {
-                    tracing::warn!(replay_key = %key, error = %e, "cannot mark an answer as owed");
+    /// The HTTP layer delivered a settle's success itself (its own ledger write was late):
+    /// clear what the payment's client is owed, in the background (the ledger may be what is
+    /// slow), so that a replay is not answered again.
+    pub fn delivered(&self, replay_key: String, payment_id: Option<String>) {
+        let ledger = self.ledger.clone();
+        // As long as the settle may still be writing its outcome (its lease), and a little more.
+        let tries = (self.timing.deadline + self.timing.lease_margin).as_millis() / 500 + 20;
+        tokio::spawn(async move {
+            // Lost: the settle's own write has not landed yet, or someone collected it.
+            for _ in 0..tries {
+                match ledger
+                    .take_owed_answer(&replay_key, payment_id.as_deref())
+                    .await
+                {
+                    Ok(crate::ledger::Transition::Applied) => return,
+                    Ok(crate::ledger::Transition::Lost) => {}
+                    Err(e) => {
+                        tracing::warn!(replay_key = %replay_key, error = %e, "cannot clear an owed answer")
+                    }
                 }
-            });
-        }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
     }
 
     /// The plugin's checks. `Err` inside `Ok` is a business rejection.
@@ -308,10 +428,15 @@ impl Facilitator {
             })
     }
 
-    /// A payment whose replay key is claimed, in flight or settled is not valid again.
+    /// A payment whose replay key is claimed, in flight or settled is not valid again, except
+    /// for the payment itself while it is in flight or owed its outcome: a buyer who retries
+    /// the same payment through the seller (its first attempt timed out) must be let through to
+    /// the settle that answers it, not sent to sign a second payment.
     async fn replay_rejection(
         &self,
+        handler: &dyn SchemeHandler,
         payment: &CheckedPayment,
+        payment_id: Option<&str>,
     ) -> Result<Option<Rejection>, FacilitatorError> {
         if let Some(key) = &payment.meta.exclusive_key
             && let Some(row) = self.ledger.by_exclusive_key(key).await?
@@ -327,6 +452,16 @@ impl Facilitator {
             return Ok(None);
         };
         if row.state == SettlementState::Failed {
+            return Ok(None);
+        }
+        let same = settle::revive_stored(handler, &row.request)
+            .is_ok_and(|(_, stored)| stored.meta.fingerprint == payment.meta.fingerprint);
+        let owed = row.owed
+            && row
+                .payment_id
+                .as_deref()
+                .is_none_or(|id| Some(id) == payment_id);
+        if same && (row.state != SettlementState::Settled || owed) {
             return Ok(None);
         }
         let message = match row.tx_id {

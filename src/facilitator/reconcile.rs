@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::Facilitator;
-use super::settle::{current, hex_encode, plugin_deadline, revive_stored};
+use super::settle::{Settle, current, hex_encode, plugin_deadline, revive_stored};
+use super::{Facilitator, SettleWatch};
 use crate::ledger::{
     ClaimToken, Included, SettlementRecord, SettlementState, Submission, Transition,
 };
@@ -67,12 +67,78 @@ pub async fn pass(fac: &Facilitator) -> usize {
             for row in rows {
                 if let Err(e) = watch_row(fac, &row).await {
                     warn!(replay_key = %row.replay_key, error = %e, "reorg watch failed; will retry");
+                    let _ = fac
+                        .ledger
+                        .watch_later(&row.replay_key, backoff(row.reconciles + 3))
+                        .await;
+                }
+            }
+        }
+        Err(e) => warn!(error = %e, "reconciler cannot read the ledger"),
+    }
+    match fac.ledger.failed_to_recheck(&networks, FAILED_BATCH).await {
+        Ok(rows) => {
+            for row in rows {
+                match recheck_row(fac, &row).await {
+                    Ok(true) => finished += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        warn!(replay_key = %row.replay_key, error = %e, "failed-row recheck failed; will retry")
+                    }
                 }
             }
         }
         Err(e) => warn!(error = %e, "reconciler cannot read the ledger"),
     }
     finished
+}
+
+/// Failed rows looked at per pass.
+const FAILED_BATCH: i64 = 20;
+
+/// A failed row with recorded transactions, looked at again (backing off): repaired to
+/// `settled` if the chain shows it paid after all.
+async fn recheck_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool, String> {
+    let timing = fac.timing();
+    let lease = timing.deadline + timing.lease_margin;
+    let Some(token) = fac
+        .ledger
+        .take_over(row, lease)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(false);
+    };
+    let (handler, _) = match payment_of(fac, row) {
+        Ok(found) => found,
+        Err(why) => {
+            let _ = fac.ledger.defer(&row.replay_key, &token, MAX_BACKOFF).await;
+            return Err(why);
+        }
+    };
+    let request = crate::protocol::parse_request(row.request.as_bytes())
+        .map_err(|e| format!("stored request unreadable: {e:?}"))?;
+    let watch = SettleWatch::unwatched();
+    let job = Settle {
+        fac,
+        handler: handler.as_ref(),
+        request: &request,
+        network: request.payload_network().to_string(),
+        fingerprint: row.fingerprint.clone().unwrap_or_default(),
+        payment_id: row.payment_id.clone(),
+        deadline: plugin_deadline(Deadline::after(timing.deadline)),
+        watch: &watch,
+        handed_off: false,
+    };
+    let repaired = job
+        .recheck_failed(row, &token, backoff(row.reconciles + 1))
+        .await
+        .map_err(|e| e.to_string())?;
+    if repaired {
+        inc(&fac.metrics.reconcile_settled);
+        info!(replay_key = %row.replay_key, "a failed payment was repaired: the chain shows it paid");
+    }
+    Ok(repaired)
 }
 
 /// The handler and payment of a stored row.

@@ -46,6 +46,9 @@ pub(super) struct Settle<'a> {
     /// The request's deadline, less what the ledger needs after the chain has answered.
     pub deadline: Deadline,
     pub watch: &'a SettleWatch,
+    /// This settle works for another replica (it took a hand-off): it never hands off again,
+    /// and it records every end in the row, which is how its requester learns it.
+    pub handed_off: bool,
 }
 
 /// Test builds (`--features fault-injection`) can stop dead here so that a test can SIGKILL the
@@ -135,6 +138,13 @@ pub(super) fn new_claim(
     }
 }
 
+/// Another live payment holds this one's exclusive key (a seller's invoice memo, paid once:
+/// docs/solana.md §7).
+fn memo_taken() -> Rejection {
+    Rejection::new(reason::DUPLICATE_SETTLEMENT)
+        .with_message("another payment already settles this (same seller memo)")
+}
+
 /// A stored request back as the payment it records (no clock, no chain).
 pub(super) fn revive_stored(
     handler: &dyn SchemeHandler,
@@ -207,12 +217,7 @@ impl Settle<'_> {
             ClaimOutcome::Existing(row) => self.existing(*row, Some(&payment)).await,
             ClaimOutcome::PaymentIdTaken => Err(payment_id::conflict(self.payment_id.as_deref())),
             // Another transaction already pays what this one would (a seller's invoice memo).
-            ClaimOutcome::ExclusiveTaken => Ok(self.fail(
-                &payment,
-                Rejection::new(reason::DUPLICATE_SETTLEMENT)
-                    .with_message("another payment already settles this (same seller memo)"),
-                "",
-            )),
+            ClaimOutcome::ExclusiveTaken => Ok(self.fail(&payment, memo_taken(), "")),
         }
     }
 
@@ -226,15 +231,30 @@ impl Settle<'_> {
         let Some(row) = self.fac.ledger.find(&revived.meta.replay_key).await? else {
             return Ok(failure());
         };
-        if !row.is_payment(&self.fingerprint)
-            || !matches!(
-                row.state,
-                SettlementState::Submitted | SettlementState::Settled
-            )
-        {
+        let (_, stored) = revive_stored(self.handler, &row.request)?;
+        if stored.meta.fingerprint != self.fingerprint {
             return Ok(failure());
         }
-        self.existing(row, None).await
+        match row.state {
+            SettlementState::Submitted | SettlementState::Settled => self.existing(row, None).await,
+            // The same payment, recorded failed: look at the chain once more before repeating
+            // the refusal (a misjudged row must not stay failed once the window closed).
+            SettlementState::Failed => match self.fac.ledger.take_over(&row, self.lease()).await? {
+                Some(token) => {
+                    let history = self.fac.ledger.txs(&row.replay_key).await?;
+                    let repaired = self.reexamine(&history, &token).await;
+                    let done = self
+                        .fac
+                        .ledger
+                        .defer(&row.replay_key, &token, Duration::ZERO)
+                        .await?;
+                    self.note(&row.replay_key, done, "defer");
+                    Ok(repaired?.unwrap_or_else(failure))
+                }
+                None => Ok(failure()),
+            },
+            SettlementState::Claimed => Ok(failure()),
+        }
     }
 
     /// Someone claimed this payment's replay key before us: judge the row by what it recorded.
@@ -246,15 +266,16 @@ impl Settle<'_> {
         let ledger = &self.fac.ledger;
         let (_, stored) = revive_stored(self.handler, &row.request)?;
         let tx = row.tx_id.clone().unwrap_or_default();
-        let same = row.is_payment(&self.fingerprint);
+        let same = stored.meta.fingerprint == self.fingerprint;
         let key = row.replay_key.clone();
         match row.state {
-            // The client that was told `settlement_pending` (or whose answer was cut off) is owed
-            // the final answer once; any other replay of a settled payment is refused.
+            // The client that was not given the outcome (told `settlement_pending`, cut off, or
+            // gone with a crash) is owed it once; any other replay of a settled payment is
+            // refused. With a payment-identifier, only a request carrying it collects.
             SettlementState::Settled
                 if same
                     && ledger
-                        .take_owed_answer(&key, &self.fingerprint)
+                        .take_owed_answer(&key, self.payment_id.as_deref())
                         .await?
                         .applied() =>
             {
@@ -288,6 +309,7 @@ impl Settle<'_> {
             SettlementState::Submitted => match ledger.take_over(&row, self.lease()).await? {
                 Some(token) => {
                     info!(tx = %tx, "reconciling a previously submitted settlement");
+                    self.watch.recorded(&key, &tx);
                     let txs = current(&row, &ledger.txs(&key).await?);
                     self.follow(&stored, &token, txs).await
                 }
@@ -309,9 +331,9 @@ impl Settle<'_> {
                 if let Err(e) = self.bump(payment, token, &mut txs).await {
                     warn!(replay_key = %payment.meta.replay_key, error = %e, "cannot replace a stuck transaction");
                 }
-                self.confirm(payment, token, &txs).await
+                self.follow_confirm(payment, token, &txs).await
             }
-            other => self.finish(payment, token, &txs, other).await,
+            other => self.finish(payment, token, &txs, other, false).await,
         }
     }
 
@@ -380,6 +402,16 @@ impl Settle<'_> {
         }
     }
 
+    /// Settles a payment whose row this settle holds (`token`) and under which nothing is
+    /// recorded yet: a hand-off taken for another replica.
+    pub async fn submit_claimed(
+        &self,
+        payment: &CheckedPayment,
+        token: &ClaimToken,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        self.submit(payment, token, Vec::new()).await
+    }
+
     async fn submit(
         &self,
         payment: &CheckedPayment,
@@ -388,6 +420,9 @@ impl Settle<'_> {
     ) -> Result<SettleResponse, FacilitatorError> {
         let ledger = &self.fac.ledger;
         let key = payment.meta.replay_key.as_str();
+        if !self.handed_off && !self.handler.can_sign() && self.fac.handoffs.enabled {
+            return self.hand_off(payment, token).await;
+        }
         for _ in 0..MAX_PREPARE_ROUNDS {
             let prepared = match self.handler.prepare(payment, self.deadline).await {
                 Ok(Preparation::Ready(prepared)) => prepared,
@@ -430,6 +465,10 @@ impl Settle<'_> {
                     return self.confirm(payment, token, &txs).await;
                 }
                 Ok(Broadcast::Retry(why)) => {
+                    self.fac
+                        .metrics
+                        .nonce_conflicts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     warn!(tx = %prepared.tx_id, %why, "transaction cannot be mined as signed; signing again");
                 }
                 Ok(Broadcast::Rejected(rejection)) => {
@@ -470,6 +509,16 @@ impl Settle<'_> {
         token: &ClaimToken,
     ) -> Result<(), FacilitatorError> {
         let key = &payment.meta.replay_key;
+        if self.handed_off {
+            // The requester reads the outcome from the row: a fault of ours, said as such.
+            let done = self
+                .fac
+                .ledger
+                .record_failed(key, token, reason::UNEXPECTED_SETTLE_ERROR)
+                .await?;
+            self.note(key, done, "record_failed");
+            return Ok(());
+        }
         if self.fac.ledger.release(key, token).await? == Transition::Lost {
             // Transactions were recorded under this row before (an earlier attempt, or a
             // superseded signature): it is never deleted. Hand it back to be looked at again.
@@ -491,7 +540,7 @@ impl Settle<'_> {
     ) -> Result<SettleResponse, FacilitatorError> {
         let ledger = &self.fac.ledger;
         let key = payment.meta.replay_key.as_str();
-        if ledger.release(key, token).await? == Transition::Applied {
+        if !self.handed_off && ledger.release(key, token).await? == Transition::Applied {
             return Ok(self.fail(payment, rejection, ""));
         }
         let history = ledger.txs(key).await?;
@@ -518,7 +567,15 @@ impl Settle<'_> {
         };
         let history = ledger.txs(&row.replay_key).await?;
         match self.reexamine(&history, &token).await {
-            Ok(Some(answer)) => return Ok(answer),
+            Ok(Some(answer)) => {
+                if answer.error_reason.as_deref() == Some(reason::SETTLEMENT_PENDING) {
+                    let done = ledger
+                        .defer(&row.replay_key, &token, Duration::ZERO)
+                        .await?;
+                    self.note(&row.replay_key, done, "defer");
+                }
+                return Ok(answer);
+            }
             Ok(None) => {}
             Err(e) => {
                 let done = ledger
@@ -535,9 +592,53 @@ impl Settle<'_> {
             self.payment_id.clone(),
         );
         match ledger.reclaim(&claim, &token, self.lease()).await? {
-            Some(fresh) => self.submit(payment, &fresh, Vec::new()).await,
-            None => Ok(self.duplicate(payment, &tx)),
+            ClaimOutcome::Claimed(fresh) => self.submit(payment, &fresh, Vec::new()).await,
+            ClaimOutcome::Existing(_) => Ok(self.duplicate(payment, &tx)),
+            ClaimOutcome::PaymentIdTaken => {
+                let done = ledger
+                    .defer(&row.replay_key, &token, Duration::ZERO)
+                    .await?;
+                self.note(&row.replay_key, done, "defer");
+                Err(payment_id::conflict(self.payment_id.as_deref()))
+            }
+            // While this payment was failed, another took its seller memo: it stays failed.
+            ClaimOutcome::ExclusiveTaken => {
+                let done = ledger
+                    .defer(&row.replay_key, &token, Duration::ZERO)
+                    .await?;
+                self.note(&row.replay_key, done, "defer");
+                Ok(self.fail(payment, memo_taken(), ""))
+            }
         }
+    }
+
+    /// The reconciler's look at a failed row that recorded transactions (review M-1: no
+    /// misjudgment may stay for ever): `true` when it was repaired. Held with `token`; given
+    /// back with `backoff` otherwise.
+    pub async fn recheck_failed(
+        &self,
+        row: &SettlementRecord,
+        token: &ClaimToken,
+        backoff: Duration,
+    ) -> Result<bool, FacilitatorError> {
+        let history = self.fac.ledger.txs(&row.replay_key).await?;
+        let repaired = match self.reexamine(&history, token).await {
+            Ok(Some(answer)) => answer.error_reason.as_deref() != Some(reason::SETTLEMENT_PENDING),
+            Ok(None) => false,
+            Err(e) => {
+                let _ = self.fac.ledger.defer(&row.replay_key, token, backoff).await;
+                return Err(e);
+            }
+        };
+        if !repaired {
+            let done = self
+                .fac
+                .ledger
+                .defer(&row.replay_key, token, backoff)
+                .await?;
+            self.note(&row.replay_key, done, "defer");
+        }
+        Ok(repaired)
     }
 
     /// Looks at every recorded transaction of a payment, newest attempt first, each against the
@@ -556,18 +657,32 @@ impl Settle<'_> {
             let Some(first) = txs.first() else { continue };
             let (request, paid) = revive_stored(self.handler, &first.request)?;
             let recorded: Vec<RecordedTx> = txs.iter().map(|t| recorded(t)).collect();
-            let Some(TxStatus::Confirmed(inclusion)) = self
+            let inclusion = match self
                 .handler
                 .examine(&paid, &recorded, self.deadline)
                 .await?
-            else {
-                continue;
+            {
+                Some(TxStatus::Confirmed(inclusion)) => inclusion,
+                // One of them may still be mined: claiming the payment again now would race a
+                // second transaction against it. Not yet.
+                Some(TxStatus::Pending) => {
+                    let tx = recorded.last().map(|t| t.tx_id.clone()).unwrap_or_default();
+                    return Ok(Some(self.fail(
+                        &paid,
+                        Rejection::new(reason::SETTLEMENT_PENDING).with_message(
+                            "an earlier transaction of this payment may still be mined; settle again later",
+                        ),
+                        &tx,
+                    )));
+                }
+                Some(TxStatus::Failed(_)) | None => continue,
             };
-            let fingerprint = first
-                .fingerprint
-                .clone()
-                .unwrap_or_else(|| request.fingerprint());
-            let claim = new_claim(&paid, &request, fingerprint.clone(), None);
+            let claim = new_claim(
+                &paid,
+                &request,
+                paid.meta.fingerprint.clone(),
+                payment_id::extract(&request).ok().flatten(),
+            );
             let block = inclusion.block.and_then(|b| i64::try_from(b).ok());
             let included = Included {
                 tx_id: &inclusion.tx_id,
@@ -585,11 +700,11 @@ impl Settle<'_> {
                 tx = %inclusion.tx_id,
                 "repaired a payment recorded as failed: the chain shows its transaction paid"
             );
-            if fingerprint == self.fingerprint
+            if paid.meta.fingerprint == self.fingerprint
                 && self
                     .fac
                     .ledger
-                    .take_owed_answer(&claim.replay_key, &fingerprint)
+                    .take_owed_answer(&claim.replay_key, self.payment_id.as_deref())
                     .await?
                     .applied()
             {
@@ -607,6 +722,135 @@ impl Settle<'_> {
         Ok(None)
     }
 
+    /// This replica holds no key for the network: queue the claim for one that does, and wait
+    /// for its outcome until the request's deadline (then `settlement_pending`, owed, when
+    /// something was sent; 503 when nobody could take it).
+    async fn hand_off(
+        &self,
+        payment: &CheckedPayment,
+        token: &ClaimToken,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let ledger = &self.fac.ledger;
+        let key = payment.meta.replay_key.as_str();
+        let deadline_ms =
+            now_ms() + i64::try_from(self.deadline.remaining().as_millis()).unwrap_or(i64::MAX);
+        if ledger.hand_off(key, token, deadline_ms).await? == Transition::Lost {
+            return Ok(self.duplicate(payment, ""));
+        }
+        self.fac
+            .metrics
+            .handed_off
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = ledger
+            .notify(
+                crate::ledger::HANDOFF_CHANNEL,
+                &payment.meta.network.to_string(),
+            )
+            .await
+        {
+            warn!(error = %e, "cannot announce a hand-off; replicas poll for it");
+        }
+        info!(replay_key = %key, "no signer lease here: handed the payment to a replica that holds one");
+        // The requester's own deadline is a little later than the taker's (the ledger reserve).
+        let until = self.deadline.instant() + LEDGER_RESERVE;
+        loop {
+            let row = ledger.find(key).await?;
+            match row {
+                Some(r) if r.handoff_waiting(token) => {
+                    if std::time::Instant::now() >= until
+                        && ledger.withdraw_handoff(key, token).await?.applied()
+                    {
+                        return Err(SchemeError::Signer(format!(
+                            "no replica holding a key for {} took the payment in time",
+                            payment.meta.network
+                        ))
+                        .into());
+                    }
+                }
+                Some(r) if r.fingerprint.as_deref() == Some(self.fingerprint.as_str()) => {
+                    if let Some(answer) = self.handed_outcome(payment, &r, until).await? {
+                        return Ok(answer);
+                    }
+                }
+                // Taken back, or another payment's row now: nothing of ours is pending.
+                _ => {
+                    return Err(SchemeError::Signer(
+                        "the hand-off ended without an outcome".into(),
+                    )
+                    .into());
+                }
+            }
+            let wait = until
+                .saturating_duration_since(std::time::Instant::now())
+                .min(Duration::from_millis(100));
+            tokio::select! {
+                _ = self.fac.handoffs.outcome.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// What a handed-off payment's row says to its requester, if it says anything yet.
+    async fn handed_outcome(
+        &self,
+        payment: &CheckedPayment,
+        row: &SettlementRecord,
+        until: std::time::Instant,
+    ) -> Result<Option<SettleResponse>, FacilitatorError> {
+        let tx = row.tx_id.clone().unwrap_or_default();
+        let pending = || {
+            self.fail(
+                payment,
+                Rejection::new(reason::SETTLEMENT_PENDING).with_message(
+                    "not confirmed within the settle bound; settle again with the same payload to reconcile",
+                ),
+                &tx,
+            )
+        };
+        Ok(match row.state {
+            SettlementState::Settled => {
+                // The taker delivers to nobody: this request does, and clears what is owed.
+                if let Err(e) = self
+                    .fac
+                    .ledger
+                    .take_owed_answer(&row.replay_key, self.payment_id.as_deref())
+                    .await
+                {
+                    warn!(replay_key = %row.replay_key, error = %e, "cannot clear an owed answer");
+                }
+                Some(self.success(payment, &tx))
+            }
+            SettlementState::Failed => {
+                let reason = row
+                    .error_reason
+                    .clone()
+                    .unwrap_or_else(|| reason::UNEXPECTED_SETTLE_ERROR.into());
+                if reason == reason::UNEXPECTED_SETTLE_ERROR {
+                    return Err(SchemeError::Unavailable(
+                        "the replica that took the payment could not settle it; nothing moved"
+                            .into(),
+                    )
+                    .into());
+                }
+                Some(self.fail(payment, Rejection::new(reason), &tx))
+            }
+            // The taker answered `settlement_pending` (it gave its lease up): so do we.
+            SettlementState::Submitted if !row.lease_active(now_ms()) => Some(pending()),
+            _ if std::time::Instant::now() >= until => {
+                // Still being worked on at our deadline: what the taker recorded is owed to the
+                // client already (owed from the moment a transaction is recorded).
+                if tx.is_empty() {
+                    return Err(SchemeError::Unavailable(
+                        "the replica that took the payment has not sent it yet".into(),
+                    )
+                    .into());
+                }
+                Some(pending())
+            }
+            _ => None,
+        })
+    }
+
     async fn confirm(
         &self,
         payment: &CheckedPayment,
@@ -620,18 +864,36 @@ impl Settle<'_> {
         if matches!(status, Ok(TxStatus::Confirmed(_))) {
             fault_point("after_confirm");
         }
-        self.finish(payment, token, txs, status).await
+        self.finish(payment, token, txs, status, true).await
+    }
+
+    /// Waits for the outcome of transactions an earlier request recorded.
+    async fn follow_confirm(
+        &self,
+        payment: &CheckedPayment,
+        token: &ClaimToken,
+        txs: &[RecordedTx],
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let status = self
+            .handler
+            .await_outcome(payment, txs, self.deadline)
+            .await;
+        self.finish(payment, token, txs, status, false).await
     }
 
     /// Records what the chain said and answers with it. The chain's word is the answer: a
     /// ledger fault while recording it is logged and left to the reconciler (the row keeps its
     /// transactions and its lease runs out).
+    /// `own`: this request sent the transactions (a success is its own to deliver); otherwise it
+    /// follows an earlier request's, and a success is delivered only if an answer is owed
+    /// (after a reorg, a replay of a payment already answered must not be served again).
     async fn finish(
         &self,
         payment: &CheckedPayment,
         token: &ClaimToken,
         txs: &[RecordedTx],
         status: Result<TxStatus, SchemeError>,
+        own: bool,
     ) -> Result<SettleResponse, FacilitatorError> {
         let ledger = &self.fac.ledger;
         let key = payment.meta.replay_key.as_str();
@@ -654,6 +916,9 @@ impl Settle<'_> {
         };
         match status {
             Ok(TxStatus::Confirmed(inclusion)) => {
+                // Our own transaction: from here the chain's word is the answer, also when the
+                // ledger write below is slow (the HTTP cut-off then answers the success).
+                let waiting = !own || self.watch.deliver(&inclusion.tx_id);
                 let block = inclusion.block.and_then(|b| i64::try_from(b).ok());
                 let included = Included {
                     tx_id: &inclusion.tx_id,
@@ -664,18 +929,45 @@ impl Settle<'_> {
                     "record_settled",
                     ledger.record_settled(key, token, &included).await,
                 );
-                // This answer is the final one, and nothing more is owed to an earlier
-                // pending, unless the client stopped waiting for it (then it stays owed).
-                if !self.watch.abandoned() {
-                    recorded(
-                        "take_owed_answer",
-                        ledger
-                            .take_owed_answer(key, &self.fingerprint)
-                            .await
-                            .map(|_| Transition::Applied),
-                    );
+                // Whoever delivers the outcome clears what is owed: this request, if its
+                // client still waits; otherwise the answer stays owed to the client's retry.
+                let cut_off = || {
+                    self.fail(
+                        payment,
+                        Rejection::new(reason::SETTLEMENT_PENDING),
+                        &inclusion.tx_id,
+                    )
+                };
+                if !waiting {
+                    return Ok(cut_off());
                 }
-                Ok(self.success(payment, &inclusion.tx_id))
+                let owed = ledger
+                    .take_owed_answer(key, self.payment_id.as_deref())
+                    .await;
+                match (own, owed) {
+                    (true, result) => {
+                        recorded("take_owed_answer", result.map(|_| Transition::Applied));
+                        Ok(self.success(payment, &inclusion.tx_id))
+                    }
+                    // Following an earlier request's transaction: the success is this client's
+                    // only if the answer was owed, and only if it still waits for it.
+                    (false, Ok(Transition::Applied)) if self.watch.deliver(&inclusion.tx_id) => {
+                        Ok(self.success(payment, &inclusion.tx_id))
+                    }
+                    (false, Ok(Transition::Applied)) => {
+                        recorded("owe_again", ledger.owe_again(key).await);
+                        Ok(cut_off())
+                    }
+                    (false, Ok(Transition::Lost)) => Ok(self.fail(
+                        payment,
+                        Rejection::new(payment.meta.replay_reason).with_message(format!(
+                            "payment already settled in transaction {}",
+                            inclusion.tx_id
+                        )),
+                        "",
+                    )),
+                    (false, Err(e)) => Err(e.into()),
+                }
             }
             Ok(TxStatus::Failed(rejection)) => {
                 recorded(

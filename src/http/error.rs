@@ -122,7 +122,25 @@ impl ApiError {
                 error,
             } => {
                 let conflict = matches!(error, FacilitatorError::Conflict(_));
-                let message = error.to_string();
+                // The detail (node and database texts) goes to the log with the error id; the
+                // client gets what kind of fault it was.
+                let detail = error.to_string();
+                let message = match &error {
+                    FacilitatorError::Conflict(m) => m.clone(),
+                    FacilitatorError::Ledger(_) => "the ledger is unavailable".to_string(),
+                    FacilitatorError::Scheme(SchemeError::Rpc(_)) => {
+                        "the chain RPC is unavailable".to_string()
+                    }
+                    FacilitatorError::Scheme(SchemeError::Signer(_)) => {
+                        "no usable signer right now".to_string()
+                    }
+                    FacilitatorError::Scheme(SchemeError::Unavailable(_)) => {
+                        "temporarily unable to settle".to_string()
+                    }
+                    FacilitatorError::Scheme(SchemeError::Internal(_)) => {
+                        "internal error".to_string()
+                    }
+                };
                 let reason = match (conflict, endpoint) {
                     (true, _) => PAYMENT_ID_CONFLICT,
                     (false, Endpoint::Verify) => reason::UNEXPECTED_VERIFY_ERROR,
@@ -130,7 +148,7 @@ impl ApiError {
                 };
                 let body = shaped(Some(endpoint), reason, &message, &network);
                 // A conflict is the client's doing: answered, not logged as our fault.
-                let log = (!conflict).then_some(message);
+                let log = (!conflict).then_some(detail);
                 (ParkedError { body, log }, None)
             }
             ApiError::Overloaded {

@@ -1,5 +1,7 @@
-//! The HTTP surface: router, request ids and per-request spans, body limit, timeout.
+//! The HTTP surface: router, request ids and per-request spans, body limit, timeout; one file
+//! per resource (payments, receipts, discovery).
 
+mod discovery;
 pub mod error;
 mod extract;
 mod payment;
@@ -35,8 +37,13 @@ pub struct AppState {
     pub receipts_token: Option<crate::config::Secret>,
     /// Settles in flight on this replica, at most `server.max_concurrent_settles`.
     pub settle_slots: Arc<tokio::sync::Semaphore>,
+    /// Verifies in flight (each may cost several RPC calls), at most
+    /// `server.max_concurrent_verifies`.
+    pub verify_slots: Arc<tokio::sync::Semaphore>,
     /// The server's own bound on a request (`server.request_timeout_ms`).
     pub request_timeout: Duration,
+    /// The bazaar catalog; `None` when discovery is disabled.
+    pub discovery: Option<Arc<crate::discovery::Catalog>>,
 }
 
 pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> Router {
@@ -45,9 +52,12 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: Duration) -> 
         .route("/settle", post(payment::settle))
         .route("/supported", get(supported))
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/settlements", get(receipts::list))
         .route("/settlements/{transaction}", get(receipts::one))
+        .route("/discovery/resources", get(discovery::list))
+        .route("/discovery/search", get(discovery::search))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -66,11 +76,53 @@ async fn supported(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.facilitator.metrics.render(),
-    )
-        .into_response()
+    let mut text = state.facilitator.metrics.render();
+    let leases = state.facilitator.leases();
+    text.push_str(&format!(
+        "# HELP x402_replicas Live replicas on this ledger, as this one counts them.\n\
+         # TYPE x402_replicas gauge\nx402_replicas {}\n\
+         # HELP x402_signer_lease Signer leases this replica holds (2 while handing one over).\n\
+         # TYPE x402_signer_lease gauge\n",
+        leases.replicas()
+    ));
+    for (signer, (_, draining)) in leases.held() {
+        text.push_str(&format!(
+            "x402_signer_lease{{signer=\"{signer}\"}} {}\n",
+            if draining { 2 } else { 1 }
+        ));
+    }
+    if let Some(catalog) = &state.discovery {
+        text.push_str(&catalog.metrics.render());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Readiness: the ledger answers; with the replica's view of its share of the signer keys
+/// (a replica holding none still serves: it hands its settles to one that does).
+async fn ready(State(state): State<AppState>) -> Response {
+    let leases = state.facilitator.leases();
+    let signers: serde_json::Map<String, serde_json::Value> = leases
+        .held()
+        .into_iter()
+        .map(|(k, (fence, draining))| (k, json!({ "fence": fence, "draining": draining })))
+        .collect();
+    let ledger = state.facilitator.ledger().ping().await;
+    let body = json!({
+        "ready": ledger.is_ok(),
+        "checks": { "ledger": if ledger.is_ok() { "ok" } else { "unreachable" } },
+        "replicas": leases.replicas(),
+        "signers": signers,
+        "handoffs": {
+            "out": state.facilitator.metrics.handed_off.load(std::sync::atomic::Ordering::Relaxed),
+            "in": state.facilitator.metrics.taken_over.load(std::sync::atomic::Ordering::Relaxed),
+        },
+    });
+    let status = if ledger.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 async fn health(State(state): State<AppState>) -> Response {

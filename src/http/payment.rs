@@ -17,7 +17,7 @@ use super::AppState;
 use super::error::{ApiError, Endpoint};
 use super::extract::PaymentBody;
 use super::request_id::Arrived;
-use crate::facilitator::{FacilitatorError, SettleWatch, settle_failure};
+use crate::facilitator::{CutOff, FacilitatorError, SettleWatch, settle_failure};
 use crate::protocol::{SettleResponse, VerifyResponse, reason};
 use crate::scheme::{Rejection, SchemeError};
 
@@ -29,6 +29,13 @@ pub(super) async fn verify(
     Extension(Arrived(arrived)): Extension<Arrived>,
     PaymentBody(body): PaymentBody,
 ) -> Result<Json<VerifyResponse>, ApiError> {
+    let Ok(_slot) = state.verify_slots.clone().try_acquire_owned() else {
+        return Err(ApiError::Overloaded {
+            endpoint: Some(Endpoint::Verify),
+            network: String::new(),
+            retry_after: Duration::from_secs(1),
+        });
+    };
     let request = match body {
         Ok(request) => request,
         Err((rejection, _network)) => {
@@ -59,6 +66,13 @@ pub(super) async fn settle(
         Err((rejection, network)) => return Ok(Json(settle_failure(rejection, "", &network))),
     };
     let network = request.payload_network().to_string();
+    let payment_id = request
+        .extensions()
+        .and_then(|e| e.get("payment-identifier"))
+        .and_then(|e| e.get("info"))
+        .and_then(|i| i.get("id"))
+        .and_then(|id| id.as_str())
+        .map(str::to_string);
     let Ok(slot) = state.settle_slots.clone().try_acquire_owned() else {
         state
             .facilitator
@@ -87,10 +101,14 @@ pub(super) async fn settle(
     let cutoff = arrived + state.request_timeout.saturating_sub(ANSWER_RESERVE);
     match tokio::time::timeout_at(cutoff.into(), &mut task).await {
         Ok(Ok(answer)) => answer,
-        Ok(Err(join)) => Err(ApiError::Internal(format!(
-            "settle task ended abnormally: {join}"
-        ))),
-        Err(_) => Ok(cut_off(&state, &watch, &network, arrived).await?),
+        Ok(Err(join)) => Err(ApiError::fault(
+            Endpoint::Settle,
+            network,
+            FacilitatorError::Scheme(SchemeError::Internal(format!(
+                "settle task ended abnormally: {join}"
+            ))),
+        )),
+        Err(_) => Ok(cut_off(&state, &watch, &network, payment_id, arrived).await?),
     }
 }
 
@@ -100,22 +118,35 @@ async fn cut_off(
     state: &AppState,
     watch: &SettleWatch,
     network: &str,
+    payment_id: Option<String>,
     arrived: Instant,
 ) -> Result<Json<SettleResponse>, ApiError> {
-    state.facilitator.owe(watch);
     tracing::warn!(
         ms = arrived.elapsed().as_millis() as u64,
-        "settle still running at the server's time bound; answered settlement_pending"
+        "settle still running at the server's time bound; answering what it knows"
     );
-    match watch.transaction() {
-        Some((_, tx)) => Ok(Json(settle_failure(
+    match watch.abandon() {
+        // The chain has spoken (only the ledger write is late): the answer is the chain's.
+        CutOff::Confirmed { replay_key, tx } => {
+            state.facilitator.delivered(replay_key, payment_id);
+            Ok(Json(SettleResponse {
+            success: true,
+            error_reason: None,
+            error_message: None,
+            payer: None,
+            transaction: tx,
+            network: network.to_string(),
+            extensions: None,
+        }))
+        }
+        CutOff::Recorded(tx) => Ok(Json(settle_failure(
             Rejection::new(reason::SETTLEMENT_PENDING).with_message(
                 "not finished within the server's time bound; settle again with the same payload to learn the outcome",
             ),
             &tx,
             network,
         ))),
-        None => Err(ApiError::fault(
+        CutOff::Nothing => Err(ApiError::fault(
             Endpoint::Settle,
             network,
             FacilitatorError::Scheme(SchemeError::Unavailable(

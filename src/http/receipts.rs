@@ -62,7 +62,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// EVM hashes match in any case (explorers and checksummed copies differ); Solana signatures
 /// are base58, where case matters, so only `0x` ids are folded.
 fn normalize_tx(tx: &str) -> String {
-    if tx.len() > 2 && tx[..2].eq_ignore_ascii_case("0x") {
+    // `get`, not slicing: the path is the client's, and byte 2 may fall inside a character.
+    if tx.len() > 2 && tx.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x")) {
         tx.to_ascii_lowercase()
     } else {
         tx.to_string()
@@ -165,7 +166,7 @@ fn receipt(r: &SettlementRecord) -> Value {
 }
 
 /// Unix milliseconds as an RFC 3339 UTC timestamp (civil-from-days, H. Hinnant).
-fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;

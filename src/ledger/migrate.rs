@@ -23,6 +23,16 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0002_money_path.sql"),
     ),
     (
+        3,
+        "replicas",
+        include_str!("../../migrations/postgres/0003_replicas.sql"),
+    ),
+    (
+        5,
+        "discovery",
+        include_str!("../../migrations/postgres/0005_discovery.sql"),
+    ),
+    (
         6,
         "exclusive_key",
         include_str!("../../migrations/postgres/0006_exclusive_key.sql"),
@@ -39,6 +49,16 @@ const SQLITE: &[(i64, &str, &str)] = &[
         2,
         "money_path",
         include_str!("../../migrations/sqlite/0002_money_path.sql"),
+    ),
+    (
+        3,
+        "replicas",
+        include_str!("../../migrations/sqlite/0003_replicas.sql"),
+    ),
+    (
+        5,
+        "discovery",
+        include_str!("../../migrations/sqlite/0005_discovery.sql"),
     ),
     (
         6,

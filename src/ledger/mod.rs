@@ -13,9 +13,13 @@
 //! `failed` row may be claimed again because the chain did not consume the authorization.
 //!
 //! Files: [`settlements`] (the payment rows, their recorded transactions, payment
-//! identifiers), [`signers`] (signer leases), `migrate` (the schema, per backend).
+//! identifiers), [`signers`] (signer leases), [`replicas`] (heartbeats, the hand-off queue,
+//! notifications), [`catalog`] (the bazaar discovery catalog), `migrate` (the schema, per
+//! backend).
 
+pub mod catalog;
 mod migrate;
+mod replicas;
 mod settlements;
 mod signers;
 
@@ -25,6 +29,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::{AnyPool, Executor};
 
+pub use catalog::{
+    ListingAccept, ListingFilter, ListingOrder, ListingPayment, ListingQuery, ListingRow,
+    NewListing, PriceRange, PruneReport, UpsertOutcome,
+};
+pub use replicas::{HANDOFF_CHANNEL, OUTCOME_CHANNEL};
 pub use settlements::{
     ClaimOutcome, ClaimToken, Fence, Included, NewClaim, ReceiptQuery, SettlementRecord,
     SettlementState, Submission, TxRecord,
@@ -76,6 +85,8 @@ pub enum Backend {
 pub struct Ledger {
     pool: AnyPool,
     backend: Backend,
+    /// Kept for the Postgres notification listener (never logged: it may carry a password).
+    url: String,
 }
 
 pub type SharedLedger = Arc<Ledger>;
@@ -130,7 +141,7 @@ impl Ledger {
             }
             Backend::Postgres => options.connect(&url).await?,
         };
-        Ok(Ledger { pool, backend })
+        Ok(Ledger { pool, backend, url })
     }
 
     pub fn backend(&self) -> Backend {

@@ -95,6 +95,9 @@ pub struct SettlementRecord {
     pub block_hash: Option<String>,
     /// When the settling transaction passed the reorg depth; until then the row is watched.
     pub finalized_at: Option<i64>,
+    /// When the claim was handed to a replica holding a key, and by when it must be done.
+    pub handoff_at: Option<i64>,
+    pub handoff_deadline: Option<i64>,
 }
 
 impl SettlementRecord {
@@ -136,6 +139,8 @@ impl SettlementRecord {
             block_number: row.try_get("block_number")?,
             block_hash: row.try_get("block_hash")?,
             finalized_at: row.try_get("finalized_at")?,
+            handoff_at: row.try_get("handoff_at")?,
+            handoff_deadline: row.try_get("handoff_deadline")?,
         })
     }
 
@@ -192,6 +197,10 @@ impl ClaimToken {
     fn new() -> Self {
         ClaimToken(uuid::Uuid::new_v4().simple().to_string())
     }
+
+    pub(super) fn new_token() -> Self {
+        Self::new()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,7 +252,8 @@ pub struct ReceiptQuery {
 const COLUMNS: &str = "replay_key, network, scheme, x402_version, payer, pay_to, asset, amount, \
     resource_url, payment_id, request, state, claim_token, tx_id, raw_tx, signer, error_reason, \
     attempts, reconciles, lease_until, created_at, updated_at, settled_at, fingerprint, \
-    payment_scope, pending_reported, block_number, block_hash, finalized_at";
+    payment_scope, pending_reported, block_number, block_hash, finalized_at, handoff_at, \
+    handoff_deadline";
 const TX_COLUMNS: &str =
     "tx_id, replay_key, attempt, raw_tx, signer, request, fingerprint, recorded_at";
 
@@ -262,8 +272,8 @@ const RECLAIM_FAILED: &str = "UPDATE settlements SET network = $2, scheme = $3, 
     claim_token = $14, lease_until = $15, updated_at = $16, tx_id = NULL, raw_tx = NULL, \
     signer = NULL, error_reason = NULL, attempts = attempts + 1, retry_at = 0, reconciles = 0, \
     pending_reported = 0, settled_at = NULL, block_number = NULL, block_hash = NULL, \
-    finalized_at = NULL, exclusive_key = $18 WHERE replay_key = $1 AND state = 'failed' \
-    AND claim_token = $17";
+    finalized_at = NULL, handoff_at = NULL, handoff_deadline = NULL, exclusive_key = $18 \
+    WHERE replay_key = $1 AND state = 'failed' AND claim_token = $17";
 
 /// Whether a database error is the payment-identifier index refusing a second live payment.
 fn is_payment_id_taken(e: &sqlx::Error) -> bool {
@@ -317,46 +327,58 @@ impl Ledger {
         claim: &NewClaim,
         lease: Duration,
     ) -> Result<ClaimOutcome, LedgerError> {
-        let token = ClaimToken::new();
-        let inserted = bind_claim(sqlx::query(INSERT_CLAIM), claim, &token, lease)
-            .bind(&claim.exclusive_key)
-            .execute(&self.pool)
-            .await;
-        match inserted.map(Transition::of) {
-            Ok(Transition::Applied) => return Ok(ClaimOutcome::Claimed(token)),
-            Ok(Transition::Lost) => {}
-            Err(e) if is_payment_id_taken(&e) => return Ok(ClaimOutcome::PaymentIdTaken),
-            Err(e) if is_exclusive_taken(&e) => return Ok(ClaimOutcome::ExclusiveTaken),
-            Err(e) => return Err(e.into()),
+        // A row can vanish between the insert and the read (a concurrent release): then
+        // nothing holds the payment and the insert is tried again, a bounded number of times.
+        for _ in 0..3 {
+            let token = ClaimToken::new();
+            let inserted = bind_claim(sqlx::query(INSERT_CLAIM), claim, &token, lease)
+                .bind(&claim.exclusive_key)
+                .execute(&self.pool)
+                .await;
+            match inserted.map(Transition::of) {
+                Ok(Transition::Applied) => return Ok(ClaimOutcome::Claimed(token)),
+                Ok(Transition::Lost) => {}
+                Err(e) if is_payment_id_taken(&e) => return Ok(ClaimOutcome::PaymentIdTaken),
+                Err(e) if is_exclusive_taken(&e) => return Ok(ClaimOutcome::ExclusiveTaken),
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(existing) = self.find(&claim.replay_key).await? {
+                return Ok(ClaimOutcome::Existing(Box::new(existing)));
+            }
         }
-        match self.find(&claim.replay_key).await? {
-            Some(existing) => Ok(ClaimOutcome::Existing(Box::new(existing))),
-            // Released between the insert and the read: nothing holds the payment now, so the
-            // caller may simply try again.
-            None => Err(LedgerError::Corrupt(format!(
-                "the row of {} vanished while it was claimed",
-                claim.replay_key
-            ))),
-        }
+        Err(LedgerError::Corrupt(format!(
+            "the claim of {} kept racing with releases",
+            claim.replay_key
+        )))
     }
 
     /// `failed → claimed` for a new attempt at the payment, by the holder of `token` (the
-    /// failed row taken over after its transactions were re-examined).
+    /// failed row taken over after its transactions were re-examined): `Claimed` with the new
+    /// attempt's token, `Existing` (the row as it stands) when the take-over was lost,
+    /// `PaymentIdTaken` or `ExclusiveTaken`.
     pub async fn reclaim(
         &self,
         claim: &NewClaim,
         token: &ClaimToken,
         lease: Duration,
-    ) -> Result<Option<ClaimToken>, LedgerError> {
+    ) -> Result<ClaimOutcome, LedgerError> {
         let fresh = ClaimToken::new();
         let done = bind_claim(sqlx::query(RECLAIM_FAILED), claim, &fresh, lease)
             .bind(&token.0)
             .bind(&claim.exclusive_key)
             .execute(&self.pool)
             .await;
-        match done {
-            Ok(done) => Ok(Transition::of(done).applied().then_some(fresh)),
-            Err(e) if is_payment_id_taken(&e) || is_exclusive_taken(&e) => Ok(None),
+        match done.map(Transition::of) {
+            Ok(Transition::Applied) => Ok(ClaimOutcome::Claimed(fresh)),
+            Ok(Transition::Lost) => match self.find(&claim.replay_key).await? {
+                Some(row) => Ok(ClaimOutcome::Existing(Box::new(row))),
+                None => Err(LedgerError::Corrupt(format!(
+                    "the row of {} vanished while it was claimed again",
+                    claim.replay_key
+                ))),
+            },
+            Err(e) if is_payment_id_taken(&e) => Ok(ClaimOutcome::PaymentIdTaken),
+            Err(e) if is_exclusive_taken(&e) => Ok(ClaimOutcome::ExclusiveTaken),
             Err(e) => Err(e.into()),
         }
     }
@@ -433,8 +455,8 @@ impl Ledger {
             None => {
                 sqlx::query(
                     "UPDATE settlements SET state = 'submitted', tx_id = $3, raw_tx = $4, \
-                     signer = $5, updated_at = $6 WHERE replay_key = $1 AND claim_token = $2 \
-                     AND state IN ('claimed', 'submitted')",
+                     signer = $5, updated_at = $6, pending_reported = 1 WHERE replay_key = $1 \
+                     AND claim_token = $2 AND state IN ('claimed', 'submitted')",
                 )
                 .bind(replay_key)
                 .bind(&token.0)
@@ -448,8 +470,8 @@ impl Ledger {
             Some(fence) => {
                 sqlx::query(
                     "UPDATE settlements SET state = 'submitted', tx_id = $3, raw_tx = $4, \
-                     signer = $5, updated_at = $6 WHERE replay_key = $1 AND claim_token = $2 \
-                     AND state IN ('claimed', 'submitted') AND EXISTS (SELECT 1 FROM \
+                     signer = $5, updated_at = $6, pending_reported = 1 WHERE replay_key = $1 \
+                     AND claim_token = $2 AND state IN ('claimed', 'submitted') AND EXISTS (SELECT 1 FROM \
                      signer_leases WHERE signer = $7 AND holder = $8 AND fence = $9 \
                      AND expires_at > $6)",
                 )
@@ -486,18 +508,21 @@ impl Ledger {
         Ok(done)
     }
 
-    /// `submitted → settled` by `included`, which must be one of the payment's recorded
-    /// transactions (the one the chain mined: the newest, or one it replaced).
+    /// `submitted → settled` by `included`: the transaction the chain mined for the payment
+    /// (the newest, one it replaced, or someone else's that executed the same authorization,
+    /// which then joins the payment's transactions so that receipts find it).
     pub async fn record_settled(
         &self,
         replay_key: &str,
         token: &ClaimToken,
         included: &Included<'_>,
     ) -> Result<Transition, LedgerError> {
+        let mut db = self.pool.begin().await?;
+        adopt_tx(&mut db, replay_key, token, included.tx_id, "('submitted')").await?;
         let done = sqlx::query(
             "UPDATE settlements SET state = 'settled', tx_id = $3, block_number = $4, \
              block_hash = $5, error_reason = NULL, updated_at = $6, settled_at = $6, \
-             lease_until = 0, finalized_at = NULL WHERE replay_key = $1 AND claim_token = $2 \
+             lease_until = 0, retry_at = 0, finalized_at = NULL WHERE replay_key = $1 AND claim_token = $2 \
              AND state = 'submitted' AND EXISTS (SELECT 1 FROM settlement_txs t \
              WHERE t.tx_id = $3 AND t.replay_key = $1)",
         )
@@ -507,8 +532,9 @@ impl Ledger {
         .bind(included.block_number)
         .bind(included.block_hash)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *db)
         .await?;
+        db.commit().await?;
         Ok(Transition::of(done))
     }
 
@@ -524,12 +550,22 @@ impl Ledger {
         token: &ClaimToken,
         included: &Included<'_>,
     ) -> Result<Transition, LedgerError> {
+        let mut db = self.pool.begin().await?;
+        adopt_tx(
+            &mut db,
+            &claim.replay_key,
+            token,
+            included.tx_id,
+            "('claimed', 'submitted', 'failed')",
+        )
+        .await?;
         let now = now_ms();
         let done = sqlx::query(
             "UPDATE settlements SET network = $2, scheme = $3, x402_version = $4, payer = $5, \
              pay_to = $6, asset = $7, amount = $8, resource_url = $9, payment_id = $10, \
              request = $11, fingerprint = $12, payment_scope = $13, state = 'settled', \
              tx_id = $14, block_number = $15, block_hash = $16, error_reason = NULL, \
+             attempts = (SELECT t.attempt FROM settlement_txs t WHERE t.tx_id = $14), \
              updated_at = $17, settled_at = $17, lease_until = 0, pending_reported = 1, \
              finalized_at = NULL, exclusive_key = CASE WHEN EXISTS (SELECT 1 FROM settlements o \
              WHERE o.exclusive_key = $19 AND o.state <> 'failed' AND o.replay_key <> $1) \
@@ -556,12 +592,17 @@ impl Ledger {
         .bind(now)
         .bind(&token.0)
         .bind(&claim.exclusive_key)
-        .execute(&self.pool)
+        .execute(&mut *db)
         .await;
         match done {
-            Ok(done) => Ok(Transition::of(done)),
-            // A live holder of its exclusive key committed between the check and the write.
+            Ok(done) => {
+                db.commit().await?;
+                Ok(Transition::of(done))
+            }
+            // A live holder of its exclusive key committed between the check and the write:
+            // the chain paid both, so the row is repaired without the key (one retry).
             Err(e) if is_exclusive_taken(&e) => {
+                db.rollback().await?;
                 let mut without_key = claim.clone();
                 without_key.exclusive_key = None;
                 Box::pin(self.repair_settled(&without_key, token, included)).await
@@ -569,6 +610,8 @@ impl Ledger {
             // Its payment-identifier went to another payment meanwhile: settle the row without
             // the id rather than not at all.
             Err(e) if is_payment_id_taken(&e) => {
+                // The failed statement aborted the transaction: roll it back whole.
+                db.rollback().await?;
                 let mut without_id = claim.clone();
                 without_id.payment_id = None;
                 Box::pin(self.repair_settled(&without_id, token, included)).await
@@ -639,31 +682,37 @@ impl Ledger {
         Ok(Transition::of(done))
     }
 
-    /// Consumes the final answer owed to the client of payment `fingerprint` after it was told
-    /// `settlement_pending` (applied once per such answer).
+    /// Consumes the final answer owed to the payment's client (applied once per such answer).
+    /// The caller has checked that the request is the row's payment; a row with a
+    /// payment-identifier owes its answer only to a request carrying that id (it is not on
+    /// chain, unlike the rest of a payment).
     pub async fn take_owed_answer(
         &self,
         replay_key: &str,
-        fingerprint: &str,
+        payment_id: Option<&str>,
     ) -> Result<Transition, LedgerError> {
         let done = sqlx::query(
             "UPDATE settlements SET pending_reported = 0 WHERE replay_key = $1 \
-             AND state = 'settled' AND pending_reported = 1 AND fingerprint = $2",
+             AND state = 'settled' AND pending_reported = 1 \
+             AND (payment_id IS NULL OR payment_id = $2)",
         )
         .bind(replay_key)
-        .bind(fingerprint)
+        .bind(payment_id)
         .execute(&self.pool)
         .await?;
         Ok(Transition::of(done))
     }
 
-    /// Marks the row's client as owed its final answer: the answer it was given (cut off by
-    /// the server's own time bound) did not carry the outcome.
-    pub async fn owe_answer(&self, replay_key: &str) -> Result<Transition, LedgerError> {
-        let done = sqlx::query("UPDATE settlements SET pending_reported = 1 WHERE replay_key = $1")
-            .bind(replay_key)
-            .execute(&self.pool)
-            .await?;
+    /// Owes the answer again after `take_owed_answer` took it for a client that stopped
+    /// waiting before it was told.
+    pub async fn owe_again(&self, replay_key: &str) -> Result<Transition, LedgerError> {
+        let done = sqlx::query(
+            "UPDATE settlements SET pending_reported = 1 WHERE replay_key = $1 \
+             AND state = 'settled' AND pending_reported = 0",
+        )
+        .bind(replay_key)
+        .execute(&self.pool)
+        .await?;
         Ok(Transition::of(done))
     }
 
@@ -697,10 +746,37 @@ impl Ledger {
         let sql = format!(
             "SELECT {COLUMNS} FROM settlements WHERE state IN ('claimed', 'submitted') \
              AND lease_until <= $1 AND retry_at <= $1 AND network IN ({}) \
+             AND (handoff_at IS NULL OR state <> 'claimed' OR handoff_deadline <= $1) \
              ORDER BY lease_until LIMIT $2",
             placeholders(3, networks.len())
         );
         let mut q = sqlx::query(&sql).bind(now_ms()).bind(limit);
+        for n in networks {
+            q = q.bind(n);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(SettlementRecord::decode).collect()
+    }
+
+    /// Failed rows of `networks` that recorded transactions, failed within the last hour, whose
+    /// retry time has come: looked at again in case a verdict was wrong (a lagging node, a
+    /// transaction mined after all).
+    pub async fn failed_to_recheck(
+        &self,
+        networks: &[String],
+        limit: i64,
+    ) -> Result<Vec<SettlementRecord>, LedgerError> {
+        let now = now_ms();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM settlements s WHERE state = 'failed' AND retry_at <= $1 \
+             AND updated_at >= $2 AND network IN ({}) AND EXISTS (SELECT 1 FROM settlement_txs t \
+             WHERE t.replay_key = s.replay_key) ORDER BY retry_at, updated_at LIMIT $3",
+            placeholders(4, networks.len())
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(now)
+            .bind(now - 3_600_000)
+            .bind(limit);
         for n in networks {
             q = q.bind(n);
         }
@@ -717,15 +793,32 @@ impl Ledger {
     ) -> Result<Vec<SettlementRecord>, LedgerError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM settlements WHERE state = 'settled' \
-             AND finalized_at IS NULL AND network IN ({}) ORDER BY settled_at LIMIT $1",
-            placeholders(2, networks.len())
+             AND finalized_at IS NULL AND retry_at <= $2 AND network IN ({}) \
+             ORDER BY settled_at LIMIT $1",
+            placeholders(3, networks.len())
         );
-        let mut q = sqlx::query(&sql).bind(limit);
+        let mut q = sqlx::query(&sql).bind(limit).bind(now_ms());
         for n in networks {
             q = q.bind(n);
         }
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(SettlementRecord::decode).collect()
+    }
+
+    /// The reorg watch could not judge a settled row: look again after `after`.
+    pub async fn watch_later(
+        &self,
+        replay_key: &str,
+        after: Duration,
+    ) -> Result<Transition, LedgerError> {
+        let done = sqlx::query(
+            "UPDATE settlements SET retry_at = $2 WHERE replay_key = $1 AND state = 'settled'",
+        )
+        .bind(replay_key)
+        .bind(ms_after(after))
+        .execute(&self.pool)
+        .await?;
+        Ok(Transition::of(done))
     }
 
     /// The settled row's transaction passed the reorg depth: stop watching it.
@@ -743,12 +836,13 @@ impl Ledger {
     }
 
     /// `settled → submitted`: the block that carried the settling transaction left the chain
-    /// (a reorg), so the payment is reconciled again from chain state. Its client already had
-    /// the success; nothing more is owed.
+    /// (a reorg), so the payment is reconciled again from chain state. What is owed stays as
+    /// it is: a client still owed the outcome keeps it, one already answered is not answered
+    /// again.
     pub async fn unsettle(&self, seen: &SettlementRecord) -> Result<Transition, LedgerError> {
         let done = sqlx::query(
             "UPDATE settlements SET state = 'submitted', lease_until = 0, retry_at = 0, \
-             settled_at = NULL, block_number = NULL, block_hash = NULL, pending_reported = 0, \
+             settled_at = NULL, block_number = NULL, block_hash = NULL, \
              updated_at = $4 WHERE replay_key = $1 AND state = 'settled' AND tx_id = $2 \
              AND finalized_at IS NULL AND claim_token = $3",
         )
@@ -842,4 +936,30 @@ fn bind_claim<'q>(
         .bind(token.0.clone())
         .bind(ms_after(lease))
         .bind(now_ms())
+}
+
+/// Records a transaction the payment was settled by but that we did not sign (its hash only),
+/// for the holder of the row while it is in one of `states` (an SQL list: the states the
+/// transition that follows accepts, so a refused transition leaves no trace); a transaction
+/// already recorded is left as it is.
+async fn adopt_tx(
+    db: &mut sqlx::AnyConnection,
+    replay_key: &str,
+    token: &ClaimToken,
+    tx_id: &str,
+    states: &'static str,
+) -> Result<(), LedgerError> {
+    sqlx::query(&format!(
+        "INSERT INTO settlement_txs (tx_id, replay_key, attempt, raw_tx, signer, request, \
+         fingerprint, recorded_at) SELECT $3, replay_key, attempts, NULL, NULL, request, \
+         fingerprint, $4 FROM settlements WHERE replay_key = $1 AND claim_token = $2 \
+         AND state IN {states} ON CONFLICT (tx_id) DO NOTHING"
+    ))
+    .bind(replay_key)
+    .bind(&token.0)
+    .bind(tx_id)
+    .bind(now_ms())
+    .execute(db)
+    .await?;
+    Ok(())
 }

@@ -163,6 +163,10 @@ impl<S: Scheme> SchemeHandler for Erased<S> {
         self.0.finality(inclusion, deadline).await
     }
 
+    fn can_sign(&self) -> bool {
+        self.0.can_sign()
+    }
+
     async fn discard(&self, prepared: &Prepared) {
         if let Ok(signed) = self.signed(prepared) {
             self.0.discard(&signed).await;

@@ -152,6 +152,11 @@ pub struct PaymentMeta {
     pub pay_to: String,
     pub asset: String,
     pub amount: String,
+    /// What makes two requests *the same payment*: a digest of the signed payment and the terms
+    /// it pays, computed from parsed values so that encodings (number formats, hex case…) do not
+    /// matter. A request whose fingerprint differs from a ledger row's is another payment and
+    /// never acts on that row.
+    pub fingerprint: String,
     /// A key that at most one live payment may hold, whatever its replay key: e.g. a seller's
     /// invoice memo (`solana:<cluster>/memo/<payTo>/<memo hash>`), paid once even by two
     /// different transactions (docs/solana.md §7). `None` for payments with no such key.
@@ -386,6 +391,13 @@ pub trait Scheme: Send + Sync + 'static {
     /// A prepared transaction will not be sent (its record was refused): give back what
     /// `prepare` reserved, e.g. an EVM nonce, so that no gap stalls the signer.
     async fn discard(&self, _signed: &SignedView<'_, Self::Signed>) {}
+
+    /// Whether this process can sign a settlement now (it holds a lease on a key of this
+    /// network that is not being handed over). When it cannot, the core hands the payment to a
+    /// replica that can.
+    fn can_sign(&self) -> bool {
+        true
+    }
 }
 
 /// A scheme handler as the core holds it: [`Scheme`] with its types erased (see [`Erased`]).
@@ -444,6 +456,7 @@ pub trait SchemeHandler: Send + Sync + 'static {
         deadline: Deadline,
     ) -> Result<Finality, SchemeError>;
     async fn discard(&self, prepared: &Prepared);
+    fn can_sign(&self) -> bool;
 }
 
 /// What a factory made of one configured network.

@@ -107,6 +107,19 @@ impl SchemeRegistry {
         networks
     }
 
+    /// The CAIP-2 networks whose handler can sign right now.
+    pub fn signing_networks(&self) -> Vec<String> {
+        let mut networks: Vec<String> = self
+            .handlers
+            .iter()
+            .filter(|(k, h)| k.x402_version == 2 && h.can_sign())
+            .map(|(k, _)| k.network.clone())
+            .collect();
+        networks.sort();
+        networks.dedup();
+        networks
+    }
+
     pub fn is_empty(&self) -> bool {
         self.handlers.is_empty()
     }

@@ -336,42 +336,61 @@ async fn a_failed_settle_releases_the_claim_and_burns_no_nonce() {
 
 #[tokio::test]
 async fn a_transaction_that_reverts_on_chain_is_reported_with_its_hash() {
+    sol! {
+        function transfer(address to, uint256 amount) external returns (bool);
+    }
     let c = case().await;
     let payment = harness::funded_payment(&c.chain).await;
     let body = payment.body();
+    // Read before our transaction is pending (anvil answers calls from the pending block).
+    let balance = c.chain.balance(c.chain.token, payment.from).await;
     c.chain.set_automine(false).await;
     let app = &c.app;
     let settle = async { app.settle(&body).await };
-    let front_run = async {
-        // Wait until the facilitator's transaction is in the mempool, then submit the same
-        // authorization with a higher tip and mine both in one block: ours must revert.
-        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-        let call = transferWithAuthorizationCall {
-            from: payment.from,
-            to: payment.to,
-            value: payment.value,
-            validAfter: U256::from(payment.valid_after),
-            validBefore: U256::from(payment.valid_before),
-            nonce: payment.nonce,
-            signature: payment.signature(),
-        };
-        use alloy::network::TransactionBuilder;
-        use alloy::providers::Provider;
-        let tx = alloy::rpc::types::TransactionRequest::default()
-            .with_to(c.chain.token)
-            .with_input(call.abi_encode())
-            .with_gas_limit(200_000)
-            .with_max_fee_per_gas(1_000_000_000_000)
-            .with_max_priority_fee_per_gas(500_000_000_000);
-        let _pending = c
+    let drain = async {
+        // Once the facilitator's transaction is in the mempool, the payer moves its whole
+        // balance away with a higher tip, mined in the same block: ours reverts, the
+        // authorization stays unused and no money reaches the seller. (A front-run that uses
+        // the same authorization is a payment, see money_path::a_front_run_payment_is_settled_not_failed.)
+        while c.chain.raw("txpool_status").await["pending"] == "0x0" {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let payer = format!("{:#x}", payment.from);
+        c.chain
+            .rpc("anvil_impersonateAccount", (payer.clone(),))
+            .await;
+        c.chain.fund(payment.from, U256::from(10u128.pow(18))).await;
+        let data = transferCall {
+            to: Address::repeat_byte(0x77),
+            amount: balance,
+        }
+        .abi_encode();
+        let drained = c
             .chain
-            .provider
-            .send_transaction(tx)
-            .await
-            .expect("front-run sent");
+            .rpc(
+                "eth_sendTransaction",
+                (json!({
+                    "from": payer,
+                    "to": format!("{:#x}", c.chain.token),
+                    "data": format!("0x{}", alloy::hex::encode(data)),
+                    "gas": "0x30d40",
+                    "maxFeePerGas": "0xe8d4a51000",
+                    "maxPriorityFeePerGas": "0x746a528800",
+                }),),
+            )
+            .await;
         c.chain.mine().await;
+        drained.as_str().expect("drain tx hash").to_string()
     };
-    let (settled, ()) = tokio::join!(settle, front_run);
+    let (settled, drained) = tokio::join!(settle, drain);
+    let receipt = c
+        .chain
+        .rpc("eth_getTransactionReceipt", (drained.clone(),))
+        .await;
+    assert_eq!(
+        receipt["status"], "0x1",
+        "the payer's own transfer went first: {receipt}"
+    );
     c.chain.set_automine(true).await;
     assert_eq!(settled["success"], false, "{settled}");
     assert_eq!(
@@ -380,10 +399,11 @@ async fn a_transaction_that_reverts_on_chain_is_reported_with_its_hash() {
     );
     let tx = settled["transaction"].as_str().unwrap_or_default();
     assert_eq!(tx.len(), 66, "the reverted transaction is named: {settled}");
+    assert!(c.chain.has_receipt(tx).await, "it was mined (and reverted)");
     assert_eq!(
         c.chain.balance(c.chain.token, payment.pay_to).await,
-        payment.amount,
-        "paid once, by the front-runner"
+        U256::ZERO,
+        "no money reached the seller"
     );
 }
 

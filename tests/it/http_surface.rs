@@ -215,6 +215,8 @@ async fn every_refusal_is_json_with_an_error_id() {
         ("POST", "/supported", StatusCode::METHOD_NOT_ALLOWED),
         ("DELETE", "/settlements", StatusCode::METHOD_NOT_ALLOWED),
         ("GET", "/settlements/%ff", StatusCode::BAD_REQUEST),
+        // A multi-byte character across the `0x` prefix test: a 404, not a panic.
+        ("GET", "/settlements/a%C3%A9", StatusCode::NOT_FOUND),
         ("GET", "/settlements?limit=abc", StatusCode::BAD_REQUEST),
         ("GET", "/settlements?unknown=1", StatusCode::BAD_REQUEST),
     ];

@@ -4,6 +4,7 @@
 mod harness;
 
 mod cli;
+mod discovery;
 mod evm_rejections;
 mod evm_settle;
 mod exactly_once;
@@ -11,5 +12,6 @@ mod http_surface;
 mod interop_suite;
 mod ledger_contract;
 mod money_path;
+mod replicas;
 mod sdk_interop;
 mod svm;

@@ -230,13 +230,20 @@ impl Chain {
         self.call(deadline, f(provider.clone())).await
     }
 
-    /// Sends signed bytes to each URL in turn until one takes them (module docs).
+    /// Sends signed bytes to each URL in turn until one takes them (module docs). Once any URL
+    /// may have received them, a later URL's refusal is no verdict on them (the first may
+    /// still mine them): the outcome is then ambiguous.
     pub async fn send(&self, deadline: Deadline, raw: &[u8]) -> Sent {
-        let mut ambiguous = None;
+        let mut ambiguous: Option<String> = None;
         let mut unreachable = String::new();
         for provider in &self.providers {
             if deadline.passed() {
-                ambiguous.get_or_insert_with(|| "the request's deadline passed".to_string());
+                if ambiguous.is_none() {
+                    // Nothing was tried: the bytes never left this process.
+                    return Sent::Unreachable(
+                        "the request's deadline passed before sending".into(),
+                    );
+                }
                 break;
             }
             let sent = self
@@ -253,6 +260,12 @@ impl Chain {
                         || m.contains("already imported")
                     {
                         return Sent::Accepted;
+                    }
+                    if let Some(why) = ambiguous {
+                        return Sent::Ambiguous(format!(
+                            "{why}; then another URL refused them ({})",
+                            p.message
+                        ));
                     }
                     return Sent::Refused(RpcFailure::Node(p));
                 }

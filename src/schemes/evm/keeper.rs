@@ -76,8 +76,8 @@ async fn fill(h: &EvmExact, gap: Gap) {
     let fees = match fees(h, deadline).await {
         Ok(f) => f,
         Err(e) => {
+            // The hole stays known: it is tried again after `stuck_after`.
             warn!(network = %h.network, error = %e, "lane keeper cannot read fees");
-            h.signers.mark_hole(gap.signer_index, gap.nonce).await;
             return;
         }
     };
@@ -101,14 +101,10 @@ async fn fill(h: &EvmExact, gap: Gap) {
         Sent::Accepted => {
             info!(network = %h.network, signer = %signer.address, nonce = gap.nonce, "filled a nonce gap")
         }
-        // The node judged it (most likely "nonce too low": something was mined there after
-        // all): the gap is gone either way.
-        Sent::Refused(verdict) => {
-            info!(network = %h.network, signer = %signer.address, nonce = gap.nonce, verdict = %verdict.message(), "a nonce gap filled itself")
-        }
+        // Whatever the node said, the hole stays known until the chain mines past it: a
+        // refused or evicted filler is sent again after `stuck_after`.
         other => {
-            warn!(network = %h.network, signer = %signer.address, nonce = gap.nonce, outcome = ?other, "could not fill a nonce gap; will retry");
-            h.signers.mark_hole(gap.signer_index, gap.nonce).await;
+            warn!(network = %h.network, signer = %signer.address, nonce = gap.nonce, outcome = ?other, "could not fill a nonce gap yet; will retry");
         }
     }
 }

@@ -56,6 +56,8 @@ pub struct EvmPayment {
     pub route: SignatureRoute,
     pub domain_name: String,
     pub domain_version: String,
+    /// See `verify::fingerprint`.
+    pub fingerprint: String,
 }
 
 pub struct EvmExact {
@@ -67,6 +69,8 @@ pub struct EvmExact {
     gate: Arc<dyn SignerGate>,
     options: EvmOptions,
     fees: tokio::sync::Mutex<Option<(Instant, alloy::eips::eip1559::Eip1559Estimation)>>,
+    /// Reorg verdicts per (block number, block hash), shared by the payments of one block.
+    block_verdicts: std::sync::Mutex<std::collections::HashMap<(u64, String), (Finality, Instant)>>,
 }
 
 /// The handler is shared with its lane keeper (`keeper.rs`), which ends when it is dropped.
@@ -185,6 +189,12 @@ impl Scheme for Arc<EvmExact> {
     async fn discard(&self, signed: &SignedView<'_, settle::SignedTx>) {
         settle::discard(self, signed).await;
     }
+
+    fn can_sign(&self) -> bool {
+        self.signers
+            .addresses()
+            .any(|a| self.gate.fence(&self.lease_key(a)).is_some())
+    }
 }
 
 impl EvmExact {
@@ -253,6 +263,7 @@ impl SchemeFactory for EvmExactFactory {
             gate,
             options,
             fees: tokio::sync::Mutex::new(None),
+            block_verdicts: std::sync::Mutex::default(),
         };
         match handler.probe(slug).await? {
             Ok(()) => {

@@ -37,6 +37,8 @@ struct Raw {
     stuck_after_ms: u64,
     #[serde(default = "default_expiry_margin")]
     expiry_margin_secs: u64,
+    #[serde(default = "default_log_lookback")]
+    log_lookback_blocks: u64,
 }
 
 fn default_poll() -> u64 {
@@ -64,6 +66,11 @@ fn default_stuck_after() -> u64 {
 fn default_expiry_margin() -> u64 {
     30
 }
+/// How far back the token's `AuthorizationUsed` events are searched for the transaction that
+/// executed a payment's authorization when none of ours did (payments live for minutes).
+fn default_log_lookback() -> u64 {
+    10_000
+}
 
 #[derive(Debug, Clone)]
 pub struct EvmOptions {
@@ -85,6 +92,8 @@ pub struct EvmOptions {
     pub stuck_after: Duration,
     /// See `default_expiry_margin`.
     pub expiry_margin_secs: u64,
+    /// See `default_log_lookback`.
+    pub log_lookback_blocks: u64,
 }
 
 impl EvmOptions {
@@ -132,6 +141,7 @@ impl EvmOptions {
             finality_depth: raw.finality_depth.max(raw.confirmations),
             stuck_after: Duration::from_millis(raw.stuck_after_ms),
             expiry_margin_secs: raw.expiry_margin_secs,
+            log_lookback_blocks: raw.log_lookback_blocks,
         })
     }
 }

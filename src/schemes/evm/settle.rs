@@ -217,11 +217,13 @@ pub(super) async fn broadcast(
     let failure = RpcFailure::Node(payload.clone());
     let message = payload.message.to_ascii_lowercase();
     let has = |s: &str| message.contains(s);
-    if has("nonce too low")
-        || has("nonce too high")
-        || has("replacement")
-        || has("nonce has already been used")
-    {
+    if has("nonce too high") {
+        // A gap before it (a nonce of ours not yet seen by this node): it becomes valid once the
+        // gap closes. Keep the nonce and the bytes; the outcome is read by id, and the bytes are
+        // sent again until then.
+        return Ok(Broadcast::Ambiguous(payload.message.to_string()));
+    }
+    if has("nonce too low") || has("replacement") || has("nonce has already been used") {
         // Another transaction holds this nonce (another process, or our view was stale):
         // this one can never be mined. Re-read the nonce and sign again.
         h.signers.resync(signed.signer_index).await;
@@ -307,48 +309,286 @@ fn decode(txs: &[RecordedTx]) -> Result<Vec<Known<'_>>, SchemeError> {
         .collect()
 }
 
-/// The first receipt found among `txs`, newest first.
-async fn any_receipt<'a>(
+/// What the chain says of a payment's recorded transactions, all of them at once: one of
+/// them paid (or someone else's transaction executed the same authorization and paid), all of
+/// them are final without paying, or not yet.
+enum Seen {
+    Paid(Inclusion),
+    /// Mined and paid, but without the network's confirmations yet.
+    Confirming,
+    AllFailed(Rejection),
+    NotYetFinal,
+}
+
+async fn receipt_of(
     h: &EvmExact,
-    txs: &'a [Known<'a>],
+    hash: B256,
     deadline: Deadline,
-) -> Result<Option<(&'a Known<'a>, TransactionReceipt)>, SchemeError> {
-    for known in txs.iter().rev() {
-        let hash = known.hash;
-        if let Some(receipt) = h
+) -> Result<Option<TransactionReceipt>, SchemeError> {
+    h.chain
+        .read(deadline, |pr| async move {
+            pr.get_transaction_receipt(hash).await
+        })
+        .await
+        .map_err(rpc)
+}
+
+/// Judges every recorded transaction. A paying one wins over failed ones (a fee bump, a
+/// re-signed transaction and the original may all be mined, at most one paying); a failed
+/// receipt is final only once every other transaction is final too (mined, or its nonce used
+/// by something else) and nobody else paid with the same authorization.
+async fn seen(
+    h: &EvmExact,
+    p: &EvmPayment,
+    known: &[Known<'_>],
+    deadline: Deadline,
+) -> Result<Seen, SchemeError> {
+    let mut failed: Option<Rejection> = None;
+    let mut unmined = Vec::new();
+    for k in known.iter().rev() {
+        match receipt_of(h, k.hash, deadline).await? {
+            Some(receipt) => match judge(p, k, &receipt) {
+                TxStatus::Confirmed(inclusion) => {
+                    return Ok(if confirmed(h, &receipt, deadline).await? {
+                        Seen::Paid(inclusion)
+                    } else {
+                        Seen::Confirming
+                    });
+                }
+                TxStatus::Failed(r) => {
+                    failed.get_or_insert(r);
+                }
+                TxStatus::Pending => unmined.push(k),
+            },
+            None => unmined.push(k),
+        }
+    }
+    if failed.is_none() && unmined.len() == known.len() {
+        // Nothing mined at all: only time (see `unminable`) or a receipt can tell.
+        return Ok(Seen::NotYetFinal);
+    }
+    for k in unmined {
+        if !nonce_used(h, k, deadline).await? {
+            return Ok(Seen::NotYetFinal);
+        }
+    }
+    match fate(h, p, deadline).await? {
+        Fate::PaidBy(inclusion) => return Ok(Seen::Paid(inclusion)),
+        Fate::Cancelled => {
+            return Ok(Seen::AllFailed(
+                Rejection::new(reason::NONCE_ALREADY_USED).with_message(
+                    "the payer cancelled the authorization (AuthorizationCanceled); no money moved",
+                ),
+            ));
+        }
+        Fate::UsedUnseen => return Ok(Seen::NotYetFinal),
+        Fate::Unused => {}
+    }
+    // About to say "no money moved": every node must agree (a lagging or forked node's "no
+    // receipt" is no verdict; review M2/M3).
+    if let Some(other) = disagreement(h, p, known, deadline).await? {
+        return Ok(other);
+    }
+    Ok(match failed {
+        Some(r) => Seen::AllFailed(r),
+        None => Seen::AllFailed(Rejection::new(reason::TRANSACTION_FAILED).with_message(
+            "every recorded transaction was dropped (its nonce went to another transaction); \
+             no money moved",
+        )),
+    })
+}
+
+/// Before a "failed, no money moved" verdict: asks every node for the receipts of every
+/// recorded transaction and for the authorization's state. A node that has a paying receipt
+/// turns the verdict around; one that does not answer, or says the authorization is used,
+/// postpones it.
+async fn disagreement(
+    h: &EvmExact,
+    p: &EvmPayment,
+    known: &[Known<'_>],
+    deadline: Deadline,
+) -> Result<Option<Seen>, SchemeError> {
+    for k in known {
+        let hash = k.hash;
+        let receipts = h
             .chain
-            .read(deadline, |pr| async move {
+            .each(deadline, |pr| async move {
                 pr.get_transaction_receipt(hash).await
             })
-            .await
-            .map_err(rpc)?
-        {
-            return Ok(Some((known, receipt)));
+            .await;
+        for receipt in receipts {
+            match receipt {
+                Ok(Some(r)) => {
+                    if let TxStatus::Confirmed(inclusion) = judge(p, k, &r) {
+                        return Ok(Some(Seen::Paid(inclusion)));
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => return Ok(Some(Seen::NotYetFinal)),
+            }
+        }
+    }
+    let a = &p.authorization;
+    let data: Bytes = IEip3009::authorizationStateCall {
+        authorizer: a.from,
+        nonce: a.nonce,
+    }
+    .abi_encode()
+    .into();
+    let call = TransactionRequest::default()
+        .to(p.asset)
+        .input(TransactionInput::new(data));
+    let states = h
+        .chain
+        .each(deadline, |pr| {
+            let c = call.clone();
+            async move { pr.call(c).await }
+        })
+        .await;
+    for state in states {
+        match state.ok().and_then(|out| bool::abi_decode(&out).ok()) {
+            Some(false) => {}
+            // Used somewhere but by nothing found: not a verdict this node-set agrees on yet.
+            Some(true) | None => return Ok(Some(Seen::NotYetFinal)),
         }
     }
     Ok(None)
 }
 
-/// What a mined transaction did, once it has the network's confirmations (`None` before).
-async fn judged(
+/// Whether the receipt has the network's confirmations.
+async fn confirmed(
     h: &EvmExact,
-    p: &EvmPayment,
-    known: &Known<'_>,
     receipt: &TransactionReceipt,
     deadline: Deadline,
-) -> Result<Option<TxStatus>, SchemeError> {
-    if h.options.confirmations > 1 {
-        let included = receipt.block_number.unwrap_or_default();
-        let head = h
-            .chain
-            .head(deadline, h.options.receipt_poll)
-            .await
-            .map_err(rpc)?;
-        if head.saturating_sub(included) + 1 < h.options.confirmations {
-            return Ok(None);
+) -> Result<bool, SchemeError> {
+    if h.options.confirmations <= 1 {
+        return Ok(true);
+    }
+    let included = receipt.block_number.unwrap_or_default();
+    let head = h
+        .chain
+        .head(deadline, h.options.receipt_poll)
+        .await
+        .map_err(rpc)?;
+    Ok(head.saturating_sub(included) + 1 >= h.options.confirmations)
+}
+
+/// Whether a transaction's nonce was used by a mined transaction (so it can never be mined).
+async fn nonce_used(h: &EvmExact, k: &Known<'_>, deadline: Deadline) -> Result<bool, SchemeError> {
+    let Some(env) = &k.envelope else {
+        return Ok(false);
+    };
+    let Some(from) = signer_of(env) else {
+        return Ok(false);
+    };
+    let mined = h
+        .chain
+        .read(deadline, |pr| async move {
+            pr.get_transaction_count(from).latest().await
+        })
+        .await
+        .map_err(rpc)?;
+    Ok(mined > env.nonce())
+}
+
+/// What became of the payment's EIP-3009 authorization, whoever submitted it.
+enum Fate {
+    Unused,
+    /// Executed by this transaction, which carries the payment's `Transfer`: a copy of our
+    /// calldata front-run with a higher tip, or another facilitator settling the same payment.
+    /// The money moved; the row says so.
+    PaidBy(Inclusion),
+    /// The payer cancelled it (`cancelAuthorization`): it can never pay.
+    Cancelled,
+    /// Spent, but neither event was found in the blocks searched: no verdict.
+    UsedUnseen,
+}
+
+async fn fate(h: &EvmExact, p: &EvmPayment, deadline: Deadline) -> Result<Fate, SchemeError> {
+    if !authorization_used(h, p, deadline, None).await? {
+        return Ok(Fate::Unused);
+    }
+    if let Some(inclusion) = paid_elsewhere(h, p, deadline).await? {
+        return Ok(Fate::PaidBy(inclusion));
+    }
+    let a = &p.authorization;
+    let head = h
+        .chain
+        .head(deadline, h.options.receipt_poll)
+        .await
+        .map_err(rpc)?;
+    let filter = alloy::rpc::types::Filter::new()
+        .address(p.asset)
+        .event_signature(IEip3009::AuthorizationCanceled::SIGNATURE_HASH)
+        .topic1(a.from.into_word())
+        .topic2(a.nonce)
+        .from_block(head.saturating_sub(h.options.log_lookback_blocks))
+        .to_block(head);
+    let cancelled = h
+        .chain
+        .read(deadline, |pr| {
+            let f = filter.clone();
+            async move { pr.get_logs(&f).await }
+        })
+        .await
+        .map_err(rpc)?;
+    Ok(if cancelled.is_empty() {
+        Fate::UsedUnseen
+    } else {
+        Fate::Cancelled
+    })
+}
+
+/// The transaction that executed this payment's authorization (see `Fate::PaidBy`), found by
+/// the token's `AuthorizationUsed(authorizer, nonce)` event.
+async fn paid_elsewhere(
+    h: &EvmExact,
+    p: &EvmPayment,
+    deadline: Deadline,
+) -> Result<Option<Inclusion>, SchemeError> {
+    let a = &p.authorization;
+    let head = h
+        .chain
+        .head(deadline, h.options.receipt_poll)
+        .await
+        .map_err(rpc)?;
+    let filter = alloy::rpc::types::Filter::new()
+        .address(p.asset)
+        .event_signature(IEip3009::AuthorizationUsed::SIGNATURE_HASH)
+        .topic1(a.from.into_word())
+        .topic2(a.nonce)
+        .from_block(head.saturating_sub(h.options.log_lookback_blocks))
+        .to_block(head);
+    let logs = h
+        .chain
+        .read(deadline, |pr| {
+            let f = filter.clone();
+            async move { pr.get_logs(&f).await }
+        })
+        .await
+        .map_err(rpc)?;
+    for log in logs {
+        let Some(hash) = log.transaction_hash else {
+            continue;
+        };
+        let Some(receipt) = receipt_of(h, hash, deadline).await? else {
+            continue;
+        };
+        let paid = receipt.status()
+            && receipt.inner.logs().iter().any(|l| {
+                l.address() == p.asset
+                    && IEip3009::Transfer::decode_log(&l.inner)
+                        .is_ok_and(|t| t.from == a.from && t.to == a.to && t.value == a.value)
+            });
+        if paid {
+            return Ok(Some(Inclusion {
+                tx_id: format!("{hash:#x}"),
+                block: receipt.block_number,
+                block_hash: receipt.block_hash.map(|b| format!("{b:#x}")),
+            }));
         }
     }
-    Ok(Some(judge(p, known, receipt)))
+    Ok(None)
 }
 
 pub(super) async fn await_outcome(
@@ -362,17 +602,13 @@ pub(super) async fn await_outcome(
     let mut last_error = None;
     let mut answered = false;
     loop {
-        // The receipt is read at once (an automining chain already has it), then once per new
-        // block: waiting settles share one `eth_blockNumber` per poll interval.
+        // The receipts are read at once (an automining chain already has them), then once per
+        // new block: waiting settles share one `eth_blockNumber` per poll interval.
         let head = h.chain.head(deadline, poll).await.ok();
-        match any_receipt(h, &known, deadline).await {
-            Ok(Some((tx, receipt))) => {
-                answered = true;
-                if let Some(status) = judged(h, p, tx, &receipt, deadline).await? {
-                    return Ok(status);
-                }
-            }
-            Ok(None) => answered = true,
+        match seen(h, p, &known, deadline).await {
+            Ok(Seen::Paid(inclusion)) => return Ok(TxStatus::Confirmed(inclusion)),
+            Ok(Seen::AllFailed(r)) => return Ok(TxStatus::Failed(r)),
+            Ok(Seen::Confirming | Seen::NotYetFinal) => answered = true,
             Err(e) => {
                 warn!(tx = %known.last().map(|k| k.recorded.tx_id.as_str()).unwrap_or(""), error = %e, "receipt poll failed");
                 last_error = Some(e);
@@ -394,7 +630,9 @@ pub(super) async fn await_outcome(
     }
 }
 
-/// Which of the recorded transactions the chain mined, from receipts alone.
+/// Which of the recorded transactions the chain mined, and what it did (no resend, no clock):
+/// `Some(Pending)` when one of them is still known to a node (it may yet be mined), `None`
+/// when none is mined or known.
 pub(super) async fn examine(
     h: &EvmExact,
     p: &EvmPayment,
@@ -402,13 +640,48 @@ pub(super) async fn examine(
     deadline: Deadline,
 ) -> Result<Option<TxStatus>, SchemeError> {
     let known = decode(txs)?;
-    match any_receipt(h, &known, deadline).await? {
-        Some((tx, receipt)) => Ok(Some(judge(p, tx, &receipt))),
-        None => Ok(None),
+    match seen(h, p, &known, deadline).await? {
+        Seen::Paid(inclusion) => Ok(Some(TxStatus::Confirmed(inclusion))),
+        Seen::AllFailed(r) => Ok(Some(TxStatus::Failed(r))),
+        Seen::Confirming => Ok(Some(TxStatus::Pending)),
+        Seen::NotYetFinal => {
+            if known_anywhere(h, &known, deadline).await? {
+                Ok(Some(TxStatus::Pending))
+            } else if let Fate::PaidBy(inclusion) = fate(h, p, deadline).await? {
+                Ok(Some(TxStatus::Confirmed(inclusion)))
+            } else {
+                Ok(None)
+            }
+        }
     }
 }
 
-/// Finds what became of recorded transactions; resends the newest if no node has it.
+/// Whether any node still has one of the transactions (in its mempool).
+async fn known_anywhere(
+    h: &EvmExact,
+    known: &[Known<'_>],
+    deadline: Deadline,
+) -> Result<bool, SchemeError> {
+    for k in known.iter().rev() {
+        let hash = k.hash;
+        let seen = h
+            .chain
+            .each(deadline, |pr| async move {
+                pr.get_transaction_by_hash(hash).await
+            })
+            .await;
+        if seen.iter().any(|r| matches!(r, Ok(Some(_)))) {
+            return Ok(true);
+        }
+        if seen.iter().all(|r| r.is_err()) {
+            return Err(SchemeError::Rpc("no RPC URL answered".into()));
+        }
+    }
+    Ok(false)
+}
+
+/// Finds what became of recorded transactions; sends the newest again if no node has it and it
+/// can still pay.
 pub(super) async fn reconcile(
     h: &EvmExact,
     p: &EvmPayment,
@@ -416,28 +689,23 @@ pub(super) async fn reconcile(
     deadline: Deadline,
 ) -> Result<TxStatus, SchemeError> {
     let known = decode(txs)?;
-    if let Some((tx, receipt)) = any_receipt(h, &known, deadline).await? {
-        return Ok(judged(h, p, tx, &receipt, deadline)
-            .await?
-            .unwrap_or(TxStatus::Pending));
+    match seen(h, p, &known, deadline).await? {
+        Seen::Paid(inclusion) => return Ok(TxStatus::Confirmed(inclusion)),
+        Seen::AllFailed(r) => return Ok(TxStatus::Failed(r)),
+        Seen::Confirming => return Ok(TxStatus::Pending),
+        Seen::NotYetFinal => {}
     }
-    for k in known.iter().rev() {
-        let hash = k.hash;
-        let seen = h
-            .chain
-            .read(deadline, |pr| async move {
-                pr.get_transaction_by_hash(hash).await
-            })
-            .await
-            .map_err(rpc)?;
-        if seen.is_some() {
-            return Ok(TxStatus::Pending);
-        }
+    if known_anywhere(h, &known, deadline).await? {
+        return Ok(TxStatus::Pending);
     }
-    // No node it was asked has any trace of it: never sent (a crash between record and
-    // broadcast), or dropped. If it can never be mined, say so; otherwise send it again.
-    if let Some(verdict) = unminable(h, p, &known, deadline).await? {
-        return Ok(verdict);
+    // No node has any trace of them: never sent (a crash between record and broadcast), or
+    // dropped. If none can ever be mined, say so; otherwise send the newest again.
+    match unminable(h, p, &known, deadline).await? {
+        Expiry::Final(status) => return Ok(status),
+        // It can no longer pay: sending it again would only burn gas on a revert. A stuck
+        // nonce is cancelled by `replace` instead.
+        Expiry::PastOnSomeNode => return Ok(TxStatus::Pending),
+        Expiry::Open => {}
     }
     let newest = known.last().map(|k| k.recorded);
     let Some(raw) = newest.and_then(|r| r.raw.as_deref()) else {
@@ -448,22 +716,9 @@ pub(super) async fn reconcile(
         Sent::Refused(RpcFailure::Node(e)) => {
             let m = e.message.to_ascii_lowercase();
             if m.contains("nonce too low") || m.contains("nonce has already been used") {
-                // Its nonce is spent: by another transaction (this one can then never be
-                // mined), or by this very one, mined meanwhile. Look again before judging.
-                if any_receipt(h, &known, deadline).await?.is_some()
-                    || authorization_used(h, p, deadline, None).await?
-                {
-                    return Ok(TxStatus::Pending);
-                }
-                return Ok(TxStatus::Failed(
-                    Rejection::new(reason::TRANSACTION_FAILED).with_message(format!(
-                        "transaction {} was dropped (its nonce was reused); no money moved",
-                        known
-                            .last()
-                            .map(|k| k.recorded.tx_id.as_str())
-                            .unwrap_or("")
-                    )),
-                ));
+                // Its nonce is spent: by another transaction, or by one of these, mined
+                // meanwhile. The next look (receipts and nonces, via `seen`) tells which.
+                return Ok(TxStatus::Pending);
             }
             if ["base fee", "fee cap", "underpriced", "max fee"]
                 .iter()
@@ -479,15 +734,25 @@ pub(super) async fn reconcile(
     }
 }
 
-/// `Some(Failed)` when no recorded transaction can ever be mined and the payment did not
-/// happen, as every configured node agrees from its own head; `None` when that is not (yet)
-/// certain. The expired transactions' nonces become holes for the lane keeper to fill.
+/// What the chain's clock says of a payment whose transactions no node has.
+enum Expiry {
+    /// A verdict every node agrees on.
+    Final(TxStatus),
+    /// Some node's head is past `validBefore`: it can no longer pay, but not every node agrees
+    /// yet (or one did not answer).
+    PastOnSomeNode,
+    Open,
+}
+
+/// `Final(Failed)` when no recorded transaction can ever be mined and the payment did not
+/// happen, as every configured node agrees from its own head (review M2: never one node's
+/// word); the expired transactions' nonces then become holes for the lane keeper to fill.
 async fn unminable(
     h: &EvmExact,
     p: &EvmPayment,
     known: &[Known<'_>],
     deadline: Deadline,
-) -> Result<Option<TxStatus>, SchemeError> {
+) -> Result<Expiry, SchemeError> {
     let a = &p.authorization;
     let heads = h
         .chain
@@ -497,13 +762,18 @@ async fn unminable(
         })
         .await;
     let mut verdicts = Vec::new();
+    let mut past_somewhere = false;
+    let mut silent = false;
     for (url, head) in heads.into_iter().enumerate() {
         let Ok(Some(block)) = head else {
-            return Ok(None); // a node that does not answer gives no verdict
+            silent = true; // a node that does not answer gives no verdict
+            continue;
         };
+        past_somewhere |= U256::from(block.header.timestamp) >= a.valid_before;
         let Some(used) = authorization_used_at(h, p, url, block.header.number, deadline).await?
         else {
-            return Ok(None);
+            silent = true;
+            continue;
         };
         let margin = U256::from(h.options.expiry_margin_secs);
         verdicts.push((
@@ -511,15 +781,27 @@ async fn unminable(
             U256::from(block.header.timestamp) > a.valid_before + margin,
         ));
     }
+    let open = if past_somewhere {
+        Expiry::PastOnSomeNode
+    } else {
+        Expiry::Open
+    };
+    if silent || verdicts.is_empty() {
+        return Ok(open);
+    }
     if verdicts.iter().all(|(used, _)| *used) {
-        return Ok(Some(TxStatus::Failed(
-            Rejection::new(reason::NONCE_ALREADY_USED).with_message(
-                "no recorded transaction executed; the authorization was used by another transaction",
-            ),
-        )));
+        return Ok(match fate(h, p, deadline).await? {
+            Fate::PaidBy(inclusion) => Expiry::Final(TxStatus::Confirmed(inclusion)),
+            Fate::Cancelled => Expiry::Final(TxStatus::Failed(
+                Rejection::new(reason::NONCE_ALREADY_USED)
+                    .with_message("the payer cancelled the authorization; no money moved"),
+            )),
+            // Spent by something not found: resending would only revert.
+            Fate::UsedUnseen | Fate::Unused => Expiry::PastOnSomeNode,
+        });
     }
     if !verdicts.iter().all(|(used, expired)| !used && *expired) {
-        return Ok(None);
+        return Ok(open);
     }
     for k in known {
         if let Some(env) = &k.envelope
@@ -529,7 +811,7 @@ async fn unminable(
             h.signers.mark_hole(index, env.nonce()).await;
         }
     }
-    Ok(Some(TxStatus::Failed(
+    Ok(Expiry::Final(TxStatus::Failed(
         Rejection::new(reason::VALID_BEFORE).with_message(
             "no recorded transaction was ever mined and the authorization has expired on chain; \
              no money moved",
@@ -663,8 +945,8 @@ pub(super) async fn replace(
     else {
         return Ok(None);
     };
-    if newest.is_cancel() || any_receipt(h, &known, deadline).await?.is_some() {
-        return Ok(None);
+    if newest.is_cancel() || !matches!(seen(h, p, &known, deadline).await?, Seen::NotYetFinal) {
+        return Ok(None); // mined (or final) meanwhile: nothing to replace
     }
     *h.fees.lock().await = None;
     let market = fees(h, deadline).await?;
@@ -737,6 +1019,13 @@ pub(super) async fn finality(
     let (Some(number), Some(recorded)) = (inclusion.block, inclusion.block_hash.as_deref()) else {
         return Ok(Finality::Final); // rows from before blocks were recorded are not watched
     };
+    let cache_key = (number, recorded.to_ascii_lowercase());
+    if let Ok(cache) = h.block_verdicts.lock()
+        && let Some((verdict, at)) = cache.get(&cache_key)
+        && at.elapsed() < BLOCK_VERDICT_TTL
+    {
+        return Ok(*verdict); // one look per block per pass, however many payments it carries
+    }
     let head = h
         .chain
         .head(deadline, h.options.receipt_poll)
@@ -745,26 +1034,49 @@ pub(super) async fn finality(
     if head < number {
         return Ok(Finality::Holding); // a node behind the block: no verdict from it
     }
-    let block = h
+    // Every node is asked: "vanished" only when each one that answers has another block at that
+    // height (a single lagging or forked node must not unsettle a payment), "holding" as soon
+    // as one still has ours, or when one does not answer.
+    let blocks = h
         .chain
-        .read(deadline, |pr| async move {
+        .each(deadline, |pr| async move {
             pr.get_block_by_number(alloy::eips::BlockNumberOrTag::Number(number))
                 .await
         })
-        .await
-        .map_err(rpc)?;
-    let Some(block) = block else {
-        return Ok(Finality::Holding);
-    };
-    if !format!("{:#x}", block.header.hash).eq_ignore_ascii_case(recorded) {
-        return Ok(Finality::Vanished);
+        .await;
+    let mut ours = false;
+    let mut others = 0;
+    for block in &blocks {
+        match block {
+            Ok(Some(b)) if format!("{:#x}", b.header.hash).eq_ignore_ascii_case(recorded) => {
+                ours = true
+            }
+            Ok(Some(_)) => others += 1,
+            Ok(None) | Err(_) => {}
+        }
     }
-    Ok(if head - number >= h.options.finality_depth {
-        Finality::Final
+    let verdict = if ours {
+        if head - number >= h.options.finality_depth {
+            Finality::Final
+        } else {
+            Finality::Holding
+        }
+    } else if others == blocks.len() {
+        Finality::Vanished
     } else {
         Finality::Holding
-    })
+    };
+    if let Ok(mut cache) = h.block_verdicts.lock() {
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(cache_key, (verdict, Instant::now()));
+    }
+    Ok(verdict)
 }
+
+/// How long one block's reorg verdict serves every payment it carries.
+const BLOCK_VERDICT_TTL: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

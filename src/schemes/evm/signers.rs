@@ -11,7 +11,7 @@
 //! - on "nonce too low" or a replaced transaction the key re-reads its pending count, never
 //!   moving below nonces already handed out, and without forgetting handed-back ones.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -42,8 +42,9 @@ struct NonceState {
     high_water: u64,
     /// Nonces handed back because their transaction never reached a mempool, with when.
     released: BTreeMap<u64, Instant>,
-    /// Nonces whose transaction can never be mined: to be filled when they block the lane.
-    holes: BTreeSet<u64>,
+    /// Nonces whose transaction can never be mined: to be filled when they block the lane,
+    /// with when a filler was last sent (kept until the chain has mined past the nonce).
+    holes: BTreeMap<u64, Option<Instant>>,
 }
 
 pub struct SignerPool {
@@ -108,7 +109,12 @@ impl SignerPool {
             let signer = &self.signers[index];
             if let Some(fence) = fence_of(signer.address) {
                 if signer.fence.swap(fence, Ordering::AcqRel) != fence {
-                    self.resync(index).await;
+                    // Another process may have used the key meanwhile: what we handed back or
+                    // meant to fill may be its now.
+                    let mut state = signer.nonce.lock().await;
+                    state.next = None;
+                    state.released.clear();
+                    state.holes.clear();
                 }
                 return Some((index, fence));
             }
@@ -147,7 +153,7 @@ impl SignerPool {
                     .await?;
                 // Handed-back nonces the chain has since seen used are gone.
                 state.released.retain(|n, _| *n >= pending);
-                state.holes.retain(|n| *n >= pending);
+                state.holes.retain(|n, _| *n >= pending);
                 pending.max(state.high_water)
             }
         };
@@ -171,7 +177,13 @@ impl SignerPool {
 
     /// A nonce whose recorded transaction can never be mined: fill it if it blocks the lane.
     pub async fn mark_hole(&self, index: usize, nonce: u64) {
-        self.signer(index).nonce.lock().await.holes.insert(nonce);
+        self.signer(index)
+            .nonce
+            .lock()
+            .await
+            .holes
+            .entry(nonce)
+            .or_insert(None);
     }
 
     /// Forgets the local view after the node said our nonce is stale; the next `take_nonce`
@@ -189,26 +201,32 @@ impl SignerPool {
     }
 
     /// Given the signer's mined count `latest` (the next nonce the chain will execute), the
-    /// nonce to fill now, if it is a hole or a handed-back nonce unused for `unused_for`.
+    /// nonce to fill now: a hole not filled yet (or whose filler has not been mined within
+    /// `wait`), or a handed-back nonce unused for `wait`. A hole stays known until the chain
+    /// mines past it, so a filler that was refused or evicted is sent again.
     pub async fn gap_at(
         &self,
         index: usize,
         latest: u64,
-        unused_for: std::time::Duration,
+        wait: std::time::Duration,
     ) -> Option<Gap> {
         let mut state = self.signer(index).nonce.lock().await;
-        state.holes.retain(|n| *n >= latest);
+        state.holes.retain(|n, _| *n >= latest);
         state.released.retain(|n, _| *n >= latest);
-        if state.high_water <= latest {
+        if state.high_water <= latest && !state.holes.contains_key(&latest) {
             return None; // nothing of ours waits behind `latest`
         }
-        let blocking = state.holes.remove(&latest)
-            || state
-                .released
-                .get(&latest)
-                .is_some_and(|at| at.elapsed() >= unused_for);
-        if blocking {
+        let hole_due = state
+            .holes
+            .get(&latest)
+            .is_some_and(|tried| tried.is_none_or(|at| at.elapsed() >= wait));
+        let released_due = state
+            .released
+            .get(&latest)
+            .is_some_and(|at| at.elapsed() >= wait);
+        if hole_due || released_due {
             state.released.remove(&latest);
+            state.holes.insert(latest, Some(Instant::now()));
             return Some(Gap {
                 signer_index: index,
                 nonce: latest,

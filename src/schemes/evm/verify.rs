@@ -70,14 +70,6 @@ fn parse(h: &EvmExact, req: &PaymentRequest) -> Result<Parsed, Rejection> {
             "asset, payTo or amount is malformed".into(),
         );
     };
-    if let Some(allowed) = &h.options.assets
-        && !allowed.contains(&asset)
-    {
-        return no(
-            generic::INVALID_PAYMENT_REQUIREMENTS,
-            format!("asset {asset} is not accepted here"),
-        );
-    }
     let parsed = match payload::parse(req.scheme_payload()) {
         Ok(p) => p,
         Err(PayloadError::UnsupportedType(m)) => return no(reason::UNSUPPORTED_PAYLOAD_TYPE, m),
@@ -89,6 +81,7 @@ fn parse(h: &EvmExact, req: &PaymentRequest) -> Result<Parsed, Rejection> {
         None if parsed.signature.len() == 65 => SignatureRoute::Eoa,
         None => SignatureRoute::ContractWallet,
     };
+    let fingerprint = fingerprint(h.chain_id, asset, pay_to, amount, &parsed);
     Ok(Parsed {
         deployment: parsed.deployment,
         payment: EvmPayment {
@@ -101,8 +94,50 @@ fn parse(h: &EvmExact, req: &PaymentRequest) -> Result<Parsed, Rejection> {
             route,
             domain_name,
             domain_version,
+            fingerprint,
         },
     })
+}
+
+/// What makes two requests the same payment, from parsed values, so that encodings do not
+/// matter (a value as a number or a string, leading zeros, address or hex case, `v` as 0/1 or
+/// 27/28): the chain, the asset, the payee and amount, the authorization, the signature and
+/// any ERC-6492 deployment.
+fn fingerprint(
+    chain_id: u64,
+    asset: Address,
+    pay_to: Address,
+    amount: U256,
+    parsed: &payload::ParsedPayload,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let a = &parsed.authorization;
+    let mut signature = parsed.signature.to_vec();
+    if signature.len() == 65 && signature[64] < 27 {
+        signature[64] += 27;
+    }
+    let deployment = parsed
+        .deployment
+        .as_ref()
+        .map(|d| {
+            format!(
+                "{:#x}:{}",
+                d.factory,
+                alloy::primitives::hex::encode(&d.calldata)
+            )
+        })
+        .unwrap_or_default();
+    let terms = format!(
+        "evm-exact|{chain_id}|{asset:#x}|{pay_to:#x}|{amount}|{:#x}|{:#x}|{}|{}|{}|{:#x}|{}|{deployment}",
+        a.from,
+        a.to,
+        a.value,
+        a.valid_after,
+        a.valid_before,
+        a.nonce,
+        alloy::primitives::hex::encode(&signature),
+    );
+    alloy::primitives::hex::encode(Sha256::digest(terms.as_bytes()))
 }
 
 fn checked(h: &EvmExact, p: EvmPayment) -> Checked<EvmPayment> {
@@ -117,6 +152,7 @@ fn checked(h: &EvmExact, p: EvmPayment) -> Checked<EvmPayment> {
             pay_to: p.pay_to.to_checksum(None),
             asset: p.asset.to_checksum(None),
             amount: p.amount.to_string(),
+            fingerprint: p.fingerprint.clone(),
             exclusive_key: None,
         },
         payment: p,
@@ -139,6 +175,16 @@ pub(super) async fn check(
         deployment,
     } = parse(h, req)?;
     let payer = payment.authorization.from.to_checksum(None);
+    // Operator policy belongs to the check, not to parsing: a stored payment is reconciled
+    // even if the allow-list changed since.
+    if let Some(allowed) = &h.options.assets
+        && !allowed.contains(&payment.asset)
+    {
+        return Err(Rejection::new(generic::INVALID_PAYMENT_REQUIREMENTS)
+            .with_message(format!("asset {} is not accepted here", payment.asset))
+            .with_payer(payer)
+            .into());
+    }
     check_parsed(h, &mut payment, deployment.as_ref(), deadline)
         .await
         .map_err(|stop| stop.with_payer(&payer))?;

@@ -370,11 +370,21 @@ fn parse(
     }
     let message_hash = bs58::encode(Sha256::digest(&message_bytes)).into_string();
     let replay_key = format!("{}/{message_hash}", h.network);
+    // The wire transaction decodes canonically, so the message and the payer's signature are
+    // the payment; slot 0 is ours to fill (the client's bytes there are zeroed before anything
+    // is sent), so it is not part of it.
+    let mut signed = Sha256::new();
+    signed.update(&message_bytes);
+    for signature in tx.signatures.iter().skip(1) {
+        signed.update(signature.as_ref());
+    }
+    let fingerprint = bs58::encode(signed.finalize()).into_string();
     Ok(Checked {
         meta: PaymentMeta {
             network: h.network.clone(),
             payer,
             replay_key: replay_key.clone(),
+            fingerprint,
             replay_reason: crate::protocol::reason::DUPLICATE_SETTLEMENT,
             pay_to: pay_to.to_string(),
             asset: mint.to_string(),

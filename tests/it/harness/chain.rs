@@ -168,6 +168,19 @@ impl Chain {
         assert!(receipt.status(), "harness transaction reverted");
     }
 
+    /// Sends a call from the harness account with a priority fee of `tip` wei, without waiting
+    /// for it to be mined (to race a transaction already in the mempool); returns its hash.
+    pub async fn send_with_tip(&self, to: Address, data: Vec<u8>, tip: u128) -> String {
+        let tx = TransactionRequest::default()
+            .with_to(to)
+            .with_input(data)
+            .with_gas_limit(300_000)
+            .with_max_priority_fee_per_gas(tip)
+            .with_max_fee_per_gas(tip * 4);
+        let pending = self.provider.send_transaction(tx).await.expect("tx sent");
+        format!("{:#x}", pending.tx_hash())
+    }
+
     pub async fn mint(&self, token: Address, to: Address, amount: U256) {
         self.send(token, ITestToken::mintCall { to, amount }.abi_encode())
             .await;

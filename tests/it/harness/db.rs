@@ -70,6 +70,19 @@ impl Db {
 
     /// Runs a one-number query (`SELECT count(*) …`) against the ledger database.
     pub async fn count(&self, sql: &str) -> i64 {
+        self.scalar(sql).await
+    }
+
+    /// Runs a one-text query (`SELECT tx_id …`) against the ledger database.
+    pub async fn text(&self, sql: &str) -> String {
+        self.scalar(sql).await
+    }
+
+    async fn scalar<T>(&self, sql: &str) -> T
+    where
+        T: Send + Unpin + for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
         match self {
             Db::Sqlite(_) => {
                 let mut conn = sqlx::SqliteConnection::connect(&self.url())

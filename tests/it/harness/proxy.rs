@@ -23,6 +23,11 @@ pub enum Mode {
     NodeError,
     /// Swallow `eth_sendRawTransaction` (hang), forward every other call.
     DropSends,
+    /// Forward `eth_sendRawTransaction` to the node, but never answer it (the node has the
+    /// transaction; the caller cannot know): forward every other call.
+    SendThenHang,
+    /// Answer `eth_sendRawTransaction` with this node error (-32000), forward every other call.
+    RefuseSends(&'static str),
     /// A Solana node that has not seen what the chain did: forwards everything, but answers
     /// `isBlockhashValid` with false and `getSignatureStatuses` with unknown (a lagging node,
     /// or one on another fork).
@@ -119,6 +124,21 @@ async fn serve(client: TcpStream, upstream: &str, http: &reqwest::Client, mode: 
             Mode::DropSends if call["method"] == "eth_sendRawTransaction" => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 return;
+            }
+            Mode::SendThenHang if call["method"] == "eth_sendRawTransaction" => {
+                let _ = http
+                    .post(upstream)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return;
+            }
+            Mode::RefuseSends(message) if call["method"] == "eth_sendRawTransaction" => {
+                json!({"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32000, "message": message}})
+                    .to_string()
+                    .into_bytes()
             }
             Mode::SolanaBehind if call["method"] == "isBlockhashValid" => {
                 json!({"jsonrpc": "2.0", "id": call["id"], "result": {"context": {"slot": 1}, "value": false}})
