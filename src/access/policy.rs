@@ -314,6 +314,7 @@ mod tests {
             asset: asset.into(),
             amount: amount.into(),
             fingerprint: "f".into(),
+            exclusive_key: None,
         }
     }
 

@@ -159,6 +159,10 @@ pub struct PaymentMeta {
     /// matter. A request whose fingerprint differs from a ledger row's is another payment and
     /// never acts on that row.
     pub fingerprint: String,
+    /// A key that at most one live payment may hold, whatever its replay key: e.g. a seller's
+    /// invoice memo (`solana:<cluster>/memo/<payTo>/<memo hash>`), paid once even by two
+    /// different transactions (docs/solana.md §7). `None` for payments with no such key.
+    pub exclusive_key: Option<String>,
 }
 
 /// A payment that passed a plugin's checks: what it says about itself, and the plugin's own

@@ -151,6 +151,7 @@ fn checked(h: &EvmExact, p: EvmPayment) -> Checked<EvmPayment> {
             asset: p.asset.to_checksum(None),
             amount: p.amount.to_string(),
             fingerprint: p.fingerprint.clone(),
+            exclusive_key: None,
         },
         payment: p,
     }
