@@ -17,6 +17,9 @@ mod db;
 #[path = "../tests/it/harness/payment.rs"]
 #[allow(dead_code)]
 mod payment;
+#[path = "../tests/it/harness/permit2.rs"]
+#[allow(dead_code)]
+mod permit2;
 #[path = "../tests/it/harness/script.rs"]
 #[allow(dead_code)]
 mod script;
@@ -51,6 +54,7 @@ struct Options {
     seconds: u64,
     settles: usize,
     slow_settles: usize,
+    upto_settles: usize,
     replica_settles: usize,
     reference: bool,
 }
@@ -63,6 +67,7 @@ fn options() -> Options {
         seconds: 5,
         settles: 500,
         slow_settles: 60,
+        upto_settles: 500,
         replica_settles: 300,
         reference: true,
     };
@@ -76,6 +81,9 @@ fn options() -> Options {
             "--slow-settles" => {
                 o.slow_settles = it.next().and_then(|v| v.parse().ok()).unwrap_or(60)
             }
+            "--upto-settles" => {
+                o.upto_settles = it.next().and_then(|v| v.parse().ok()).unwrap_or(500)
+            }
             "--replica-settles" => {
                 o.replica_settles = it.next().and_then(|v| v.parse().ok()).unwrap_or(300)
             }
@@ -85,7 +93,7 @@ fn options() -> Options {
             "--bench" => {}
             "--help" | "-h" => {
                 println!(
-                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--replica-settles N] [--no-reference] [--no-solana | --only-solana]"
+                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--upto-settles N] [--replica-settles N] [--no-reference] [--no-solana]"
                 );
                 std::process::exit(0);
             }
@@ -296,6 +304,23 @@ fn key_hex(k: &PrivateKeySigner) -> String {
 
 async fn start_ours(chain: &Chain, db: &Db, signers: &[PrivateKeySigner]) -> Target {
     start_replicas(chain, db, signers, 1, &[]).await
+}
+
+/// Ours serving `schemes` on the local network (one process).
+async fn start_ours_serving(
+    chain: &Chain,
+    db: &Db,
+    signers: &[PrivateKeySigner],
+    schemes: &str,
+) -> Target {
+    start_replicas(
+        chain,
+        db,
+        signers,
+        1,
+        &[("X402__NETWORKS__LOCAL__SCHEMES", schemes)],
+    )
+    .await
 }
 
 /// `n` identical processes (the same configuration and key list) on one ledger.
@@ -666,6 +691,68 @@ async fn settle_point(
     (m, moved)
 }
 
+/// Ours settling `n` distinct `upto` payments (Permit2, through the upto proxy), each charging
+/// 1 500 of a 2 500 maximum, at c=16. Every one is sent from the one key the payers named in
+/// their witness (`upto` pins it: no round robin), so the point measures one nonce lane. There
+/// is no reference point: the bench's TypeScript facilitator serves `exact` only.
+async fn upto_point(o: &Options, dir: &Path) -> (Row, (u64, u64)) {
+    let chain = Chain::start().await;
+    let db = if o.db == "postgres" {
+        Db::postgres().await
+    } else {
+        Db::sqlite()
+    };
+    let keys = gas_keys(&chain, 1).await;
+    let facilitator = keys[0].address();
+    let mut payers = Vec::new();
+    for _ in 0..16 {
+        let k = PrivateKeySigner::random();
+        chain
+            .mint(chain.permit_token, k.address(), U256::from(10u64.pow(15)))
+            .await;
+        chain.approve_permit2(&k, chain.permit_token).await;
+        payers.push(k);
+    }
+    let charge = U256::from(1500u64);
+    let batch: Vec<permit2::Permit2Payment> = (0..o.upto_settles)
+        .map(|i| {
+            let mut p = permit2::Permit2Payment::new(&chain, permit2::Kind::Upto, facilitator);
+            p.payer = payers[i % payers.len()].clone();
+            p.from = p.payer.address();
+            // Signed before the run: valid long enough for the whole batch to go through one key.
+            p.deadline = payment::now() + 600;
+            p
+        })
+        .collect();
+    let bodies: Vec<Value> = batch.iter().map(|p| p.settle_body(charge)).collect();
+    let file = write_bodies(dir, "settle-upto.jsonl", &bodies);
+    let ours = start_ours_serving(&chain, &db, &keys, "exact,upto").await;
+    let idle = status_kb(ours.pid(), "VmRSS:");
+    let m = drive(&ours, "/settle", Some(&file), 16, 300, bodies.len()).await;
+    let mut moved = 0;
+    for p in &batch {
+        if chain.balance(chain.permit_token, p.pay_to).await == charge {
+            moved += 1;
+        }
+    }
+    let settled = db
+        .count(
+            "SELECT count(*) FROM settlements WHERE state = 'settled' AND scheme = 'upto' \
+             AND amount = '1500' AND max_amount = '2500'",
+        )
+        .await;
+    println!(
+        "\nupto settle check: ours moved 1500 for {moved}/{} payments; ledger has {settled} settled upto rows",
+        o.upto_settles
+    );
+    let row = Row {
+        label: format!("upto settle {} distinct c=16 (one key)", o.upto_settles),
+        ours: m,
+        theirs: None,
+    };
+    (row, (idle, status_kb(ours.pid(), "VmHWM:")))
+}
+
 /// Settles through 2 and 3 identical replicas sharing two signer keys on one Postgres: with 2,
 /// each holds one key; with 3, one holds none and hands its settles to a key holder. Reports
 /// the share of settles handed off (from the replicas' `/metrics`).
@@ -1010,6 +1097,16 @@ async fn run(o: Options) {
     );
     drop(ours);
     drop(theirs);
+
+    if o.upto_settles > 0 {
+        let (row, rss) = upto_point(&o, dir.path()).await;
+        print_rows(
+            &format!("upto on automine anvil, ledger {}", o.db),
+            &[row],
+            rss,
+            None,
+        );
+    }
 
     // Identical replicas (the same configuration and keys) behind a round-robin balancer, on
     // one Postgres: the fair shares and the hand-off of settles to a key holder.

@@ -3,7 +3,11 @@
 //!
 //! Networks are keyed by a slug (`base_sepolia`) with the CAIP-2 id as a field, so that every knob
 //! has an environment name. Scheme-specific knobs stay in each network's `options` map and are
-//! parsed by the plugin that owns them, so this module knows no chain.
+//! parsed by the plugin that owns them, so this module knows no chain. The network presets
+//! (`presets`, `config/networks.toml`) are one more layer, under the file and the environment,
+//! for the slugs those mention.
+
+mod presets;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+pub use self::presets::{Preset, PresetAsset, presets};
 use crate::protocol::NetworkId;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -288,23 +293,31 @@ impl Settings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
-        if let Some(path) = file {
-            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
-        }
         let env: std::collections::HashMap<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with("X402__"))
             .collect();
-        builder = builder.add_source(
-            config::Environment::with_prefix("X402")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .source(Some(env)),
-        );
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let build = |presets: &str| {
+            let mut builder = config::Config::builder()
+                .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+                .add_source(config::File::from_str(presets, config::FileFormat::Toml));
+            if let Some(path) = file {
+                builder =
+                    builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+            }
+            builder
+                .add_source(
+                    config::Environment::with_prefix("X402")
+                        .prefix_separator("__")
+                        .separator("__")
+                        .try_parsing(true)
+                        .source(Some(env.clone())),
+                )
+                .build()
+        };
+        // Which slugs the file and the environment mention decides which presets join in.
+        let layer = presets::layer(&mentioned(&build("")?))?;
+        let settings: Settings = build(&layer)?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -410,6 +423,30 @@ impl Settings {
         }
         serde_json::to_string_pretty(&shown).unwrap_or_else(|e| format!("<unprintable: {e}>"))
     }
+}
+
+/// The network slugs a configuration mentions, and whether each has a signer key (a preset is
+/// switched on by its key).
+fn mentioned(built: &config::Config) -> Vec<(String, bool)> {
+    #[derive(Deserialize)]
+    struct Keys {
+        #[serde(default, deserialize_with = "string_list")]
+        signer_keys: Vec<String>,
+        #[serde(default)]
+        signer_key_file: Option<String>,
+    }
+    let Ok(networks) = built.get_table("networks") else {
+        return Vec::new();
+    };
+    networks
+        .into_iter()
+        .map(|(slug, value)| {
+            let keyed = value
+                .try_deserialize::<Keys>()
+                .is_ok_and(|k| !k.signer_keys.is_empty() || k.signer_key_file.is_some());
+            (slug, keyed)
+        })
+        .collect()
 }
 
 /// A URL with its path and query hidden (`https://host/<redacted>`), and any user name dropped.

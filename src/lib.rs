@@ -6,10 +6,11 @@
 //! anything higher.
 //!
 //! - [`protocol`]: wire types (v1, v2), network ids, generic reason strings.
-//! - [`config`]: layered settings (compiled-in defaults → file → environment).
+//! - [`config`]: layered settings (compiled-in defaults → network presets → file → environment).
 //! - [`scheme`]: the plugin seam (a typed `Scheme` trait, erased once by `Erased`) and the
 //!   registry keyed by (version, scheme, network).
-//! - [`schemes`]: the plugins: EVM `exact` (EIP-3009) and Solana `exact` (SPL `TransferChecked`).
+//! - [`schemes`]: the plugins: EVM `exact` (EIP-3009 or Permit2) and `upto` (Permit2), Solana
+//!   `exact` (SPL `TransferChecked`).
 //! - [`ledger`]: settlements, replay keys, signer leases and payment identifiers, in Postgres or
 //!   SQLite through one pool.
 //! - [`facilitator`]: dispatch, replay checks, claim → sign → record → broadcast → confirm, the

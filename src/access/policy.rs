@@ -259,19 +259,28 @@ impl Policy {
         // own check refuses it anyway; policy must not be the one to let it through).
         let parsed = meta.amount.trim().parse::<u128>().ok();
         let value = parsed.unwrap_or(u128::MAX);
+        // `upto` (docs/schemes.md): the minimum holds for the charge the seller names, but a
+        // charge of 0 sends nothing and costs no fee; the maximum holds for the signed
+        // maximum, what the payer exposes (and what `/verify` was asked about), so a settle
+        // cannot get past it by charging less than it could.
+        let exposure = meta
+            .max_amount
+            .as_deref()
+            .map_or(value, |max| max.trim().parse::<u128>().unwrap_or(u128::MAX));
         if let Some(max) = rules.bound(&meta.asset, &rules.max_amounts, rules.max_amount)
-            && value > max
+            && exposure > max
         {
             return refuse(
                 reasons::AMOUNT_ABOVE_MAXIMUM,
                 format!(
                     "amount {} is over this facilitator's maximum {max}",
-                    meta.amount
+                    meta.max_amount.as_deref().unwrap_or(&meta.amount)
                 ),
             );
         }
         if let Some(min) = rules.bound(&meta.asset, &rules.min_amounts, rules.min_amount)
             && parsed.unwrap_or(0) < min
+            && !meta.moves_nothing()
         {
             return refuse(
                 reasons::AMOUNT_BELOW_MINIMUM,
@@ -315,6 +324,8 @@ mod tests {
             amount: amount.into(),
             fingerprint: "f".into(),
             exclusive_key: None,
+            max_amount: None,
+            sender: None,
         }
     }
 
@@ -398,6 +409,34 @@ mod tests {
         );
         p.deny.replace(["0xa".to_string()].into());
         assert_eq!(check(&ok), reasons::ADDRESS_DENIED);
+    }
+
+    /// `upto`: the minimum is the charge's (a charge of 0 sends nothing and passes), the
+    /// maximum is the signed maximum's.
+    #[test]
+    fn upto_bounds_the_charge_below_and_the_signed_maximum_above() {
+        let p = policy(
+            NetworkPolicy {
+                min_amount: Some("100".into()),
+                max_amount: Some("5000".into()),
+                ..NetworkPolicy::default()
+            },
+            &["0xusdc"],
+        );
+        let anyone = Caller::anonymous();
+        let upto = |charge: &str, max: &str| {
+            let mut m = meta("0xA", "0xB", "0xusdc", charge);
+            m.max_amount = Some(max.into());
+            reason(p.check(&m, None, &anyone))
+        };
+        assert_eq!(upto("1000", "5000"), "");
+        assert_eq!(upto("0", "5000"), "", "a charge of nothing");
+        assert_eq!(upto("99", "5000"), reasons::AMOUNT_BELOW_MINIMUM);
+        assert_eq!(
+            upto("1000", "5001"),
+            reasons::AMOUNT_ABOVE_MAXIMUM,
+            "a small charge does not get a large authorization past the maximum"
+        );
     }
 
     #[test]

@@ -81,6 +81,14 @@ impl CatalogSink for Cataloguer {
         if !answer.success {
             return;
         }
+        // An `upto` charge of 0 is settled with no transaction: nothing was paid, so it
+        // counts as a verify does (docs/schemes.md).
+        if answer.transaction.is_empty() {
+            if self.verifies {
+                self.offer(request, None);
+            }
+            return;
+        }
         let payment = ListingPayment {
             network: answer.network.clone(),
             tx_id: ingest::normalize_address(&answer.transaction),

@@ -1,5 +1,6 @@
 //! Hand-offs between identical replicas (Postgres): a replica that holds no key for a network
-//! queues the claimed payment (see `Settle::hand_off`); a replica that holds one takes it with
+//! (or not the one key a payment must be sent from, `PaymentMeta::sender`) queues the claimed
+//! payment (see `Settle::hand_off`); a replica that holds one (that one) takes it with
 //! `FOR UPDATE SKIP LOCKED` and settles it as the holder of the row, bounded by the requester's
 //! deadline, recording every end in the row, which the requester reads.
 //!
@@ -68,7 +69,8 @@ async fn listen(fac: Arc<Facilitator>, stop: CancellationToken) {
     }
 }
 
-/// Takes queued hand-offs of the networks this process can sign for, and settles them.
+/// Takes queued hand-offs of the networks this process can sign for (of those pinned to one
+/// key, only the ones whose key it holds), and settles them.
 async fn take(fac: Arc<Facilitator>, stop: CancellationToken) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let timing = fac.timing();
@@ -84,9 +86,10 @@ async fn take(fac: Arc<Facilitator>, stop: CancellationToken) {
         if networks.is_empty() || free == 0 {
             continue;
         }
+        let signers = fac.leases.usable();
         let rows = match fac
             .ledger
-            .take_handoffs(&networks, lease, i64::try_from(free).unwrap_or(1))
+            .take_handoffs(&networks, &signers, lease, i64::try_from(free).unwrap_or(1))
             .await
         {
             Ok(rows) => rows,

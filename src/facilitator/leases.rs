@@ -87,6 +87,19 @@ impl SignerLeases {
         self.replicas.load(Ordering::Relaxed)
     }
 
+    /// The keys this process holds and hands to new settles (not draining).
+    pub fn usable(&self) -> Vec<String> {
+        self.held
+            .read()
+            .map(|h| {
+                h.iter()
+                    .filter(|(_, v)| v.draining_until.is_none())
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The keys this process holds (draining ones included), with their fences.
     pub fn held(&self) -> BTreeMap<String, (i64, bool)> {
         self.held

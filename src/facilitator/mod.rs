@@ -67,6 +67,8 @@ pub struct SettleWatch {
 #[derive(Debug, Default, Clone)]
 struct Watched {
     recorded: Option<(String, String)>,
+    /// The amount a success names (`upto`'s charge; see `SettleResponse::amount`).
+    amount: Option<String>,
     confirmed: Option<String>,
     abandoned: bool,
 }
@@ -75,8 +77,13 @@ struct Watched {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CutOff {
     /// The chain confirmed this transaction (of the payment with this replay key): answer the
-    /// success, and clear what is owed (see `Facilitator::delivered`).
-    Confirmed { replay_key: String, tx: String },
+    /// success (naming `amount` when the scheme does), and clear what is owed (see
+    /// `Facilitator::delivered`).
+    Confirmed {
+        replay_key: String,
+        tx: String,
+        amount: Option<String>,
+    },
     /// This transaction was recorded (it may be on chain): answer `settlement_pending`.
     Recorded(String),
     /// Nothing was recorded, so nothing can ever be sent for this request.
@@ -95,10 +102,11 @@ impl SettleWatch {
         }
     }
 
-    /// A transaction was recorded for this request.
-    fn recorded(&self, replay_key: &str, tx: &str) {
+    /// A transaction was recorded for this request, whose success names `amount`.
+    fn recorded(&self, replay_key: &str, tx: &str, amount: Option<String>) {
         if let Ok(mut w) = self.state.lock() {
             w.recorded = Some((replay_key.to_string(), tx.to_string()));
+            w.amount = amount;
         }
     }
 
@@ -128,6 +136,7 @@ impl SettleWatch {
                     .map(|(k, _)| k.clone())
                     .unwrap_or_default(),
                 tx: tx.clone(),
+                amount: w.amount.clone(),
             },
             (None, Some((_, tx))) => CutOff::Recorded(tx.clone()),
             (None, None) => CutOff::Nothing,
@@ -158,6 +167,13 @@ pub(crate) struct Handoffs {
     pub enabled: bool,
     pub work: tokio::sync::Notify,
     pub outcome: tokio::sync::Notify,
+}
+
+/// Which endpoint a request's checks are for (see `Scheme::check_settle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Verify,
+    Settle,
 }
 
 /// Extension keys this facilitator implements, advertised in `/supported`.
@@ -332,7 +348,10 @@ impl Facilitator {
             Ok(None) => {}
             Err(rejection) => return Ok(invalid(rejection)),
         }
-        let payment = match self.check(handler.as_ref(), request, deadline).await? {
+        let payment = match self
+            .check(handler.as_ref(), request, Phase::Verify, deadline)
+            .await?
+        {
             Ok(payment) => payment,
             Err(rejection) => return Ok(invalid(rejection)),
         };
@@ -371,7 +390,7 @@ impl Facilitator {
         };
         self.count_answer("settle", request, outcome, reason);
         if let (Some(catalog), Ok(a)) = (&self.catalog, &answer) {
-            catalog.after_settle(request, a);
+            catalog.after_settle(&self.as_offered(request, a), a);
         }
         // Money events are always logged (the per-request access log is at debug).
         match &answer {
@@ -443,7 +462,10 @@ impl Facilitator {
         if let Some(rejection) = self.admit(job.handler, request, caller).await? {
             return Ok(settle_failure(rejection, "", &job.network));
         }
-        match self.check(job.handler, request, job.deadline).await? {
+        match self
+            .check(job.handler, request, Phase::Settle, job.deadline)
+            .await?
+        {
             Ok(payment) => job.run(payment).await,
             Err(rejection) => job.late(rejection).await,
         }
@@ -510,12 +532,17 @@ impl Facilitator {
         &self,
         handler: &dyn SchemeHandler,
         request: &PaymentRequest,
+        phase: Phase,
         deadline: Deadline,
     ) -> Result<Result<CheckedPayment, Rejection>, FacilitatorError> {
         let span = Span::current();
         span.record("network", request.network());
         span.record("scheme", request.scheme());
-        match handler.check(request, deadline).await? {
+        let checked = match phase {
+            Phase::Verify => handler.check(request, deadline).await?,
+            Phase::Settle => handler.check_settle(request, deadline).await?,
+        };
+        match checked {
             Check::Valid(payment) => {
                 span.record("payer", payment.meta.payer.as_str());
                 Ok(Ok(payment))
@@ -527,6 +554,34 @@ impl Facilitator {
                 Ok(Err(rejection))
             }
         }
+    }
+
+    /// The request as the seller offered it, for the catalog. In schemes where the seller names
+    /// the charge at settle (`upto`), the settle's `requirements.amount` is what this buyer was
+    /// charged, not the price offered: the listed amount is the signed maximum, which `/verify`
+    /// held equal to the offer (docs/schemes.md). Read from the payment itself, never from the
+    /// buyer's `accepted` copy.
+    fn as_offered<'r>(
+        &self,
+        request: &'r PaymentRequest,
+        answer: &SettleResponse,
+    ) -> std::borrow::Cow<'r, PaymentRequest> {
+        use std::borrow::Cow;
+        let (PaymentRequest::V2(r), true, Some(_)) = (request, answer.success, &answer.amount)
+        else {
+            return Cow::Borrowed(request);
+        };
+        let max = self
+            .handler(request)
+            .ok()
+            .and_then(|h| h.revive(request).ok())
+            .and_then(|p| p.meta.max_amount);
+        let Some(max) = max else {
+            return Cow::Borrowed(request);
+        };
+        let mut offered = r.clone();
+        offered.payment_requirements.amount = max;
+        Cow::Owned(PaymentRequest::V2(offered))
     }
 
     fn handler(&self, request: &PaymentRequest) -> Result<Arc<dyn SchemeHandler>, Rejection> {
@@ -617,6 +672,7 @@ pub(crate) fn settle_failure(
         payer: rejection.payer,
         transaction: transaction.to_string(),
         network: network.to_string(),
+        amount: None,
         extensions: None,
     }
 }

@@ -94,6 +94,7 @@ pub(super) async fn answered(
         payer: Some(row.payer.clone()),
         transaction: row.tx_id.clone().unwrap_or_default(),
         network: network.to_string(),
+        amount: row.max_amount.as_ref().map(|_| row.amount.clone()),
         extensions: None,
     }))
 }

@@ -26,7 +26,7 @@ use crate::ledger::{
 use crate::protocol::{PaymentRequest, SettleResponse, parse_request, reason};
 use crate::scheme::{
     Broadcast, CheckedPayment, Deadline, Preparation, Prepared, RecordedTx, Rejection, SchemeError,
-    SchemeHandler, TxStatus,
+    SchemeHandler, SignerGate, TxStatus,
 };
 
 /// Re-signing rounds when a nonce turns out to be taken.
@@ -134,6 +134,7 @@ pub(super) fn new_claim(
         pay_to: m.pay_to.clone(),
         asset: m.asset.clone(),
         amount: m.amount.clone(),
+        max_amount: m.max_amount.clone(),
         resource_url: request.resource_url().map(str::to_string),
         resource_key: request
             .resource_url()
@@ -187,6 +188,7 @@ impl Settle<'_> {
             payer: Some(payment.meta.payer.clone()),
             transaction: tx.to_string(),
             network: self.network.clone(),
+            amount: payment.meta.charged(),
             extensions: None,
         }
     }
@@ -279,13 +281,15 @@ impl Settle<'_> {
         match row.state {
             // The client that was not given the outcome (told `settlement_pending`, cut off, or
             // gone with a crash) is owed it once; any other replay of a settled payment is
-            // refused. With a payment-identifier, only a request carrying it collects.
+            // refused. With a payment-identifier, only a request carrying it collects. A charge
+            // of 0 moved nothing, so repeating its success is harmless.
             SettlementState::Settled
                 if same
-                    && ledger
-                        .take_owed_answer(&key, self.payment_id.as_deref())
-                        .await?
-                        .applied() =>
+                    && (stored.meta.moves_nothing()
+                        || ledger
+                            .take_owed_answer(&key, self.payment_id.as_deref())
+                            .await?
+                            .applied()) =>
             {
                 Ok(self.success(&stored, &tx))
             }
@@ -317,7 +321,7 @@ impl Settle<'_> {
             SettlementState::Submitted => match ledger.take_over(&row, self.lease()).await? {
                 Some(token) => {
                     info!(tx = %tx, "reconciling a previously submitted settlement");
-                    self.watch.recorded(&key, &tx);
+                    self.watch.recorded(&key, &tx, stored.meta.charged());
                     let txs = current(&row, &ledger.txs(&key).await?);
                     self.follow(&stored, &token, txs).await
                 }
@@ -422,15 +426,17 @@ impl Settle<'_> {
 
     /// Every path that may sign comes here (a new claim, a take-over, a failed row claimed
     /// again): the fee is reserved on every budget first, and given back if this attempt
-    /// recorded no transaction. A hand-off taker does not reserve: its requester did.
+    /// recorded no transaction. A hand-off taker does not reserve: its requester did; nor does
+    /// a charge of 0, which sends nothing.
     async fn submit(
         &self,
         payment: &CheckedPayment,
         token: &ClaimToken,
         txs: Vec<RecordedTx>,
     ) -> Result<SettleResponse, FacilitatorError> {
+        // A charge of 0 (`upto`) sends nothing, so it spends no fee.
         let guard = match self.fac.guard() {
-            Some(guard) if !self.handed_off => guard,
+            Some(guard) if !self.handed_off && !payment.meta.moves_nothing() => guard,
             _ => return self.submit_budgeted(payment, token, txs).await,
         };
         let held = match guard.budgets.reserve(&payment.meta, self.caller).await {
@@ -462,7 +468,10 @@ impl Settle<'_> {
     ) -> Result<SettleResponse, FacilitatorError> {
         let ledger = &self.fac.ledger;
         let key = payment.meta.replay_key.as_str();
-        if !self.handed_off && !self.handler.can_sign() && self.fac.handoffs.enabled {
+        if payment.meta.moves_nothing() {
+            return self.settle_nothing(payment, token).await;
+        }
+        if !self.handed_off && !self.can_send(payment) && self.fac.handoffs.enabled {
             return self.hand_off(payment, token).await;
         }
         for _ in 0..MAX_PREPARE_ROUNDS {
@@ -486,7 +495,8 @@ impl Settle<'_> {
                 ))
                 .into());
             }
-            self.watch.recorded(key, &prepared.tx_id);
+            self.watch
+                .recorded(key, &prepared.tx_id, payment.meta.charged());
             self.sent.store(true, std::sync::atomic::Ordering::Relaxed);
             txs.push(RecordedTx {
                 tx_id: prepared.tx_id.clone(),
@@ -543,6 +553,27 @@ impl Settle<'_> {
             .await?;
         self.note(key, done, "record_failed");
         Err(SchemeError::Signer(format!("nonce conflicts in {MAX_PREPARE_ROUNDS} rounds")).into())
+    }
+
+    /// A charge of 0 (`upto`): nothing is signed or sent, and the claimed row is recorded
+    /// settled with no transaction, so the payment's replay key stays spent.
+    async fn settle_nothing(
+        &self,
+        payment: &CheckedPayment,
+        token: &ClaimToken,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let key = payment.meta.replay_key.as_str();
+        if !self
+            .fac
+            .ledger
+            .record_settled_empty(key, token)
+            .await?
+            .applied()
+        {
+            // The claim was taken over meanwhile: its new holder answers the payment.
+            return Ok(self.duplicate(payment, ""));
+        }
+        Ok(self.success(payment, ""))
     }
 
     /// Ends a claim under which nothing was sent by this attempt, after a fault.
@@ -765,7 +796,17 @@ impl Settle<'_> {
         Ok(None)
     }
 
-    /// This replica holds no key for the network: queue the claim for one that does, and wait
+    /// Whether this replica can send the payment's transaction now: it holds the one key the
+    /// payment must be sent from, or any key of its network when it names none.
+    fn can_send(&self, payment: &CheckedPayment) -> bool {
+        match &payment.meta.sender {
+            Some(lease) => self.fac.leases.fence(lease).is_some(),
+            None => self.handler.can_sign(),
+        }
+    }
+
+    /// This replica holds no key for the network (or not the one key the payment must be sent
+    /// from, `PaymentMeta::sender`): queue the claim for one that does, and wait
     /// for its outcome until the request's deadline (then `settlement_pending`, owed, when
     /// something was sent; 503 when nobody could take it).
     async fn hand_off(
@@ -777,7 +818,8 @@ impl Settle<'_> {
         let key = payment.meta.replay_key.as_str();
         let deadline_ms =
             now_ms() + i64::try_from(self.deadline.remaining().as_millis()).unwrap_or(i64::MAX);
-        if ledger.hand_off(key, token, deadline_ms).await? == Transition::Lost {
+        let sender = payment.meta.sender.as_deref();
+        if ledger.hand_off(key, token, deadline_ms, sender).await? == Transition::Lost {
             return Ok(self.duplicate(payment, ""));
         }
         // The taker spends the fee; the reservation stays.
@@ -805,9 +847,12 @@ impl Settle<'_> {
                     if std::time::Instant::now() >= until
                         && ledger.withdraw_handoff(key, token).await?.applied()
                     {
+                        let which = match sender {
+                            Some(lease) => format!("the key {lease} it must be sent from"),
+                            None => format!("a key for {}", payment.meta.network),
+                        };
                         return Err(SchemeError::Signer(format!(
-                            "no replica holding a key for {} took the payment in time",
-                            payment.meta.network
+                            "no replica holding {which} took the payment in time"
                         ))
                         .into());
                     }

@@ -151,17 +151,22 @@ async fn cut_off(
     );
     match watch.abandon() {
         // The chain has spoken (only the ledger write is late): the answer is the chain's.
-        CutOff::Confirmed { replay_key, tx } => {
+        CutOff::Confirmed {
+            replay_key,
+            tx,
+            amount,
+        } => {
             state.facilitator.delivered(replay_key, payment_id);
             Ok(Json(SettleResponse {
-            success: true,
-            error_reason: None,
-            error_message: None,
-            payer: None,
-            transaction: tx,
-            network: network.to_string(),
-            extensions: None,
-        }))
+                success: true,
+                error_reason: None,
+                error_message: None,
+                payer: None,
+                transaction: tx,
+                network: network.to_string(),
+                amount,
+                extensions: None,
+            }))
         }
         CutOff::Recorded(tx) => Ok(Json(settle_failure(
             Rejection::new(reason::SETTLEMENT_PENDING).with_message(

@@ -107,6 +107,10 @@ pub(super) async fn one(
     caller: Option<Extension<Caller>>,
     Path(transaction): Path<String>,
 ) -> Result<Json<Receipt>, ApiError> {
+    // A charge of 0 is settled with no transaction (its row holds `""`): nothing to look up.
+    if transaction.is_empty() {
+        return Err(ApiError::NotFound("no settlement with that transaction"));
+    }
     match state
         .facilitator
         .ledger()
@@ -222,7 +226,10 @@ pub(super) struct Receipt {
     payer: String,
     pay_to: String,
     asset: String,
+    /// What the payment moves (for `upto`, the seller's charge).
     amount: String,
+    /// `upto`: the signed maximum beside the charge; `null` for other schemes.
+    max_amount: Option<String>,
     resource: Option<String>,
     payment_id: Option<String>,
     error_reason: Option<String>,
@@ -253,6 +260,7 @@ fn receipt(r: &SettlementRecord) -> Receipt {
         pay_to: r.pay_to.clone(),
         asset: r.asset.clone(),
         amount: r.amount.clone(),
+        max_amount: r.max_amount.clone(),
         resource: r.resource_url.clone(),
         payment_id: r.payment_id.clone(),
         error_reason: r.error_reason.clone(),

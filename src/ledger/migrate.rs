@@ -43,6 +43,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0006_exclusive_key.sql"),
     ),
     (
+        7,
+        "upto",
+        include_str!("../../migrations/postgres/0007_upto.sql"),
+    ),
+    (
         8,
         "sessions",
         include_str!("../../migrations/postgres/0008_sessions.sql"),
@@ -79,6 +84,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         6,
         "exclusive_key",
         include_str!("../../migrations/sqlite/0006_exclusive_key.sql"),
+    ),
+    (
+        7,
+        "upto",
+        include_str!("../../migrations/sqlite/0007_upto.sql"),
     ),
     (
         8,

@@ -1,6 +1,7 @@
 //! Replicas and the hand-off queue: each process's heartbeat (so that replicas count each other
 //! and take fair shares of the signer keys), claimed payments handed to a replica that holds a
-//! key for their network, and Postgres notifications that wake whoever waits for either.
+//! key for their network (the one key they must be sent from, when they name one), and Postgres
+//! notifications that wake whoever waits for either.
 
 use std::time::Duration;
 
@@ -56,33 +57,41 @@ impl Ledger {
         Ok(())
     }
 
-    /// `claimed` (held with `token`) → queued for a key holder until `deadline_ms`. The claim's
-    /// lease is given up so that the taker can take the row over; nothing was recorded under it.
+    /// `claimed` (held with `token`) → queued for a key holder until `deadline_ms`: the holder
+    /// of the lease `signer` when the payment can only be sent from that key, else of any key
+    /// of its network. The claim's lease is given up so that the taker can take the row over;
+    /// nothing was recorded under it.
     pub async fn hand_off(
         &self,
         replay_key: &str,
         token: &ClaimToken,
         deadline_ms: i64,
+        signer: Option<&str>,
     ) -> Result<Transition, LedgerError> {
         let done = sqlx::query(
-            "UPDATE settlements SET handoff_at = $3, handoff_deadline = $4, lease_until = 0, \
-             updated_at = $3 WHERE replay_key = $1 AND claim_token = $2 AND state = 'claimed'",
+            "UPDATE settlements SET handoff_at = $3, handoff_deadline = $4, handoff_signer = $5, \
+             lease_until = 0, updated_at = $3 \
+             WHERE replay_key = $1 AND claim_token = $2 AND state = 'claimed'",
         )
         .bind(replay_key)
         .bind(&token.0)
         .bind(now_ms())
         .bind(deadline_ms)
+        .bind(signer)
         .execute(&self.pool)
         .await?;
         Ok(Transition::of(done))
     }
 
     /// Takes up to `limit` queued hand-offs of `networks` (oldest first) with a fresh token and
-    /// lease each. Postgres locks the rows it looks at (`FOR UPDATE SKIP LOCKED`), so replicas
-    /// taking at once never wait for, or get, the same row; SQLite (one process) has no queue.
+    /// lease each: those any key of the network may send, and those pinned to one of `signers`
+    /// (the signer leases this process holds). Postgres locks the rows it looks at (`FOR
+    /// UPDATE SKIP LOCKED`), so replicas taking at once never wait for, or get, the same row;
+    /// SQLite (one process) has no queue.
     pub async fn take_handoffs(
         &self,
         networks: &[String],
+        signers: &[String],
         lease: Duration,
         limit: i64,
     ) -> Result<Vec<(SettlementRecord, ClaimToken)>, LedgerError> {
@@ -91,17 +100,29 @@ impl Ledger {
         }
         let now = now_ms();
         let mut db = self.pool.begin().await?;
-        let list = (0..networks.len())
-            .map(|i| format!("${}", i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = |from: usize, n: usize| {
+            (from..from + n)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let network_list = placeholders(3, networks.len());
+        let pinned = if signers.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " OR handoff_signer IN ({})",
+                placeholders(3 + networks.len(), signers.len())
+            )
+        };
         let sql = format!(
             "SELECT replay_key FROM settlements WHERE state = 'claimed' AND handoff_at IS NOT NULL \
-             AND handoff_deadline > $1 AND lease_until <= $1 AND network IN ({list}) \
+             AND handoff_deadline > $1 AND lease_until <= $1 AND network IN ({network_list}) \
+             AND (handoff_signer IS NULL{pinned}) \
              ORDER BY handoff_at LIMIT $2 FOR UPDATE SKIP LOCKED"
         );
         let mut q = sqlx::query(&sql).bind(now).bind(limit);
-        for n in networks {
+        for n in networks.iter().chain(signers) {
             q = q.bind(n);
         }
         let keys: Vec<String> = q

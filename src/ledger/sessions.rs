@@ -75,7 +75,7 @@ impl Ledger {
         let mut sql = String::from(
             "SELECT tx_id, network, pay_to, asset, amount, settled_at FROM settlements \
              WHERE resource_key = $1 AND lower(payer) = $2 AND state = 'settled' \
-             AND settled_at >= $3",
+             AND settled_at >= $3 AND tx_id <> ''",
         );
         let mut next = 4;
         if let Some(list) = q.pay_to {

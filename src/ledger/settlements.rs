@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyQueryResult, AnyRow};
 
 use super::{Ledger, LedgerError, Transition, ms_after, now_ms};
 
@@ -48,6 +48,8 @@ pub struct NewClaim {
     pub pay_to: String,
     pub asset: String,
     pub amount: String,
+    /// The signed maximum of a payment whose charge (`amount`) the seller picks (`upto`).
+    pub max_amount: Option<String>,
     pub resource_url: Option<String>,
     /// `resource_url` normalised as discovery does (origin + path): what sessions' entitlement
     /// lookup matches on.
@@ -73,7 +75,10 @@ pub struct SettlementRecord {
     pub payer: String,
     pub pay_to: String,
     pub asset: String,
+    /// What the payment moves: for `upto`, the charge the seller settled (`"0"`: nothing).
     pub amount: String,
+    /// `upto`: the most the payer signed for; `None` for schemes that move what was signed.
+    pub max_amount: Option<String>,
     pub resource_url: Option<String>,
     pub payment_id: Option<String>,
     pub request: String,
@@ -121,6 +126,7 @@ impl SettlementRecord {
             pay_to: row.try_get("pay_to")?,
             asset: row.try_get("asset")?,
             amount: row.try_get("amount")?,
+            max_amount: row.try_get("max_amount")?,
             resource_url: row.try_get("resource_url")?,
             payment_id: row.try_get("payment_id")?,
             request: row.try_get("request")?,
@@ -256,27 +262,33 @@ const COLUMNS: &str = "replay_key, network, scheme, x402_version, payer, pay_to,
     resource_url, payment_id, request, state, claim_token, tx_id, raw_tx, signer, error_reason, \
     attempts, reconciles, lease_until, created_at, updated_at, settled_at, fingerprint, \
     payment_scope, pending_reported, block_number, block_hash, finalized_at, handoff_at, \
-    handoff_deadline";
+    handoff_deadline, max_amount";
 const TX_COLUMNS: &str =
     "tx_id, replay_key, attempt, raw_tx, signer, request, fingerprint, recorded_at";
 
 /// The claim and the re-claim bind the payment in this order: $1 replay_key … $11 request,
-/// $12 fingerprint, $13 payment_scope, then $14 token, $15 lease_until, $16 now, $17 resource_key;
-/// the claim's exclusive key is $18 (the re-claim's $19, after the take-over token $18).
+/// $12 fingerprint, $13 payment_scope, then $14 token, $15 lease_until, $16 now, $17 resource_key,
+/// $18 exclusive key; the re-claim's take-over token is $19.
 const INSERT_CLAIM: &str = "INSERT INTO settlements (replay_key, network, scheme, x402_version, \
     payer, pay_to, asset, amount, resource_url, payment_id, request, fingerprint, payment_scope, \
     state, claim_token, attempts, lease_until, created_at, updated_at, resource_key, exclusive_key) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'claimed', $14, 1, $15, $16, \
     $16, $17, $18) ON CONFLICT (replay_key) DO NOTHING";
-/// A `failed` row claimed again by the holder of `$18` (its take-over token).
+/// A `failed` row claimed again by the holder of `$19` (its take-over token).
 const RECLAIM_FAILED: &str = "UPDATE settlements SET network = $2, scheme = $3, \
     x402_version = $4, payer = $5, pay_to = $6, asset = $7, amount = $8, resource_url = $9, \
     payment_id = $10, request = $11, fingerprint = $12, payment_scope = $13, state = 'claimed', \
     claim_token = $14, lease_until = $15, updated_at = $16, tx_id = NULL, raw_tx = NULL, \
     signer = NULL, error_reason = NULL, attempts = attempts + 1, retry_at = 0, reconciles = 0, \
     pending_reported = 0, settled_at = NULL, block_number = NULL, block_hash = NULL, \
-    finalized_at = NULL, handoff_at = NULL, handoff_deadline = NULL, resource_key = $17, \
-    exclusive_key = $19 WHERE replay_key = $1 AND state = 'failed' AND claim_token = $18";
+    finalized_at = NULL, handoff_at = NULL, handoff_deadline = NULL, handoff_signer = NULL, \
+    resource_key = $17, exclusive_key = $18 WHERE replay_key = $1 AND state = 'failed' \
+    AND claim_token = $19";
+
+/// Keeps a row's `max_amount` in step with the payment it now records, by its holder: a
+/// statement of its own, run beside the claim, re-claim and repair ones.
+const SET_MAX_AMOUNT: &str =
+    "UPDATE settlements SET max_amount = $2 WHERE replay_key = $1 AND claim_token = $3";
 
 /// Whether a database error is the payment-identifier index refusing a second live payment.
 fn is_payment_id_taken(e: &sqlx::Error) -> bool {
@@ -334,10 +346,14 @@ impl Ledger {
         // nothing holds the payment and the insert is tried again, a bounded number of times.
         for _ in 0..3 {
             let token = ClaimToken::new();
-            let inserted = bind_claim(sqlx::query(INSERT_CLAIM), claim, &token, lease)
-                .bind(&claim.exclusive_key)
-                .execute(&self.pool)
-                .await;
+            let inserted = match &claim.max_amount {
+                None => {
+                    bind_claim(sqlx::query(INSERT_CLAIM), claim, &token, lease)
+                        .execute(&self.pool)
+                        .await
+                }
+                Some(max) => self.insert_with_max(claim, &token, lease, max).await,
+            };
             match inserted.map(Transition::of) {
                 Ok(Transition::Applied) => return Ok(ClaimOutcome::Claimed(token)),
                 Ok(Transition::Lost) => {}
@@ -355,6 +371,31 @@ impl Ledger {
         )))
     }
 
+    /// The claim's insert and its `max_amount` in one transaction: a row that names a signed
+    /// maximum never exists without it.
+    async fn insert_with_max(
+        &self,
+        claim: &NewClaim,
+        token: &ClaimToken,
+        lease: Duration,
+        max: &str,
+    ) -> Result<AnyQueryResult, sqlx::Error> {
+        let mut db = self.pool.begin().await?;
+        let inserted = bind_claim(sqlx::query(INSERT_CLAIM), claim, token, lease)
+            .execute(&mut *db)
+            .await?;
+        if inserted.rows_affected() == 1 {
+            sqlx::query(SET_MAX_AMOUNT)
+                .bind(&claim.replay_key)
+                .bind(max)
+                .bind(&token.0)
+                .execute(&mut *db)
+                .await?;
+        }
+        db.commit().await?;
+        Ok(inserted)
+    }
+
     /// `failed → claimed` for a new attempt at the payment, by the holder of `token` (the
     /// failed row taken over after its transactions were re-examined): `Claimed` with the new
     /// attempt's token, `Existing` (the row as it stands) when the take-over was lost,
@@ -366,24 +407,35 @@ impl Ledger {
         lease: Duration,
     ) -> Result<ClaimOutcome, LedgerError> {
         let fresh = ClaimToken::new();
+        let mut db = self.pool.begin().await?;
         let done = bind_claim(sqlx::query(RECLAIM_FAILED), claim, &fresh, lease)
             .bind(&token.0)
-            .bind(&claim.exclusive_key)
-            .execute(&self.pool)
+            .execute(&mut *db)
             .await;
-        match done.map(Transition::of) {
-            Ok(Transition::Applied) => Ok(ClaimOutcome::Claimed(fresh)),
-            Ok(Transition::Lost) => match self.find(&claim.replay_key).await? {
+        let done = match done.map(Transition::of) {
+            Ok(done) => done,
+            Err(e) if is_payment_id_taken(&e) => return Ok(ClaimOutcome::PaymentIdTaken),
+            Err(e) if is_exclusive_taken(&e) => return Ok(ClaimOutcome::ExclusiveTaken),
+            Err(e) => return Err(e.into()),
+        };
+        if done == Transition::Lost {
+            db.rollback().await?;
+            return match self.find(&claim.replay_key).await? {
                 Some(row) => Ok(ClaimOutcome::Existing(Box::new(row))),
                 None => Err(LedgerError::Corrupt(format!(
                     "the row of {} vanished while it was claimed again",
                     claim.replay_key
                 ))),
-            },
-            Err(e) if is_payment_id_taken(&e) => Ok(ClaimOutcome::PaymentIdTaken),
-            Err(e) if is_exclusive_taken(&e) => Ok(ClaimOutcome::ExclusiveTaken),
-            Err(e) => Err(e.into()),
+            };
         }
+        sqlx::query(SET_MAX_AMOUNT)
+            .bind(&claim.replay_key)
+            .bind(&claim.max_amount)
+            .bind(&fresh.0)
+            .execute(&mut *db)
+            .await?;
+        db.commit().await?;
+        Ok(ClaimOutcome::Claimed(fresh))
     }
 
     /// The live (not failed) row holding payment-identifier `id` in `scope`.
@@ -541,6 +593,29 @@ impl Ledger {
         Ok(Transition::of(done))
     }
 
+    /// `claimed → settled` with no transaction, for a charge of 0 under a signed maximum
+    /// (`upto`): nothing was sent, and the row keeps the payment's replay key spent. The
+    /// statement itself refuses any other payment (the amount must be `0`, the maximum named,
+    /// no transaction recorded in this attempt); the row is final at once (nothing to watch).
+    pub async fn record_settled_empty(
+        &self,
+        replay_key: &str,
+        token: &ClaimToken,
+    ) -> Result<Transition, LedgerError> {
+        let done = sqlx::query(
+            "UPDATE settlements SET state = 'settled', tx_id = '', raw_tx = NULL, \
+             error_reason = NULL, updated_at = $3, settled_at = $3, finalized_at = $3, \
+             lease_until = 0 WHERE replay_key = $1 AND claim_token = $2 AND state = 'claimed' \
+             AND amount = '0' AND max_amount IS NOT NULL AND tx_id IS NULL",
+        )
+        .bind(replay_key)
+        .bind(&token.0)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(Transition::of(done))
+    }
+
     /// `claimed | submitted | failed → settled` by a transaction of an *earlier* attempt, which
     /// the chain shows moved the money: the row is repaired with the payment that transaction
     /// performed (`claim`, revived from its recorded request). Its client was told otherwise,
@@ -600,8 +675,17 @@ impl Ledger {
         .await;
         match done {
             Ok(done) => {
+                let done = Transition::of(done);
+                if done.applied() {
+                    sqlx::query(SET_MAX_AMOUNT)
+                        .bind(&claim.replay_key)
+                        .bind(&claim.max_amount)
+                        .bind(&token.0)
+                        .execute(&mut *db)
+                        .await?;
+                }
                 db.commit().await?;
-                Ok(Transition::of(done))
+                Ok(done)
             }
             // A live holder of its exclusive key committed between the check and the write:
             // the chain paid both, so the row is repaired without the key (one retry).
@@ -941,6 +1025,7 @@ fn bind_claim<'q>(
         .bind(ms_after(lease))
         .bind(now_ms())
         .bind(&claim.resource_key)
+        .bind(&claim.exclusive_key)
 }
 
 /// Records a transaction the payment was settled by but that we did not sign (its hash only),

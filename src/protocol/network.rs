@@ -76,6 +76,9 @@ pub const V1_NAMES: &[(&str, &str)] = &[
     ("monad", "eip155:143"),
     ("stable", "eip155:988"),
     ("stable-testnet", "eip155:2201"),
+    // Added to `@x402/evm`'s EVM_NETWORK_CHAIN_ID_MAP since the digest (2.27).
+    ("celo", "eip155:42220"),
+    ("flare", "eip155:14"),
     ("solana", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp"),
     ("solana-devnet", "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1"),
     ("solana-testnet", "solana:4uhcVJyU9pJkvQyS88uRDiswHXSCkY3z"),

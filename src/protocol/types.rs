@@ -143,6 +143,10 @@ pub struct SettleResponse {
     pub payer: Option<String>,
     pub transaction: String,
     pub network: String,
+    /// The amount charged, in schemes where the seller picks it at settle (`upto`: the actual
+    /// amount, `"0"` when nothing was charged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extensions: Option<Map<String, Value>>,
 }

@@ -43,6 +43,16 @@ fn erase<P: Any + Send + Sync>(c: Checked<P>) -> CheckedPayment {
     }
 }
 
+fn into_check<P: Any + Send + Sync>(
+    checked: Result<Checked<P>, Stop>,
+) -> Result<Check, SchemeError> {
+    match checked {
+        Ok(checked) => Ok(Check::Valid(erase(checked))),
+        Err(Stop::Reject(rejection)) => Ok(Check::Invalid(rejection)),
+        Err(Stop::Fault(e)) => Err(e),
+    }
+}
+
 fn erase_signed<S: Any + Send + Sync>(signed: Signed<S>) -> Prepared {
     Signed {
         tx_id: signed.tx_id,
@@ -64,11 +74,15 @@ impl<S: Scheme> SchemeHandler for Erased<S> {
         request: &PaymentRequest,
         deadline: Deadline,
     ) -> Result<Check, SchemeError> {
-        match self.0.check(request, deadline).await {
-            Ok(checked) => Ok(Check::Valid(erase(checked))),
-            Err(Stop::Reject(rejection)) => Ok(Check::Invalid(rejection)),
-            Err(Stop::Fault(e)) => Err(e),
-        }
+        into_check(self.0.check(request, deadline).await)
+    }
+
+    async fn check_settle(
+        &self,
+        request: &PaymentRequest,
+        deadline: Deadline,
+    ) -> Result<Check, SchemeError> {
+        into_check(self.0.check_settle(request, deadline).await)
     }
 
     fn revive(&self, request: &PaymentRequest) -> Result<CheckedPayment, Rejection> {

@@ -153,6 +153,7 @@ pub struct PaymentMeta {
     pub replay_reason: &'static str,
     pub pay_to: String,
     pub asset: String,
+    /// What this payment moves (for `upto`, the charge the seller settles).
     pub amount: String,
     /// What makes two requests *the same payment*: a digest of the signed payment and the terms
     /// it pays, computed from parsed values so that encodings (number formats, hex case…) do not
@@ -163,6 +164,29 @@ pub struct PaymentMeta {
     /// invoice memo (`solana:<cluster>/memo/<payTo>/<memo hash>`), paid once even by two
     /// different transactions (docs/solana.md §7). `None` for payments with no such key.
     pub exclusive_key: Option<String>,
+    /// The most the payer signed for, in schemes where the seller picks the charge at settle
+    /// (`upto`, docs/schemes.md): the ledger keeps it beside `amount`, and the settle answer
+    /// then names the amount charged. `None` for schemes that move what was signed.
+    pub max_amount: Option<String>,
+    /// The signer lease (a [`SignerLease::signer`] key) of the one key that may send this
+    /// payment's transaction, when the contract checks who sends it (`upto`: the facilitator
+    /// its witness names). A replica that does not hold it hands the payment to the one that
+    /// does. `None`: any key of the network.
+    pub sender: Option<String>,
+}
+
+impl PaymentMeta {
+    /// A charge of 0 under a signed maximum: settled with no transaction at all (nothing is
+    /// sent and the payer's authorization is not used on chain), but recorded like any payment
+    /// so that its replay key stays spent and a retry is answered the same.
+    pub fn moves_nothing(&self) -> bool {
+        self.max_amount.is_some() && self.amount == "0"
+    }
+
+    /// The `amount` a settle answer names: the charge, in schemes where the seller picks it.
+    pub fn charged(&self) -> Option<String> {
+        self.max_amount.as_ref().map(|_| self.amount.clone())
+    }
 }
 
 /// A payment that passed a plugin's checks: what it says about itself, and the plugin's own
@@ -303,6 +327,8 @@ pub struct Description {
     pub signers: Vec<(String, String)>,
     /// Lease keys of every signer with a nonce lane (see [`SignerGate`]).
     pub lease_keys: Vec<String>,
+    /// Extension keys it implements (e.g. `eip2612GasSponsoring`), for `/supported.extensions`.
+    pub extensions: Vec<String>,
 }
 
 /// A payment scheme on one network, with its own payment and signed-transaction types.
@@ -319,6 +345,17 @@ pub trait Scheme: Send + Sync + 'static {
         request: &PaymentRequest,
         deadline: Deadline,
     ) -> Result<Checked<Self::Payment>, Stop>;
+
+    /// The checks of a `/settle`. The same as [`Scheme::check`] unless the scheme's settle
+    /// request says something else than its verify request: in `upto` the seller's
+    /// `requirements.amount` is the signed maximum at verify and the actual charge at settle.
+    async fn check_settle(
+        &self,
+        request: &PaymentRequest,
+        deadline: Deadline,
+    ) -> Result<Checked<Self::Payment>, Stop> {
+        self.check(request, deadline).await
+    }
 
     /// Parses a stored request back into a payment without the time or chain checks, so a
     /// recorded transaction can be reconciled after the authorization's window closed.
@@ -433,6 +470,11 @@ pub trait Scheme: Send + Sync + 'static {
 pub trait SchemeHandler: Send + Sync + 'static {
     fn describe(&self) -> Description;
     async fn check(
+        &self,
+        request: &PaymentRequest,
+        deadline: Deadline,
+    ) -> Result<Check, SchemeError>;
+    async fn check_settle(
         &self,
         request: &PaymentRequest,
         deadline: Deadline,

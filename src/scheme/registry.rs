@@ -19,6 +19,7 @@ pub struct SchemeRegistry {
     handlers: HashMap<SchemeKey, Arc<dyn SchemeHandler>>,
     kinds: Vec<SupportedKind>,
     signers: BTreeMap<String, Vec<String>>,
+    extensions: Vec<String>,
 }
 
 /// Why no handler answered a request.
@@ -47,6 +48,11 @@ impl SchemeRegistry {
                 ));
             }
             self.kinds.push(kind);
+        }
+        for extension in description.extensions {
+            if !self.extensions.contains(&extension) {
+                self.extensions.push(extension);
+            }
         }
         for (family, address) in description.signers {
             let list = self.signers.entry(family).or_default();
@@ -82,7 +88,13 @@ impl SchemeRegistry {
         })
     }
 
-    pub fn supported(&self, extensions: Vec<String>) -> SupportedResponse {
+    /// The `/supported` answer: `extensions` (the core's own) and those of served handlers.
+    pub fn supported(&self, mut extensions: Vec<String>) -> SupportedResponse {
+        for extension in &self.extensions {
+            if !extensions.contains(extension) {
+                extensions.push(extension.clone());
+            }
+        }
         let mut kinds = self.kinds.clone();
         kinds.sort_by(|a, b| {
             (b.x402_version, &a.network, &a.scheme).cmp(&(a.x402_version, &b.network, &b.scheme))

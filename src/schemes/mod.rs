@@ -7,8 +7,12 @@ use crate::scheme::SchemeFactory;
 
 /// Every plugin this binary can build, matched to configured networks by CAIP-2 namespace.
 pub fn builtin() -> Vec<Box<dyn SchemeFactory>> {
+    // The EVM factories share their networks: one chain connection and one nonce lane per key,
+    // whichever EVM scheme signs with it.
+    let evm = evm::Networks::default();
     vec![
-        Box::new(evm::EvmExactFactory),
+        Box::new(evm::EvmExactFactory::new(evm.clone())),
+        Box::new(evm::EvmUptoFactory::new(evm)),
         Box::new(svm::SvmExactFactory),
     ]
 }

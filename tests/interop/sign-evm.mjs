@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// Produce a really-signed x402 `exact` EVM (EIP-3009) payment with the OFFICIAL client SDK
-// (@x402/core x402Client + @x402/evm registerExactEvmScheme), for the Rust facilitator's
-// integration tests.
+// Produce a really-signed x402 EVM payment with the OFFICIAL client SDK (@x402/core x402Client +
+// @x402/evm), for the Rust facilitator's integration tests: `exact` by EIP-3009 (the default) or
+// by Permit2 (requirements.extra.assetTransferMethod "permit2"; the SDK routes on it), and `upto`
+// (requirements.scheme "upto", UptoEvmScheme: Permit2 with the facilitator named in
+// requirements.extra.facilitatorAddress).
 //
 // stdin : one JSON job
 //   {
@@ -15,6 +17,11 @@
 //     "extensions":  { ... }                           // optional PaymentRequired.extensions
 //     "nowUnix":     1700000000                        // optional: clock seen by the SDK while
 //                                                      // signing (to make expired payloads)
+//     "rpcUrl":      "http://127.0.0.1:8545"           // optional: lets the Permit2 clients read the
+//                                                      // chain (allowance, EIP-2612 nonces) for the
+//                                                      // eip2612GasSponsoring extension, which they
+//                                                      // sign when `extensions` declares it and the
+//                                                      // Permit2 allowance is short
 //   }
 //   For x402Version 1, `requirements` may be a v1 PaymentRequirements object (has
 //   `maxAmountRequired`, v1 network name) or the v2 shape above, which is converted
@@ -27,18 +34,27 @@
 //   "paymentRequirements": {...}}.  `--pretty` indents it.
 // On error: {"error": "..."} on stderr, exit code 2.
 //
-// No network access: signing needs only address + signTypedData from a viem LocalAccount;
-// globalThis.fetch/WebSocket are replaced with throwing stubs to guarantee it.
+// No network access but to job.rpcUrl (a loopback anvil): signing needs only address +
+// signTypedData from a viem LocalAccount; globalThis.fetch/WebSocket are replaced with stubs that
+// throw for anything else.
 
 import { x402Client } from "@x402/core/client";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
+import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { EVM_NETWORK_CHAIN_ID_MAP } from "@x402/evm/v1";
 import { privateKeyToAccount } from "viem/accounts";
 
 const blockNetwork = () => {
   throw new Error("sign-evm.mjs: network access is disabled (signing must be offline)");
 };
-globalThis.fetch = async () => blockNetwork();
+const realFetch = globalThis.fetch;
+let allowedOrigin = null; // job.rpcUrl's origin, once read
+globalThis.fetch = async (input, init) => {
+  const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url);
+  const loopback = url.hostname === "127.0.0.1" || url.hostname === "localhost";
+  if (allowedOrigin && loopback && url.origin === allowedOrigin) return realFetch(input, init);
+  return blockNetwork();
+};
 globalThis.WebSocket = class {
   constructor() {
     blockNetwork();
@@ -108,6 +124,8 @@ async function main() {
   if (x402Version !== 1 && x402Version !== 2) fail(`unsupported x402Version ${x402Version}`);
 
   const account = privateKeyToAccount(job.privateKey);
+  if (job.rpcUrl) allowedOrigin = new URL(job.rpcUrl).origin;
+  const schemeOptions = job.rpcUrl ? { rpcUrl: job.rpcUrl } : undefined;
 
   const client = new x402Client();
   // Test assets are not in @x402/evm's default-asset table; the default spend controls
@@ -121,8 +139,12 @@ async function main() {
     if (job.chainId !== undefined && requirements.network !== `eip155:${job.chainId}`) {
       fail(`requirements.network ${requirements.network} != eip155:${job.chainId}`);
     }
-    // Registers ExactEvmScheme for the given CAIP-2 network (v1 names for it: none on 31337).
-    registerExactEvmScheme(client, { signer: account, networks: [requirements.network] });
+    if (requirements.scheme === "upto") {
+      client.register(requirements.network, new UptoEvmScheme(account, schemeOptions));
+    } else {
+      // Registers ExactEvmScheme for the given CAIP-2 network (v1 names for it: none on 31337).
+      registerExactEvmScheme(client, { signer: account, networks: [requirements.network], schemeOptions });
+    }
     paymentRequired = {
       x402Version: 2,
       error: "PAYMENT-SIGNATURE header is required",

@@ -9,5 +9,5 @@
 //!   client (tests/interop/e2e-bazaar.mjs) against us, on both backends.
 
 mod catalog;
-mod poisoning;
+pub mod poisoning;
 mod sdk;

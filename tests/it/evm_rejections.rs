@@ -273,11 +273,12 @@ async fn simulation_fails_for_another_cause() {
 }
 
 #[tokio::test]
-async fn permit2_payload_is_unsupported() {
+async fn a_malformed_permit2_payload_is_invalid() {
+    // `permit2Authorization` picks the Permit2 path, as in the SDK (tests/it/permit2_exact.rs).
     let c = case().await;
     let mut body = harness::funded_payment(&c.chain).await.body();
     body["paymentPayload"]["payload"] = json!({ "signature": "0x00", "permit2Authorization": {} });
-    rejected(&c, &body, "unsupported_payload_type").await;
+    rejected(&c, &body, "invalid_payload").await;
 }
 
 #[tokio::test]

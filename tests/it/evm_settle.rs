@@ -274,3 +274,61 @@ async fn a_signer_nonce_taken_elsewhere_is_recovered_from() {
     );
     app.stop().await;
 }
+
+/// A settle whose gas estimate is above the network's `max_gas_limit` is refused before a nonce
+/// is taken, for every EVM payment kind, with the reason of a failed simulation (it would not
+/// run as it stands), not that of a mined, reverted transaction: nothing was sent, the claim is
+/// released, nothing moves.
+#[tokio::test]
+async fn a_gas_estimate_above_the_cap_is_refused_unsent() {
+    use crate::harness::permit2::Kind;
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let options = crate::permit2_exact::permit2_options()
+        .env("X402__NETWORKS__LOCAL__MAX_GAS_LIMIT", "30000");
+    let app = harness::spawn_with(&chain, &db, options).await;
+    let facilitator = app.signers[0].address();
+
+    let eip3009 = harness::funded_payment(&chain).await;
+    let exact = harness::funded_permit2(&chain, Kind::Exact, facilitator, true).await;
+    let upto = harness::funded_permit2(&chain, Kind::Upto, facilitator, true).await;
+    let cases = [
+        (
+            "EIP-3009",
+            eip3009.body(),
+            "invalid_exact_evm_transaction_simulation_failed",
+        ),
+        ("Permit2 exact", exact.body(), "permit2_simulation_failed"),
+        (
+            "upto",
+            upto.settle_body(U256::from(1000u64)),
+            "permit2_simulation_failed",
+        ),
+    ];
+    for (case, body, reason) in cases {
+        let answer = app.settle(&body).await;
+        assert_eq!(answer["success"], false, "{case}: {answer}");
+        assert_eq!(answer["errorReason"], reason, "{case}: {answer}");
+        assert_eq!(answer["transaction"], "", "{case}: {answer}");
+        assert!(
+            answer["errorMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("exceeds this network's cap of 30000")),
+            "{case}: {answer}"
+        );
+    }
+    assert_eq!(chain.balance(chain.token, eip3009.pay_to).await, U256::ZERO);
+    for p in [&exact, &upto] {
+        assert_eq!(
+            chain.balance(chain.permit_token, p.pay_to).await,
+            U256::ZERO
+        );
+    }
+    assert_eq!(db.count("SELECT count(*) FROM settlements").await, 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM settlement_txs").await,
+        0,
+        "no transaction was recorded"
+    );
+    app.stop().await;
+}

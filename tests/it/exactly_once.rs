@@ -4,11 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+use alloy::primitives::{Address, U256};
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::app::{env_for, signers};
+use crate::harness::permit2::Kind;
 use crate::harness::process::Proc;
 use crate::harness::proxy::{Mode, RpcProxy};
 use crate::harness::{self, Chain, Db, Options, spawn, spawn_with};
@@ -146,16 +148,89 @@ async fn the_reconciler_finishes_a_pending_settlement_without_a_retry() {
     app.stop().await;
 }
 
+/// The payment kinds the exactly-once guarantees are proven for: `exact` by EIP-3009 and by
+/// Permit2, and `upto` (charging part of its maximum, or nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Paid {
+    Eip3009,
+    Permit2Exact,
+    Upto,
+    UptoNothing,
+}
+
+/// What a crash test settles and where the money must end up.
+struct Case {
+    body: Value,
+    token: Address,
+    from: Address,
+    pay_to: Address,
+    /// What must move, once.
+    amount: U256,
+    /// The answer to settling it again once it settled.
+    replay_reason: &'static str,
+}
+
+async fn case(chain: &Chain, kind: Paid, facilitator: Address) -> Case {
+    let permit2 =
+        |kind| async move { harness::funded_permit2(chain, kind, facilitator, true).await };
+    match kind {
+        Paid::Eip3009 => {
+            let p = harness::funded_payment(chain).await;
+            Case {
+                body: p.body(),
+                token: chain.token,
+                from: p.from,
+                pay_to: p.pay_to,
+                amount: p.amount,
+                replay_reason: "invalid_exact_evm_nonce_already_used",
+            }
+        }
+        Paid::Permit2Exact => {
+            let p = permit2(Kind::Exact).await;
+            Case {
+                body: p.body(),
+                token: chain.permit_token,
+                from: p.from,
+                pay_to: p.pay_to,
+                amount: p.amount,
+                replay_reason: "permit2_invalid_nonce",
+            }
+        }
+        Paid::Upto | Paid::UptoNothing => {
+            let p = permit2(Kind::Upto).await;
+            let charge = if kind == Paid::Upto {
+                U256::from(1500u64)
+            } else {
+                U256::ZERO
+            };
+            Case {
+                body: p.settle_body(charge),
+                token: chain.permit_token,
+                from: p.from,
+                pay_to: p.pay_to,
+                amount: charge,
+                replay_reason: "permit2_invalid_nonce",
+            }
+        }
+    }
+}
+
 /// Freezes a settle at `point` in one process, SIGKILLs it, starts a fresh process on the same
 /// ledger, and checks that the payment ends settled exactly once.
-async fn crash_at(point: &str) {
+async fn crash_at(point: &str, kind: Paid) {
+    crash_on(Db::postgres().await, point, kind).await;
+}
+
+/// [`crash_at`] on a given ledger: SQLite is one process at a time, which is what a crash and
+/// a restart are.
+async fn crash_on(db: Db, point: &str, kind: Paid) {
     let chain = Chain::start().await;
-    let db = Db::postgres().await;
     let keys = signers(&chain, 1, false).await;
     let mut env = env_for(&chain, &chain.url, &db, &keys);
+    env.push(("X402__NETWORKS__LOCAL__SCHEMES".into(), "exact,upto".into()));
     short_timing(&mut env);
-    let payment = harness::funded_payment(&chain).await;
-    let body = payment.body();
+    let payment = case(&chain, kind, keys[0].address()).await;
+    let body = payment.body.clone();
 
     let mut crashing = env.clone();
     crashing.push(("X402_FAULT_PAUSE_AT".into(), point.into()));
@@ -196,18 +271,16 @@ async fn crash_at(point: &str) {
             .await;
         assert_eq!(retry["transaction"], row_tx.as_str());
         let (_, replay) = post(&second.base, "/settle", &body).await;
-        assert_eq!(
-            replay["errorReason"], "invalid_exact_evm_nonce_already_used",
-            "{replay}"
-        );
+        assert_eq!(replay["errorReason"], payment.replay_reason, "{replay}");
     }
+    let transfers = if payment.amount.is_zero() { 0 } else { 1 };
     assert_eq!(
-        chain.transfers_from(chain.token, payment.from).await,
-        1,
-        "exactly one transfer"
+        chain.transfers_from(payment.token, payment.from).await,
+        transfers,
+        "exactly one transfer (none for a charge of nothing)"
     );
     assert_eq!(
-        chain.balance(chain.token, payment.pay_to).await,
+        chain.balance(payment.token, payment.pay_to).await,
         payment.amount
     );
     assert_eq!(db.count("SELECT count(*) FROM settlements").await, 1);
@@ -216,22 +289,92 @@ async fn crash_at(point: &str) {
 
 #[tokio::test]
 async fn crash_after_the_claim() {
-    crash_at("after_claim").await;
+    crash_at("after_claim", Paid::Eip3009).await;
 }
 
 #[tokio::test]
 async fn crash_after_recording_before_the_broadcast() {
-    crash_at("after_record").await;
+    crash_at("after_record", Paid::Eip3009).await;
 }
 
 #[tokio::test]
 async fn crash_after_the_broadcast_before_the_receipt() {
-    crash_at("after_broadcast").await;
+    crash_at("after_broadcast", Paid::Eip3009).await;
 }
 
 #[tokio::test]
 async fn crash_after_confirmation_before_the_final_record() {
-    crash_at("after_confirm").await;
+    crash_at("after_confirm", Paid::Eip3009).await;
+}
+
+#[tokio::test]
+async fn permit2_exact_crash_after_the_claim() {
+    crash_at("after_claim", Paid::Permit2Exact).await;
+}
+
+#[tokio::test]
+async fn permit2_exact_crash_after_recording_before_the_broadcast() {
+    crash_at("after_record", Paid::Permit2Exact).await;
+}
+
+#[tokio::test]
+async fn permit2_exact_crash_after_the_broadcast_before_the_receipt() {
+    crash_at("after_broadcast", Paid::Permit2Exact).await;
+}
+
+#[tokio::test]
+async fn permit2_exact_crash_after_confirmation_before_the_final_record() {
+    crash_at("after_confirm", Paid::Permit2Exact).await;
+}
+
+#[tokio::test]
+async fn upto_crash_after_the_claim() {
+    crash_at("after_claim", Paid::Upto).await;
+}
+
+#[tokio::test]
+async fn upto_crash_after_recording_before_the_broadcast() {
+    crash_at("after_record", Paid::Upto).await;
+}
+
+#[tokio::test]
+async fn upto_crash_after_the_broadcast_before_the_receipt() {
+    crash_at("after_broadcast", Paid::Upto).await;
+}
+
+#[tokio::test]
+async fn upto_crash_after_confirmation_before_the_final_record() {
+    crash_at("after_confirm", Paid::Upto).await;
+}
+
+#[tokio::test]
+async fn upto_charging_nothing_crash_after_the_claim() {
+    crash_at("after_claim", Paid::UptoNothing).await;
+}
+
+const CRASH_POINTS: [&str; 4] = [
+    "after_claim",
+    "after_record",
+    "after_broadcast",
+    "after_confirm",
+];
+
+/// The crash tests of Permit2 `exact` on SQLite too (the EIP-3009 ones run the same machinery
+/// and are proven on Postgres above).
+#[tokio::test]
+async fn permit2_exact_crashes_on_sqlite() {
+    for point in CRASH_POINTS {
+        crash_on(Db::sqlite(), point, Paid::Permit2Exact).await;
+    }
+}
+
+/// The crash tests of `upto` (and `upto` charging nothing) on SQLite too.
+#[tokio::test]
+async fn upto_crashes_on_sqlite() {
+    for point in CRASH_POINTS {
+        crash_on(Db::sqlite(), point, Paid::Upto).await;
+    }
+    crash_on(Db::sqlite(), "after_claim", Paid::UptoNothing).await;
 }
 
 #[tokio::test]

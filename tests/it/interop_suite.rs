@@ -503,6 +503,151 @@ const SAME_AS_SDK: &[(&str, &str, &str)] = &[
         generic::SETTLEMENT_PENDING,
         "ErrSettlementPending",
     ),
+    (
+        "PERMIT2_INVALID_SPENDER",
+        reason::PERMIT2_INVALID_SPENDER,
+        "ErrPermit2InvalidSpender",
+    ),
+    (
+        "PERMIT2_RECIPIENT_MISMATCH",
+        reason::PERMIT2_RECIPIENT_MISMATCH,
+        "ErrPermit2RecipientMismatch",
+    ),
+    (
+        "PERMIT2_DEADLINE_EXPIRED",
+        reason::PERMIT2_DEADLINE_EXPIRED,
+        "ErrPermit2DeadlineExpired",
+    ),
+    (
+        "PERMIT2_NOT_YET_VALID",
+        reason::PERMIT2_NOT_YET_VALID,
+        "ErrPermit2NotYetValid",
+    ),
+    (
+        "PERMIT2_AMOUNT_MISMATCH",
+        reason::PERMIT2_AMOUNT_MISMATCH,
+        "ErrPermit2AmountMismatch",
+    ),
+    (
+        "PERMIT2_TOKEN_MISMATCH",
+        reason::PERMIT2_TOKEN_MISMATCH,
+        "ErrPermit2TokenMismatch",
+    ),
+    (
+        "PERMIT2_INVALID_SIGNATURE",
+        reason::PERMIT2_INVALID_SIGNATURE,
+        "ErrPermit2InvalidSignature",
+    ),
+    (
+        "PERMIT2_ALLOWANCE_REQUIRED",
+        reason::PERMIT2_ALLOWANCE_REQUIRED,
+        "ErrPermit2AllowanceRequired",
+    ),
+    (
+        "PERMIT2_SIMULATION_FAILED",
+        reason::PERMIT2_SIMULATION_FAILED,
+        "ErrPermit2SimulationFailed",
+    ),
+    (
+        "PERMIT2_INSUFFICIENT_BALANCE",
+        reason::PERMIT2_INSUFFICIENT_BALANCE,
+        "ErrPermit2InsufficientBalance",
+    ),
+    (
+        "PERMIT2_PROXY_NOT_DEPLOYED",
+        reason::PERMIT2_PROXY_NOT_DEPLOYED,
+        "ErrPermit2ProxyNotDeployed",
+    ),
+    (
+        "PERMIT2_INVALID_AMOUNT",
+        reason::PERMIT2_INVALID_AMOUNT,
+        "ErrPermit2InvalidAmount",
+    ),
+    (
+        "PERMIT2_INVALID_DESTINATION",
+        reason::PERMIT2_INVALID_DESTINATION,
+        "ErrPermit2InvalidDestination",
+    ),
+    (
+        "PERMIT2_INVALID_OWNER",
+        reason::PERMIT2_INVALID_OWNER,
+        "ErrPermit2InvalidOwner",
+    ),
+    (
+        "PERMIT2_PAYMENT_TOO_EARLY",
+        reason::PERMIT2_PAYMENT_TOO_EARLY,
+        "ErrPermit2PaymentTooEarly",
+    ),
+    (
+        "PERMIT2_INVALID_NONCE",
+        reason::PERMIT2_INVALID_NONCE,
+        "ErrPermit2InvalidNonce",
+    ),
+    (
+        "PERMIT2_2612_AMOUNT_MISMATCH",
+        reason::PERMIT2_2612_AMOUNT_MISMATCH,
+        "ErrPermit2612AmountMismatch",
+    ),
+    (
+        "EIP2612_INVALID_FORMAT",
+        reason::EIP2612_INVALID_FORMAT,
+        "ErrInvalidEip2612ExtensionFormat",
+    ),
+    (
+        "EIP2612_FROM_MISMATCH",
+        reason::EIP2612_FROM_MISMATCH,
+        "ErrEip2612FromMismatch",
+    ),
+    (
+        "EIP2612_ASSET_MISMATCH",
+        reason::EIP2612_ASSET_MISMATCH,
+        "ErrEip2612AssetMismatch",
+    ),
+    (
+        "EIP2612_SPENDER_NOT_PERMIT2",
+        reason::EIP2612_SPENDER_NOT_PERMIT2,
+        "ErrEip2612SpenderNotPermit2",
+    ),
+    (
+        "EIP2612_DEADLINE_EXPIRED",
+        reason::EIP2612_DEADLINE_EXPIRED,
+        "ErrEip2612DeadlineExpired",
+    ),
+];
+
+/// Each of our `upto` reasons and the `@x402/evm` upto-facilitator constant it must equal.
+const UPTO_SAME_AS_SDK: &[(&str, &str, &str)] = &[
+    ("UPTO_SCHEME", reason::UPTO_SCHEME, "ErrUptoInvalidScheme"),
+    (
+        "UPTO_NETWORK_MISMATCH",
+        reason::UPTO_NETWORK_MISMATCH,
+        "ErrUptoNetworkMismatch",
+    ),
+    (
+        "UPTO_FACILITATOR_MISMATCH",
+        reason::UPTO_FACILITATOR_MISMATCH,
+        "ErrUptoFacilitatorMismatch",
+    ),
+    (
+        "UPTO_EXCEEDS_AMOUNT",
+        reason::UPTO_EXCEEDS_AMOUNT,
+        "ErrUptoSettlementExceedsAmount",
+    ),
+    (
+        "UPTO_TRANSACTION_FAILED",
+        reason::UPTO_TRANSACTION_FAILED,
+        "ErrUptoTransactionFailed",
+    ),
+    (
+        "UPTO_AMOUNT_EXCEEDS_PERMITTED",
+        reason::UPTO_AMOUNT_EXCEEDS_PERMITTED,
+        "ErrUptoAmountExceedsPermitted",
+    ),
+    (
+        "UPTO_UNAUTHORIZED_FACILITATOR",
+        reason::UPTO_UNAUTHORIZED_FACILITATOR,
+        "ErrUptoUnauthorizedFacilitator",
+    ),
 ];
 
 /// Allow-list: our EVM reasons whose use deliberately differs from the installed SDK (README
@@ -514,8 +659,8 @@ const DELIBERATE: &[(&str, &str, &str)] = &[(
      invalid_exact_evm_signature); we keep the specific string",
 )];
 
-/// Allow-list: `@x402/evm` exact constants (outside the Permit2 / ERC-20 approval / EIP-2612
-/// families, which we do not implement) that we never send, and why.
+/// Allow-list: `@x402/evm` exact constants (outside the ERC-20 approval family, an extension we
+/// do not implement) that we never send, and why.
 const SDK_ONLY: &[(&str, &str)] = &[
     (
         "ErrFailedToParseSignature",
@@ -534,15 +679,7 @@ const SDK_ONLY: &[(&str, &str)] = &[
 ];
 
 fn not_implemented_family(name: &str) -> bool {
-    [
-        "ErrPermit2",
-        "ErrErc20Approval",
-        "ErrEip2612",
-        "ErrInvalidEip2612",
-        "ErrPermit2612",
-    ]
-    .iter()
-    .any(|p| name.starts_with(p))
+    name.starts_with("ErrErc20Approval")
 }
 
 /// `pub const NAME: &str = "…";` lines of our reason module, so a new constant must be classified.
@@ -577,13 +714,24 @@ async fn our_evm_reason_strings_match_the_installed_sdk() {
     let sdk_version = &out["versions"]["@x402/evm"];
     let mut differences: Vec<String> = Vec::new();
 
-    for (ours, value, constant) in SAME_AS_SDK {
-        match sdk.get(*constant).and_then(Value::as_str) {
-            None => differences.push(format!("{ours}: SDK constant {constant} is gone")),
-            Some(v) if v != *value => {
-                differences.push(format!("{ours} = {value:?} but SDK {constant} = {v:?}"))
+    let sdk_upto = out["constants"]["upto"]
+        .as_object()
+        .unwrap_or_else(|| panic!("reasons.mjs listed no upto constants: {out:#}"));
+    for (table, module) in [(SAME_AS_SDK, sdk), (UPTO_SAME_AS_SDK, sdk_upto)] {
+        for (ours, value, constant) in table {
+            match module.get(*constant).and_then(Value::as_str) {
+                None => differences.push(format!("{ours}: SDK constant {constant} is gone")),
+                Some(v) if v != *value => {
+                    differences.push(format!("{ours} = {value:?} but SDK {constant} = {v:?}"))
+                }
+                Some(_) => {}
             }
-            Some(_) => {}
+        }
+    }
+    // Every SDK upto constant is one of ours.
+    for (constant, value) in sdk_upto {
+        if !UPTO_SAME_AS_SDK.iter().any(|(_, _, c)| c == constant) {
+            differences.push(format!("SDK upto {constant} = {value} is not one of ours"));
         }
     }
     for (ours, constant, why) in DELIBERATE {
@@ -605,7 +753,10 @@ async fn our_evm_reason_strings_match_the_installed_sdk() {
 
     // Every constant in our reason module is classified.
     for (name, value) in our_evm_constants() {
-        let paired = SAME_AS_SDK.iter().any(|(n, _, _)| *n == name);
+        let paired = SAME_AS_SDK
+            .iter()
+            .chain(UPTO_SAME_AS_SDK)
+            .any(|(n, _, _)| *n == name);
         let allowed = DELIBERATE.iter().any(|(n, _, _)| *n == name);
         if !paired && !allowed {
             differences.push(format!(

@@ -36,6 +36,7 @@ fn claim(key: &str) -> NewClaim {
         request: "{}".into(),
         fingerprint: format!("fp-{key}"),
         exclusive_key: None,
+        max_amount: None,
     }
 }
 
@@ -981,4 +982,148 @@ async fn an_exclusive_key_is_held_by_one_live_row() {
             Some("e".to_string())
         );
     }
+}
+
+/// `upto`: the signed maximum is kept beside the charge, and a charge of nothing is settled with
+/// no transaction, by a statement that refuses any other payment.
+#[tokio::test]
+async fn upto_rows_keep_their_maximum_and_a_charge_of_nothing_settles_without_a_transaction() {
+    for_both(|l| async move {
+        let claim_as = |key: &str, amount: &str, max: Option<&str>| {
+            let mut c = claim(key);
+            c.scheme = "upto".into();
+            c.amount = amount.into();
+            c.max_amount = max.map(str::to_string);
+            c
+        };
+        let win = |c: NewClaim| {
+            let l = l.clone();
+            async move {
+                match l.claim(&c, LEASE).await.expect("claim") {
+                    ClaimOutcome::Claimed(token) => token,
+                    other => panic!("expected to win the claim: {other:?}"),
+                }
+            }
+        };
+        let zero = win(claim_as("zero", "0", Some("2500"))).await;
+        assert!(
+            l.record_settled_empty("zero", &zero)
+                .await
+                .expect("record")
+                .applied()
+        );
+        let row = l.find("zero").await.expect("find").expect("row");
+        assert_eq!(row.state, SettlementState::Settled);
+        assert_eq!(
+            (
+                row.tx_id.as_deref(),
+                row.amount.as_str(),
+                row.max_amount.as_deref()
+            ),
+            (Some(""), "0", Some("2500"))
+        );
+        assert!(row.finalized_at.is_some(), "nothing to watch for reorgs");
+        assert!(l.unfinal(&nets(), 10).await.expect("unfinal").is_empty());
+        assert!(
+            !l.record_settled_empty("zero", &zero)
+                .await
+                .expect("again")
+                .applied(),
+            "only a claimed row"
+        );
+
+        // A positive charge, or a payment without a maximum, is never settled without a
+        // transaction.
+        let paid = win(claim_as("paid", "1500", Some("2500"))).await;
+        assert!(
+            !l.record_settled_empty("paid", &paid)
+                .await
+                .expect("record")
+                .applied()
+        );
+        let plain = win(claim_as("plain", "0", None)).await;
+        assert!(
+            !l.record_settled_empty("plain", &plain)
+                .await
+                .expect("record")
+                .applied()
+        );
+        let row = l.find("paid").await.expect("find").expect("row");
+        assert_eq!(
+            (row.state, row.max_amount.as_deref()),
+            (SettlementState::Claimed, Some("2500"))
+        );
+        assert_eq!(
+            l.find("plain")
+                .await
+                .expect("find")
+                .expect("row")
+                .max_amount,
+            None
+        );
+    })
+    .await;
+}
+
+/// Hand-offs pinned to one key (`upto`): only a taker holding that signer lease gets them;
+/// unpinned ones go to any taker of the network. SQLite (one process) has no queue.
+#[tokio::test]
+async fn a_hand_off_pinned_to_a_key_is_taken_only_by_its_holder() {
+    let db = Db::postgres().await;
+    let l = open(&db).await;
+    let far = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
+    .expect("fits")
+        + 60_000;
+    let pinned = claimed(&l, "pinned").await;
+    let any = claimed(&l, "any").await;
+    assert!(
+        l.hand_off("pinned", &pinned, far, Some("eip155:31337/0xaaaa"))
+            .await
+            .expect("hand off")
+            .applied()
+    );
+    assert!(
+        l.hand_off("any", &any, far, None)
+            .await
+            .expect("hand off")
+            .applied()
+    );
+    let keys = |taken: Vec<(ledger::SettlementRecord, ClaimToken)>| {
+        let mut k: Vec<String> = taken.into_iter().map(|(r, _)| r.replay_key).collect();
+        k.sort();
+        k
+    };
+    // A taker holding another key gets only the unpinned one.
+    let other = vec!["eip155:31337/0xbbbb".to_string()];
+    let taken = l
+        .take_handoffs(&nets(), &other, LEASE, 10)
+        .await
+        .expect("take");
+    assert_eq!(keys(taken), vec!["any".to_string()]);
+    // The pinned one stays queued, for its holder.
+    let holder = vec!["eip155:31337/0xaaaa".to_string()];
+    assert!(
+        l.take_handoffs(&nets(), &other, LEASE, 10)
+            .await
+            .expect("take")
+            .is_empty()
+    );
+    let taken = l
+        .take_handoffs(&nets(), &holder, LEASE, 10)
+        .await
+        .expect("take");
+    assert_eq!(keys(taken), vec!["pinned".to_string()]);
+    // On SQLite nothing is ever queued for another process.
+    let lite = open(&Db::sqlite()).await;
+    assert!(
+        lite.take_handoffs(&nets(), &holder, LEASE, 10)
+            .await
+            .expect("take")
+            .is_empty()
+    );
 }

@@ -121,7 +121,9 @@ async fn every_endpoint_answers_what_the_openapi_document_says() {
     let app = spawn_with(
         &chain,
         &db,
-        Options::default().env("X402__SESSIONS__ENABLED", "true"),
+        Options::default()
+            .env("X402__SESSIONS__ENABLED", "true")
+            .env("X402__NETWORKS__LOCAL__SCHEMES", "exact,upto"),
     )
     .await;
     let (status, doc) = call(&app, "get", "/openapi.json", None, None).await;
@@ -177,6 +179,38 @@ async fn every_endpoint_answers_what_the_openapi_document_says() {
     )
     .await;
     assert_eq!(failed["success"], false, "{failed}");
+    // `upto`: the answer names the charge, the receipt the signed maximum beside it.
+    let upto = crate::harness::funded_permit2(
+        &chain,
+        crate::harness::permit2::Kind::Upto,
+        app.signers[0].address(),
+        true,
+    )
+    .await;
+    let charged = expect(
+        &app,
+        &doc,
+        ("post", "/settle", "/settle"),
+        Some(&upto.settle_body(alloy::primitives::U256::from(1200u64))),
+        None,
+        ok,
+    )
+    .await;
+    assert_eq!(charged["amount"], "1200", "{charged}");
+    let upto_receipt = format!(
+        "/settlements/{}",
+        charged["transaction"].as_str().expect("tx")
+    );
+    let receipt = expect(
+        &app,
+        &doc,
+        ("get", &upto_receipt, "/settlements/{transaction}"),
+        None,
+        None,
+        ok,
+    )
+    .await;
+    assert_eq!(receipt["maxAmount"], "2500", "{receipt}");
 
     // Everything else that answers 200.
     for (method, path, documented) in [

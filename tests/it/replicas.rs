@@ -327,3 +327,97 @@ async fn two_solana_replicas_with_the_same_fee_payer_both_settle() {
     a.stop().await;
     b.stop().await;
 }
+
+/// `upto` can only be sent from the key its witness names (the proxy checks `msg.sender`): two
+/// identical replicas, two keys, one each. A payment naming either key, sent to the replica that
+/// does not hold that key, is handed to the one that does and sent from that key; a charge of 0
+/// sends nothing and needs no hand-off.
+#[tokio::test]
+async fn an_upto_payment_reaches_the_replica_holding_the_key_it_names() {
+    use alloy::primitives::U256;
+
+    use crate::harness::permit2::Kind;
+    let chain = Chain::start().await;
+    let db = Db::postgres().await;
+    let keys = signers(&chain, 2, false).await;
+    let mut env = replica_env(&chain, &db, &keys);
+    env.push(("X402__NETWORKS__LOCAL__SCHEMES".into(), "exact,upto".into()));
+    let procs = join_all((0..2).map(|_| Proc::start(&env))).await;
+    let bases: Vec<&str> = procs.iter().map(|p| p.base.as_str()).collect();
+    balanced(&bases, 2, 1).await;
+
+    // Every replica advertises the same facilitator address (the seller SDK caches one).
+    let mut advertised = Vec::new();
+    for base in &bases {
+        let supported: Value = reqwest::get(format!("{base}/supported"))
+            .await
+            .expect("supported")
+            .json()
+            .await
+            .expect("json");
+        let kind = supported["kinds"]
+            .as_array()
+            .and_then(|k| k.iter().find(|k| k["scheme"] == "upto"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no upto kind: {supported}"));
+        advertised.push(kind["extra"]["facilitatorAddress"].clone());
+    }
+    assert_eq!(advertised[0], advertised[1]);
+
+    let holds = |r: &Value, key: alloy::primitives::Address| {
+        r["signers"]
+            .as_object()
+            .is_some_and(|s| s.contains_key(&format!("eip155:{}/{key:#x}", chain.chain_id)))
+    };
+    for key in &keys {
+        let named = key.address();
+        let mut holder = None;
+        for (i, base) in bases.iter().enumerate() {
+            if holds(&ready(base).await.expect("ready"), named) {
+                holder = Some(i);
+            }
+        }
+        let holder = holder.expect("someone holds the key");
+        let other = bases[1 - holder];
+        let handed_before = metric(other, "x402_handoff_total{outcome=\"out\"}").await;
+
+        let p = harness::funded_permit2(&chain, Kind::Upto, named, true).await;
+        let (status, answer) = settle_at(other, &p.settle_body(U256::from(1200u64)))
+            .await
+            .expect("answered");
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["success"], true, "{answer}");
+        assert_eq!(answer["amount"], "1200", "{answer}");
+        let tx = answer["transaction"].as_str().expect("tx");
+        assert_eq!(chain.sender_of(tx).await, named, "sent from the key named");
+        assert_eq!(
+            chain.balance(chain.permit_token, p.pay_to).await,
+            U256::from(1200u64)
+        );
+        assert_eq!(
+            metric(other, "x402_handoff_total{outcome=\"out\"}").await,
+            handed_before + 1.0,
+            "handed to the holder"
+        );
+
+        // Nothing to send: settled where it arrived.
+        let zero = harness::funded_permit2(&chain, Kind::Upto, named, true).await;
+        let (_, answer) = settle_at(other, &zero.settle_body(U256::ZERO))
+            .await
+            .expect("answered");
+        assert_eq!(
+            (&answer["success"], &answer["amount"]),
+            (&Value::Bool(true), &Value::from("0")),
+            "{answer}"
+        );
+        assert_eq!(
+            metric(other, "x402_handoff_total{outcome=\"out\"}").await,
+            handed_before + 1.0
+        );
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM settlements WHERE state = 'settled' AND scheme = 'upto'")
+            .await,
+        4
+    );
+}

@@ -54,6 +54,14 @@ impl RpcFailure {
         }
     }
 
+    /// The raw revert data (a custom error's selector and arguments) when the node sent it.
+    pub fn revert_data(&self) -> Option<Bytes> {
+        let RpcFailure::Node(p) = self else {
+            return None;
+        };
+        p.as_revert_data()
+    }
+
     /// The revert reason when the node reported a revert.
     pub fn revert_text(&self) -> Option<String> {
         let RpcFailure::Node(p) = self else {
@@ -295,9 +303,23 @@ impl Chain {
         to: Address,
         data: Bytes,
     ) -> Result<Bytes, RpcFailure> {
-        let tx = TransactionRequest::default()
+        self.eth_call_from(deadline, None, to, data).await
+    }
+
+    /// `eth_call` with `msg.sender` set (for contracts that check who calls them).
+    pub async fn eth_call_from(
+        &self,
+        deadline: Deadline,
+        from: Option<Address>,
+        to: Address,
+        data: Bytes,
+    ) -> Result<Bytes, RpcFailure> {
+        let mut tx = TransactionRequest::default()
             .to(to)
             .input(TransactionInput::new(data));
+        if let Some(from) = from {
+            tx = tx.from(from);
+        }
         self.read(deadline, |p| {
             let tx = tx.clone();
             async move { p.call(tx).await }

@@ -17,15 +17,15 @@ use alloy::providers::Provider;
 use alloy::signers::SignerSync;
 use tracing::{info, warn};
 
-use super::EvmExact;
 use super::chain::Sent;
+use super::network::EvmNetwork;
 use super::settle::fees;
 use super::signers::Gap;
 use crate::scheme::Deadline;
 
-/// Starts the keeper; it ends when the handler is dropped.
-pub(super) fn spawn(handler: &Arc<EvmExact>) {
-    let weak: Weak<EvmExact> = Arc::downgrade(handler);
+/// Starts the keeper; it ends when the network is dropped (no handler holds it any more).
+pub(super) fn spawn(handler: &Arc<EvmNetwork>) {
+    let weak: Weak<EvmNetwork> = Arc::downgrade(handler);
     let every = (handler.options.stuck_after / 2)
         .clamp(Duration::from_millis(200), Duration::from_secs(15));
     tokio::spawn(async move {
@@ -38,7 +38,7 @@ pub(super) fn spawn(handler: &Arc<EvmExact>) {
 }
 
 /// One round over the keys this process holds.
-async fn tend(h: &EvmExact) {
+async fn tend(h: &EvmNetwork) {
     for index in 0..h.signers.len() {
         let Some(signer) = h.signers.get(index) else {
             continue;
@@ -68,7 +68,7 @@ async fn tend(h: &EvmExact) {
 }
 
 /// Sends a zero-value self-transfer at the gap's nonce.
-async fn fill(h: &EvmExact, gap: Gap) {
+async fn fill(h: &EvmNetwork, gap: Gap) {
     let Some(signer) = h.signers.get(gap.signer_index) else {
         return;
     };

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::payload::parse_address;
+use super::permit2::{EXACT_PROXY, PERMIT2, UPTO_PROXY};
 use crate::protocol::NetworkId;
 
 /// Canonical Multicall3, deployed at the same address on nearly every EVM chain.
@@ -37,6 +38,10 @@ struct Raw {
     stuck_after_ms: u64,
     #[serde(default = "default_expiry_margin")]
     expiry_margin_secs: u64,
+    permit2: Option<String>,
+    exact_permit2_proxy: Option<String>,
+    upto_permit2_proxy: Option<String>,
+    upto_facilitator: Option<String>,
     #[serde(default = "default_log_lookback")]
     log_lookback_blocks: u64,
 }
@@ -80,7 +85,7 @@ pub struct EvmOptions {
     pub max_fee_per_gas: Option<u128>,
     pub factories: HashSet<Address>,
     pub multicall3: Address,
-    /// `None`: any EIP-3009 token.
+    /// `None`: any token (EIP-3009, or any ERC-20 through Permit2).
     pub assets: Option<HashSet<Address>>,
     pub rpc_timeout: Duration,
     /// Blocks (the including one counts) before a transfer is an answer.
@@ -92,6 +97,15 @@ pub struct EvmOptions {
     pub stuck_after: Duration,
     /// See `default_expiry_margin`.
     pub expiry_margin_secs: u64,
+    /// Permit2 on this chain (the EIP-712 `verifyingContract` payers sign for).
+    pub permit2: Address,
+    /// The x402 `exact` Permit2 proxy (the `spender` `exact` Permit2 payers sign for).
+    pub exact_permit2_proxy: Address,
+    /// The x402 `upto` Permit2 proxy: its address changed upstream several times and differs
+    /// between chains (digest §10.2.1), hence configurable.
+    pub upto_permit2_proxy: Address,
+    /// The key advertised as `upto`'s `extra.facilitatorAddress`; the first key when unset.
+    pub upto_facilitator: Option<Address>,
     /// See `default_log_lookback`.
     pub log_lookback_blocks: u64,
 }
@@ -120,6 +134,20 @@ impl EvmOptions {
         if raw.confirmations == 0 {
             return Err("confirmations must be at least 1 (the including block)".into());
         }
+        let one = |value: Option<String>, what: &str, default: Address| match value {
+            Some(s) => parse_address(&s).ok_or_else(|| format!("{what}: `{s}` is not an address")),
+            None => Ok(default),
+        };
+        let permit2 = one(raw.permit2, "permit2", PERMIT2)?;
+        let exact_permit2_proxy = one(raw.exact_permit2_proxy, "exact_permit2_proxy", EXACT_PROXY)?;
+        let upto_permit2_proxy = one(raw.upto_permit2_proxy, "upto_permit2_proxy", UPTO_PROXY)?;
+        let upto_facilitator = match raw.upto_facilitator {
+            Some(s) => Some(
+                parse_address(&s)
+                    .ok_or_else(|| format!("upto_facilitator: `{s}` is not an address"))?,
+            ),
+            None => None,
+        };
         Ok(EvmOptions {
             chain_id,
             receipt_poll: Duration::from_millis(raw.receipt_poll_ms),
@@ -141,6 +169,10 @@ impl EvmOptions {
             finality_depth: raw.finality_depth.max(raw.confirmations),
             stuck_after: Duration::from_millis(raw.stuck_after_ms),
             expiry_margin_secs: raw.expiry_margin_secs,
+            permit2,
+            exact_permit2_proxy,
+            upto_permit2_proxy,
+            upto_facilitator,
             log_lookback_blocks: raw.log_lookback_blocks,
         })
     }

@@ -53,7 +53,7 @@ pub enum PayloadError {
 pub fn parse(payload: &Map<String, Value>) -> Result<ParsedPayload, PayloadError> {
     if payload.contains_key("permit2Authorization") {
         return Err(PayloadError::UnsupportedType(
-            "Permit2 payloads are not supported by this facilitator; use EIP-3009".into(),
+            "Permit2 payloads are x402 v2 only".into(),
         ));
     }
     let Some(Value::Object(auth)) = payload.get("authorization") else {

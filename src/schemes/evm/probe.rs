@@ -8,10 +8,10 @@ use alloy::primitives::Address;
 use alloy::providers::Provider;
 use futures_util::future::join_all;
 
-use super::EvmExact;
+use super::network::EvmNetwork;
 use crate::scheme::{Deadline, NetworkProbe, RpcProbe, SignerProbe, redact_urls};
 
-pub(super) async fn probe(handler: &EvmExact, deadline: Deadline) -> NetworkProbe {
+pub(super) async fn probe(handler: &EvmNetwork, deadline: Deadline) -> NetworkProbe {
     let rpc = join_all(
         handler
             .chain
@@ -30,7 +30,7 @@ pub(super) async fn probe(handler: &EvmExact, deadline: Deadline) -> NetworkProb
     NetworkProbe { rpc, signers }
 }
 
-async fn probe_url(handler: &EvmExact, i: usize, url: String, deadline: Deadline) -> RpcProbe {
+async fn probe_url(handler: &EvmNetwork, i: usize, url: String, deadline: Deadline) -> RpcProbe {
     let started = Instant::now();
     let head = handler
         .chain
@@ -55,7 +55,7 @@ async fn probe_url(handler: &EvmExact, i: usize, url: String, deadline: Deadline
     }
 }
 
-async fn probe_signer(handler: &EvmExact, address: Address, deadline: Deadline) -> SignerProbe {
+async fn probe_signer(handler: &EvmNetwork, address: Address, deadline: Deadline) -> SignerProbe {
     let chain = &handler.chain;
     let balance = chain.read(deadline, |p| async move { p.get_balance(address).await });
     let mined = chain.read(deadline, |p| async move {

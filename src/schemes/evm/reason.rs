@@ -1,5 +1,6 @@
-//! EVM `exact` reason strings, as the installed `@x402/evm` 2.27 uses them (digest §3.2 plus the
-//! newer upstream strings; `tests/interop/reasons.mjs` lists the SDK's own).
+//! EVM reason strings (`exact` via EIP-3009 and Permit2, `upto`), as the installed `@x402/evm`
+//! 2.27 uses them (digest §3.2–§3.4 plus the newer upstream strings; `tests/interop/reasons.mjs`
+//! lists the SDK's own, and the interop suite checks every constant here against it).
 
 pub const SCHEME: &str = "invalid_exact_evm_scheme";
 pub const NETWORK_MISMATCH: &str = "invalid_exact_evm_network_mismatch";
@@ -24,6 +25,41 @@ pub const INSUFFICIENT_BALANCE: &str = "invalid_exact_evm_insufficient_balance";
 pub const SIMULATION_FAILED: &str = "invalid_exact_evm_transaction_simulation_failed";
 pub const UNSUPPORTED_PAYLOAD_TYPE: &str = "unsupported_payload_type";
 pub const TRANSFER_EVENT_MISMATCH: &str = "invalid_exact_evm_transfer_event_mismatch";
+
+// Permit2 (`exact` with `assetTransferMethod: "permit2"`, and `upto`): digest §3.3, §4.6.
+pub const PERMIT2_INVALID_SPENDER: &str = "invalid_permit2_spender";
+pub const PERMIT2_RECIPIENT_MISMATCH: &str = "invalid_permit2_recipient_mismatch";
+pub const PERMIT2_DEADLINE_EXPIRED: &str = "permit2_deadline_expired";
+pub const PERMIT2_NOT_YET_VALID: &str = "permit2_not_yet_valid";
+pub const PERMIT2_AMOUNT_MISMATCH: &str = "permit2_amount_mismatch";
+pub const PERMIT2_TOKEN_MISMATCH: &str = "permit2_token_mismatch";
+pub const PERMIT2_INVALID_SIGNATURE: &str = "invalid_permit2_signature";
+pub const PERMIT2_ALLOWANCE_REQUIRED: &str = "permit2_allowance_required";
+pub const PERMIT2_SIMULATION_FAILED: &str = "permit2_simulation_failed";
+pub const PERMIT2_INSUFFICIENT_BALANCE: &str = "permit2_insufficient_balance";
+pub const PERMIT2_PROXY_NOT_DEPLOYED: &str = "permit2_proxy_not_deployed";
+pub const PERMIT2_INVALID_AMOUNT: &str = "permit2_invalid_amount";
+pub const PERMIT2_INVALID_DESTINATION: &str = "permit2_invalid_destination";
+pub const PERMIT2_INVALID_OWNER: &str = "permit2_invalid_owner";
+pub const PERMIT2_PAYMENT_TOO_EARLY: &str = "permit2_payment_too_early";
+pub const PERMIT2_INVALID_NONCE: &str = "permit2_invalid_nonce";
+pub const PERMIT2_2612_AMOUNT_MISMATCH: &str = "permit2_2612_amount_mismatch";
+
+// The `eip2612GasSponsoring` extension (digest §6.4).
+pub const EIP2612_INVALID_FORMAT: &str = "invalid_eip2612_extension_format";
+pub const EIP2612_FROM_MISMATCH: &str = "eip2612_from_mismatch";
+pub const EIP2612_ASSET_MISMATCH: &str = "eip2612_asset_mismatch";
+pub const EIP2612_SPENDER_NOT_PERMIT2: &str = "eip2612_spender_not_permit2";
+pub const EIP2612_DEADLINE_EXPIRED: &str = "eip2612_deadline_expired";
+
+// `upto` (digest §3.4, §10.2.1; the SDK's `upto/facilitator/errors.ts`).
+pub const UPTO_SCHEME: &str = "invalid_upto_evm_scheme";
+pub const UPTO_NETWORK_MISMATCH: &str = "invalid_upto_evm_network_mismatch";
+pub const UPTO_FACILITATOR_MISMATCH: &str = "upto_facilitator_mismatch";
+pub const UPTO_EXCEEDS_AMOUNT: &str = "invalid_upto_evm_payload_settlement_exceeds_amount";
+pub const UPTO_TRANSACTION_FAILED: &str = "invalid_upto_evm_transaction_failed";
+pub const UPTO_AMOUNT_EXCEEDS_PERMITTED: &str = "upto_amount_exceeds_permitted";
+pub const UPTO_UNAUTHORIZED_FACILITATOR: &str = "upto_unauthorized_facilitator";
 
 /// Maps a revert text to the most specific reason (the TS settle mapping, digest §4.5 step 6).
 pub fn from_revert(text: &str) -> &'static str {

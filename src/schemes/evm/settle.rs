@@ -1,11 +1,14 @@
-//! EVM `exact` settlement: estimate, take a nonce, sign locally (so the hash is known and recorded
-//! before anything is sent), send the same bytes to each RPC in turn until one takes them, and
-//! judge the receipt, which must succeed and carry the token's `Transfer(from, to, value)` event
-//! (digest §4.5 and its newer-upstream checks) with the network's confirmations.
+//! EVM settlement, shared by every EVM payment kind (EIP-3009 and Permit2 `exact`, `upto`; each
+//! says what it needs through [`OnChain`]): estimate, take a nonce, sign locally (so the hash is
+//! known and recorded before anything is sent), send the same bytes to each RPC in turn until
+//! one takes them, and judge the receipt, which must succeed and carry the token's
+//! `Transfer(from, to, value)` event (digest §4.5 and its newer-upstream checks) with the
+//! network's confirmations.
 //!
 //! What makes "failed, no money moved" a verdict (review M2): no recorded transaction has a
 //! receipt, none is known to any node, and every configured node agrees, from its own head, that
-//! the chain's time is past `validBefore` (with a margin) and the authorization unused; a node
+//! the chain's time is past the authorization's expiry (`validBefore`, a Permit2 `deadline`; with
+//! a margin) and the authorization unused; a node
 //! that does not answer means no verdict yet. A transaction stuck below the chain's fees is
 //! replaced at its nonce with a higher fee while the authorization can still be paid, and
 //! cancelled (a zero-value self-transfer at that nonce) once it cannot (review H2).
@@ -17,17 +20,18 @@ use alloy::consensus::{SignableTransaction, Transaction, TxEip1559, TxEnvelope};
 use alloy::eips::BlockId;
 use alloy::eips::eip1559::Eip1559Estimation;
 use alloy::eips::eip2718::{Decodable2718, Encodable2718};
-use alloy::primitives::{Address, B256, Bytes, TxKind, U256};
+use alloy::primitives::{Address, B256, TxKind, U256};
 use alloy::providers::Provider;
-use alloy::rpc::types::{TransactionInput, TransactionReceipt, TransactionRequest};
+use alloy::rpc::types::{Filter, Log, TransactionInput, TransactionReceipt, TransactionRequest};
 use alloy::signers::SignerSync;
-use alloy::sol_types::{SolCall, SolEvent, SolValue};
+use alloy::sol_types::SolEvent;
 use tracing::warn;
 
 use super::chain::{RpcFailure, Sent};
 use super::contracts::IEip3009;
-use super::verify::{diagnose, rpc, settlement_call};
-use super::{EvmExact, EvmPayment, reason};
+use super::network::EvmNetwork;
+use super::onchain::{OnChain, Transfer};
+use super::verify::rpc;
 use crate::ledger::now_ms;
 use crate::scheme::{
     Broadcast, Deadline, Finality, Inclusion, RecordedTx, Rejection, SchemeError, Signed,
@@ -44,6 +48,19 @@ const GAS_MARGIN_DEN: u64 = 5;
 const BUMP_NUM: u128 = 9;
 const BUMP_DEN: u128 = 8;
 
+/// Why `prepare` signed nothing.
+pub(super) enum Unprepared {
+    Stop(Stop),
+    /// The gas estimate reverted: the plugin names the cause (a diagnosis of the payment).
+    Reverted(RpcFailure),
+}
+
+impl<E: Into<Stop>> From<E> for Unprepared {
+    fn from(e: E) -> Self {
+        Unprepared::Stop(e.into())
+    }
+}
+
 /// What `prepare` hands `broadcast`.
 pub struct SignedTx {
     signer_index: usize,
@@ -53,16 +70,24 @@ pub struct SignedTx {
     replacement: bool,
 }
 
-pub(super) async fn prepare(
-    h: &EvmExact,
-    p: &EvmPayment,
+pub(super) async fn prepare<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     deadline: Deadline,
-) -> Result<Signed<SignedTx>, Stop> {
-    let (to, data) = settlement_call(h, p);
-    let Some((signer_index, fence)) = h.signers.pick(|a| h.gate.fence(&h.lease_key(a))).await
-    else {
+) -> Result<Signed<SignedTx>, Unprepared> {
+    let (to, data) = p.call(h);
+    let fence_of = |a| h.gate.fence(&h.lease_key(a));
+    let picked = match p.sender() {
+        Some(sender) => h.signers.pick_address(sender, fence_of).await,
+        None => h.signers.pick(fence_of).await,
+    };
+    let Some((signer_index, fence)) = picked else {
+        let which = match p.sender() {
+            Some(sender) => format!("the key {sender} this payment must be sent from"),
+            None => "any signer".into(),
+        };
         return Err(SchemeError::Signer(format!(
-            "this process holds no signer lease on {}; another replica settles for now",
+            "this process holds no signer lease on {which} on {}; another replica settles for now",
             h.network
         ))
         .into());
@@ -85,14 +110,11 @@ pub(super) async fn prepare(
         .await
     {
         Ok(gas) => gas,
-        Err(failure @ RpcFailure::Node(_)) => {
-            let text = failure.revert_text().unwrap_or_else(|| failure.message());
-            return Err(diagnose(h, p, &text, deadline).await?.into());
-        }
+        Err(failure @ RpcFailure::Node(_)) => return Err(Unprepared::Reverted(failure)),
         Err(transport) => return Err(rpc(transport).into()),
     };
     if gas > h.options.max_gas_limit {
-        return Err(Rejection::new(reason::SIMULATION_FAILED)
+        return Err(Rejection::new(p.reasons().unrunnable)
             .with_message(format!(
                 "gas estimate {gas} exceeds this network's cap of {}",
                 h.options.max_gas_limit
@@ -136,7 +158,7 @@ pub(super) async fn prepare(
 }
 
 fn sign(
-    h: &EvmExact,
+    h: &EvmNetwork,
     signer_index: usize,
     fence: i64,
     tx: TxEip1559,
@@ -169,7 +191,7 @@ fn sign(
 }
 
 pub(super) async fn fees(
-    h: &EvmExact,
+    h: &EvmNetwork,
     deadline: Deadline,
 ) -> Result<Eip1559Estimation, SchemeError> {
     let mut cached = h.fees.lock().await;
@@ -188,7 +210,7 @@ pub(super) async fn fees(
 }
 
 /// Hands back the nonce of a transaction that will never be sent.
-pub(super) async fn discard(h: &EvmExact, prepared: &SignedView<'_, SignedTx>) {
+pub(super) async fn discard(h: &EvmNetwork, prepared: &SignedView<'_, SignedTx>) {
     let signed = prepared.details;
     if !signed.replacement {
         h.signers
@@ -197,8 +219,9 @@ pub(super) async fn discard(h: &EvmExact, prepared: &SignedView<'_, SignedTx>) {
     }
 }
 
-pub(super) async fn broadcast(
-    h: &EvmExact,
+pub(super) async fn broadcast<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     prepared: &SignedView<'_, SignedTx>,
     deadline: Deadline,
 ) -> Result<Broadcast, SchemeError> {
@@ -251,10 +274,8 @@ pub(super) async fn broadcast(
             prepared.signer
         )));
     }
-    if let Some(text) = failure.revert_text() {
-        return Ok(Broadcast::Rejected(
-            Rejection::new(reason::from_revert(&text)).with_message(text),
-        ));
+    if failure.revert_text().is_some() {
+        return Ok(Broadcast::Rejected(p.refused(&failure)));
     }
     *h.fees.lock().await = None;
     Ok(Broadcast::Retry(payload.message.to_string()))
@@ -321,7 +342,7 @@ enum Seen {
 }
 
 async fn receipt_of(
-    h: &EvmExact,
+    h: &EvmNetwork,
     hash: B256,
     deadline: Deadline,
 ) -> Result<Option<TransactionReceipt>, SchemeError> {
@@ -337,9 +358,9 @@ async fn receipt_of(
 /// re-signed transaction and the original may all be mined, at most one paying); a failed
 /// receipt is final only once every other transaction is final too (mined, or its nonce used
 /// by something else) and nobody else paid with the same authorization.
-async fn seen(
-    h: &EvmExact,
-    p: &EvmPayment,
+async fn seen<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     known: &[Known<'_>],
     deadline: Deadline,
 ) -> Result<Seen, SchemeError> {
@@ -376,9 +397,8 @@ async fn seen(
         Fate::PaidBy(inclusion) => return Ok(Seen::Paid(inclusion)),
         Fate::Cancelled => {
             return Ok(Seen::AllFailed(
-                Rejection::new(reason::NONCE_ALREADY_USED).with_message(
-                    "the payer cancelled the authorization (AuthorizationCanceled); no money moved",
-                ),
+                Rejection::new(p.reasons().spent)
+                    .with_message("the payer cancelled the authorization; no money moved"),
             ));
         }
         Fate::UsedUnseen => return Ok(Seen::NotYetFinal),
@@ -391,7 +411,7 @@ async fn seen(
     }
     Ok(match failed {
         Some(r) => Seen::AllFailed(r),
-        None => Seen::AllFailed(Rejection::new(reason::TRANSACTION_FAILED).with_message(
+        None => Seen::AllFailed(Rejection::new(p.reasons().reverted).with_message(
             "every recorded transaction was dropped (its nonce went to another transaction); \
              no money moved",
         )),
@@ -402,9 +422,9 @@ async fn seen(
 /// recorded transaction and for the authorization's state. A node that has a paying receipt
 /// turns the verdict around; one that does not answer, or says the authorization is used,
 /// postpones it.
-async fn disagreement(
-    h: &EvmExact,
-    p: &EvmPayment,
+async fn disagreement<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     known: &[Known<'_>],
     deadline: Deadline,
 ) -> Result<Option<Seen>, SchemeError> {
@@ -428,15 +448,9 @@ async fn disagreement(
             }
         }
     }
-    let a = &p.authorization;
-    let data: Bytes = IEip3009::authorizationStateCall {
-        authorizer: a.from,
-        nonce: a.nonce,
-    }
-    .abi_encode()
-    .into();
+    let (to, data) = p.spent_query(h);
     let call = TransactionRequest::default()
-        .to(p.asset)
+        .to(to)
         .input(TransactionInput::new(data));
     let states = h
         .chain
@@ -446,7 +460,7 @@ async fn disagreement(
         })
         .await;
     for state in states {
-        match state.ok().and_then(|out| bool::abi_decode(&out).ok()) {
+        match state.ok().and_then(|out| p.is_spent(&out)) {
             Some(false) => {}
             // Used somewhere but by nothing found: not a verdict this node-set agrees on yet.
             Some(true) | None => return Ok(Some(Seen::NotYetFinal)),
@@ -457,7 +471,7 @@ async fn disagreement(
 
 /// Whether the receipt has the network's confirmations.
 async fn confirmed(
-    h: &EvmExact,
+    h: &EvmNetwork,
     receipt: &TransactionReceipt,
     deadline: Deadline,
 ) -> Result<bool, SchemeError> {
@@ -474,7 +488,11 @@ async fn confirmed(
 }
 
 /// Whether a transaction's nonce was used by a mined transaction (so it can never be mined).
-async fn nonce_used(h: &EvmExact, k: &Known<'_>, deadline: Deadline) -> Result<bool, SchemeError> {
+async fn nonce_used(
+    h: &EvmNetwork,
+    k: &Known<'_>,
+    deadline: Deadline,
+) -> Result<bool, SchemeError> {
     let Some(env) = &k.envelope else {
         return Ok(false);
     };
@@ -491,109 +509,111 @@ async fn nonce_used(h: &EvmExact, k: &Known<'_>, deadline: Deadline) -> Result<b
     Ok(mined > env.nonce())
 }
 
-/// What became of the payment's EIP-3009 authorization, whoever submitted it.
+/// What became of the payment's authorization, whoever submitted it.
 enum Fate {
     Unused,
     /// Executed by this transaction, which carries the payment's `Transfer`: a copy of our
     /// calldata front-run with a higher tip, or another facilitator settling the same payment.
     /// The money moved; the row says so.
     PaidBy(Inclusion),
-    /// The payer cancelled it (`cancelAuthorization`): it can never pay.
+    /// The payer cancelled it (EIP-3009 `cancelAuthorization`, Permit2
+    /// `invalidateUnorderedNonces`): it can never pay.
     Cancelled,
-    /// Spent, but neither event was found in the blocks searched: no verdict.
+    /// Spent, but neither an execution nor a cancellation was found in the blocks searched: no
+    /// verdict.
     UsedUnseen,
 }
 
-async fn fate(h: &EvmExact, p: &EvmPayment, deadline: Deadline) -> Result<Fate, SchemeError> {
-    if !authorization_used(h, p, deadline, None).await? {
+async fn fate<P: OnChain>(h: &EvmNetwork, p: &P, deadline: Deadline) -> Result<Fate, SchemeError> {
+    if !authorization_used(h, p, deadline).await? {
         return Ok(Fate::Unused);
     }
     if let Some(inclusion) = paid_elsewhere(h, p, deadline).await? {
         return Ok(Fate::PaidBy(inclusion));
     }
-    let a = &p.authorization;
-    let head = h
-        .chain
-        .head(deadline, h.options.receipt_poll)
-        .await
-        .map_err(rpc)?;
-    let filter = alloy::rpc::types::Filter::new()
-        .address(p.asset)
-        .event_signature(IEip3009::AuthorizationCanceled::SIGNATURE_HASH)
-        .topic1(a.from.into_word())
-        .topic2(a.nonce)
-        .from_block(head.saturating_sub(h.options.log_lookback_blocks))
-        .to_block(head);
-    let cancelled = h
-        .chain
-        .read(deadline, |pr| {
-            let f = filter.clone();
-            async move { pr.get_logs(&f).await }
-        })
-        .await
-        .map_err(rpc)?;
-    Ok(if cancelled.is_empty() {
-        Fate::UsedUnseen
-    } else {
+    let cancelled = recent_logs(h, p.cancellations(h), deadline).await?;
+    Ok(if cancelled.iter().any(|log| p.cancels(log)) {
         Fate::Cancelled
+    } else {
+        Fate::UsedUnseen
     })
 }
 
-/// The transaction that executed this payment's authorization (see `Fate::PaidBy`), found by
-/// the token's `AuthorizationUsed(authorizer, nonce)` event.
-async fn paid_elsewhere(
-    h: &EvmExact,
-    p: &EvmPayment,
+/// The logs `filter` matches in the last `log_lookback_blocks` blocks.
+async fn recent_logs(
+    h: &EvmNetwork,
+    filter: Filter,
     deadline: Deadline,
-) -> Result<Option<Inclusion>, SchemeError> {
-    let a = &p.authorization;
+) -> Result<Vec<Log>, SchemeError> {
     let head = h
         .chain
         .head(deadline, h.options.receipt_poll)
         .await
         .map_err(rpc)?;
-    let filter = alloy::rpc::types::Filter::new()
-        .address(p.asset)
-        .event_signature(IEip3009::AuthorizationUsed::SIGNATURE_HASH)
-        .topic1(a.from.into_word())
-        .topic2(a.nonce)
+    let filter = filter
         .from_block(head.saturating_sub(h.options.log_lookback_blocks))
         .to_block(head);
-    let logs = h
-        .chain
+    h.chain
         .read(deadline, |pr| {
             let f = filter.clone();
             async move { pr.get_logs(&f).await }
         })
         .await
-        .map_err(rpc)?;
-    for log in logs {
+        .map_err(rpc)
+}
+
+/// The transaction that executed this payment's authorization (see `Fate::PaidBy`), found by
+/// the logs the payment kind names ([`OnChain::executions`]): it succeeded, carries the
+/// payment's `Transfer`, and (where no event names the authorization) its calldata does.
+async fn paid_elsewhere<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
+    deadline: Deadline,
+) -> Result<Option<Inclusion>, SchemeError> {
+    let logs = recent_logs(h, p.executions(h), deadline).await?;
+    for log in logs.iter().filter(|log| p.may_execute(log)) {
         let Some(hash) = log.transaction_hash else {
             continue;
         };
         let Some(receipt) = receipt_of(h, hash, deadline).await? else {
             continue;
         };
-        let paid = receipt.status()
-            && receipt.inner.logs().iter().any(|l| {
-                l.address() == p.asset
-                    && IEip3009::Transfer::decode_log(&l.inner)
-                        .is_ok_and(|t| t.from == a.from && t.to == a.to && t.value == a.value)
-            });
-        if paid {
-            return Ok(Some(Inclusion {
-                tx_id: format!("{hash:#x}"),
-                block: receipt.block_number,
-                block_hash: receipt.block_hash.map(|b| format!("{b:#x}")),
-            }));
+        if !receipt.status() || !carries(&receipt, p.transfer()) {
+            continue;
         }
+        if p.needs_calldata() {
+            let tx = h
+                .chain
+                .read(deadline, |pr| async move {
+                    pr.get_transaction_by_hash(hash).await
+                })
+                .await
+                .map_err(rpc)?;
+            if !tx.is_some_and(|tx| p.executed_in(tx.input())) {
+                continue;
+            }
+        }
+        return Ok(Some(Inclusion {
+            tx_id: format!("{hash:#x}"),
+            block: receipt.block_number,
+            block_hash: receipt.block_hash.map(|b| format!("{b:#x}")),
+        }));
     }
     Ok(None)
 }
 
-pub(super) async fn await_outcome(
-    h: &EvmExact,
-    p: &EvmPayment,
+/// Whether a receipt carries the asset's `Transfer(from, to, value)`.
+fn carries(receipt: &TransactionReceipt, want: Transfer) -> bool {
+    receipt.inner.logs().iter().any(|log| {
+        log.address() == want.asset
+            && IEip3009::Transfer::decode_log(&log.inner)
+                .is_ok_and(|t| t.from == want.from && t.to == want.to && t.value == want.value)
+    })
+}
+
+pub(super) async fn await_outcome<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     txs: &[RecordedTx],
     deadline: Deadline,
 ) -> Result<TxStatus, SchemeError> {
@@ -633,9 +653,9 @@ pub(super) async fn await_outcome(
 /// Which of the recorded transactions the chain mined, and what it did (no resend, no clock):
 /// `Some(Pending)` when one of them is still known to a node (it may yet be mined), `None`
 /// when none is mined or known.
-pub(super) async fn examine(
-    h: &EvmExact,
-    p: &EvmPayment,
+pub(super) async fn examine<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     txs: &[RecordedTx],
     deadline: Deadline,
 ) -> Result<Option<TxStatus>, SchemeError> {
@@ -658,7 +678,7 @@ pub(super) async fn examine(
 
 /// Whether any node still has one of the transactions (in its mempool).
 async fn known_anywhere(
-    h: &EvmExact,
+    h: &EvmNetwork,
     known: &[Known<'_>],
     deadline: Deadline,
 ) -> Result<bool, SchemeError> {
@@ -682,9 +702,9 @@ async fn known_anywhere(
 
 /// Finds what became of recorded transactions; sends the newest again if no node has it and it
 /// can still pay.
-pub(super) async fn reconcile(
-    h: &EvmExact,
-    p: &EvmPayment,
+pub(super) async fn reconcile<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     txs: &[RecordedTx],
     deadline: Deadline,
 ) -> Result<TxStatus, SchemeError> {
@@ -747,13 +767,13 @@ enum Expiry {
 /// `Final(Failed)` when no recorded transaction can ever be mined and the payment did not
 /// happen, as every configured node agrees from its own head (review M2: never one node's
 /// word); the expired transactions' nonces then become holes for the lane keeper to fill.
-async fn unminable(
-    h: &EvmExact,
-    p: &EvmPayment,
+async fn unminable<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     known: &[Known<'_>],
     deadline: Deadline,
 ) -> Result<Expiry, SchemeError> {
-    let a = &p.authorization;
+    let expires_at = p.expires_at();
     let heads = h
         .chain
         .each(deadline, |pr| async move {
@@ -769,7 +789,7 @@ async fn unminable(
             silent = true; // a node that does not answer gives no verdict
             continue;
         };
-        past_somewhere |= U256::from(block.header.timestamp) >= a.valid_before;
+        past_somewhere |= U256::from(block.header.timestamp) >= expires_at;
         let Some(used) = authorization_used_at(h, p, url, block.header.number, deadline).await?
         else {
             silent = true;
@@ -778,7 +798,7 @@ async fn unminable(
         let margin = U256::from(h.options.expiry_margin_secs);
         verdicts.push((
             used,
-            U256::from(block.header.timestamp) > a.valid_before + margin,
+            U256::from(block.header.timestamp) > expires_at.saturating_add(margin),
         ));
     }
     let open = if past_somewhere {
@@ -793,7 +813,7 @@ async fn unminable(
         return Ok(match fate(h, p, deadline).await? {
             Fate::PaidBy(inclusion) => Expiry::Final(TxStatus::Confirmed(inclusion)),
             Fate::Cancelled => Expiry::Final(TxStatus::Failed(
-                Rejection::new(reason::NONCE_ALREADY_USED)
+                Rejection::new(p.reasons().spent)
                     .with_message("the payer cancelled the authorization; no money moved"),
             )),
             // Spent by something not found: resending would only revert.
@@ -812,63 +832,37 @@ async fn unminable(
         }
     }
     Ok(Expiry::Final(TxStatus::Failed(
-        Rejection::new(reason::VALID_BEFORE).with_message(
+        Rejection::new(p.reasons().expired).with_message(
             "no recorded transaction was ever mined and the authorization has expired on chain; \
              no money moved",
         ),
     )))
 }
 
-async fn authorization_used(
-    h: &EvmExact,
-    p: &EvmPayment,
+/// Whether the payer's authorization is spent (EIP-3009 `authorizationState`, the Permit2 nonce
+/// bit), at the head.
+async fn authorization_used<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     deadline: Deadline,
-    block: Option<u64>,
 ) -> Result<bool, SchemeError> {
-    let a = &p.authorization;
-    let data: Bytes = IEip3009::authorizationStateCall {
-        authorizer: a.from,
-        nonce: a.nonce,
-    }
-    .abi_encode()
-    .into();
-    let tx = TransactionRequest::default()
-        .to(p.asset)
-        .input(TransactionInput::new(data));
-    let out = h
-        .chain
-        .read(deadline, |pr| {
-            let tx = tx.clone();
-            async move {
-                match block {
-                    Some(n) => pr.call(tx).block(BlockId::number(n)).await,
-                    None => pr.call(tx).await,
-                }
-            }
-        })
-        .await
-        .map_err(rpc)?;
-    bool::abi_decode(&out)
-        .map_err(|e| SchemeError::Rpc(format!("authorizationState unreadable: {e}")))
+    let (to, data) = p.spent_query(h);
+    let out = h.chain.eth_call(deadline, to, data).await.map_err(rpc)?;
+    p.is_spent(&out)
+        .ok_or_else(|| SchemeError::Rpc("the authorization's state is unreadable".into()))
 }
 
-/// `authorizationState` on node `url` at block `number`; `None` when that node does not answer.
-async fn authorization_used_at(
-    h: &EvmExact,
-    p: &EvmPayment,
+/// [`authorization_used`] on node `url` at block `number`; `None` when that node does not answer.
+async fn authorization_used_at<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     url: usize,
     number: u64,
     deadline: Deadline,
 ) -> Result<Option<bool>, SchemeError> {
-    let a = &p.authorization;
-    let data: Bytes = IEip3009::authorizationStateCall {
-        authorizer: a.from,
-        nonce: a.nonce,
-    }
-    .abi_encode()
-    .into();
+    let (to, data) = p.spent_query(h);
     let tx = TransactionRequest::default()
-        .to(p.asset)
+        .to(to)
         .input(TransactionInput::new(data));
     let answer = h
         .chain
@@ -876,44 +870,38 @@ async fn authorization_used_at(
             pr.call(tx).block(BlockId::number(number)).await
         })
         .await;
-    Ok(answer.ok().and_then(|out| bool::abi_decode(&out).ok()))
+    Ok(answer.ok().and_then(|out| p.is_spent(&out)))
 }
 
 /// A mined transaction is a payment only if it succeeded and the asset emitted the transfer.
-fn judge(p: &EvmPayment, known: &Known<'_>, receipt: &TransactionReceipt) -> TxStatus {
+fn judge<P: OnChain>(p: &P, known: &Known<'_>, receipt: &TransactionReceipt) -> TxStatus {
     let tx_id = known.recorded.tx_id.as_str();
     let block = receipt.block_number.unwrap_or_default();
+    let reasons = p.reasons();
     if known.is_cancel() {
-        return TxStatus::Failed(Rejection::new(reason::VALID_BEFORE).with_message(format!(
+        return TxStatus::Failed(Rejection::new(reasons.expired).with_message(format!(
             "the payment's transaction was cancelled at its nonce (block {block}) after the \
              authorization expired; no money moved"
         )));
     }
     if !receipt.status() {
         return TxStatus::Failed(
-            Rejection::new(reason::TRANSACTION_FAILED)
+            Rejection::new(reasons.reverted)
                 .with_message(format!("{tx_id} reverted in block {block}")),
         );
     }
-    let a = &p.authorization;
-    let paid = receipt.inner.logs().iter().any(|log| {
-        log.address() == p.asset
-            && IEip3009::Transfer::decode_log(&log.inner)
-                .is_ok_and(|t| t.from == a.from && t.to == a.to && t.value == a.value)
-    });
-    if paid {
+    let want = p.transfer();
+    if carries(receipt, want) {
         TxStatus::Confirmed(Inclusion {
             tx_id: tx_id.to_string(),
             block: receipt.block_number,
             block_hash: receipt.block_hash.map(|b| format!("{b:#x}")),
         })
     } else {
-        TxStatus::Failed(
-            Rejection::new(reason::TRANSFER_EVENT_MISMATCH).with_message(format!(
-                "{tx_id} mined in block {block} without Transfer({}, {}, {}) from the asset",
-                a.from, a.to, a.value
-            )),
-        )
+        TxStatus::Failed(Rejection::new(reasons.no_transfer).with_message(format!(
+            "{tx_id} mined in block {block} without Transfer({}, {}, {}) from the asset",
+            want.from, want.to, want.value
+        )))
     }
 }
 
@@ -921,9 +909,9 @@ fn judge(p: &EvmPayment, known: &Known<'_>, receipt: &TransactionReceipt) -> TxS
 /// the chain's fees have outgrown it: the same call at a higher fee while the authorization can
 /// still be paid, a cancellation once it cannot. `None` when it is not stuck, when the bump
 /// would pass `max_fee_per_gas_wei`, or when this process does not hold the signer's lease.
-pub(super) async fn replace(
-    h: &EvmExact,
-    p: &EvmPayment,
+pub(super) async fn replace<P: OnChain>(
+    h: &EvmNetwork,
+    p: &P,
     txs: &[RecordedTx],
     deadline: Deadline,
 ) -> Result<Option<Signed<SignedTx>>, SchemeError> {
@@ -974,10 +962,9 @@ pub(super) async fn replace(
         .map_err(rpc)?
         .map(|b| b.header.timestamp)
         .unwrap_or_default();
-    let payable =
-        U256::from(head_time + h.options.expiry_margin_secs) < p.authorization.valid_before;
+    let payable = U256::from(head_time + h.options.expiry_margin_secs) < p.expires_at();
     let tx = if payable {
-        let (to, data) = settlement_call(h, p);
+        let (to, data) = p.call(h);
         TxEip1559 {
             chain_id: h.chain_id,
             nonce: env.nonce(),
@@ -1012,7 +999,7 @@ fn cancellation(chain_id: u64, nonce: u64, signer: Address, max_fee: u128, tip: 
 /// Whether an included transaction is final, holding, or gone: its block's hash at its height
 /// is compared with the one recorded, and the depth with `finality_depth`.
 pub(super) async fn finality(
-    h: &EvmExact,
+    h: &EvmNetwork,
     inclusion: &Inclusion,
     deadline: Deadline,
 ) -> Result<Finality, SchemeError> {
@@ -1097,7 +1084,7 @@ mod tests {
         assert!(known[0].is_cancel());
 
         let mut pay = cancellation(1, 7, Address::repeat_byte(1), 10, 1);
-        pay.input = Bytes::from(vec![1, 2, 3]);
+        pay.input = alloy::primitives::Bytes::from(vec![1, 2, 3]);
         let signature = key.sign_hash_sync(&pay.signature_hash()).expect("sign");
         let env = TxEnvelope::from(pay.into_signed(signature));
         let recorded = RecordedTx {

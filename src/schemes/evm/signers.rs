@@ -1,5 +1,6 @@
-//! The facilitator's own EVM keys: a pool used round-robin, each key with a locally tracked
-//! nonce lane so that concurrent settles pipeline instead of colliding (peers.md §2).
+//! The facilitator's own EVM keys: a pool used round-robin (or one named key, for `upto`), each
+//! key with a locally tracked nonce lane so that concurrent settles pipeline instead of
+//! colliding (peers.md §2).
 //!
 //! Rules learned from other facilitators' incidents, and from our own review (H2):
 //! - gas is estimated before a nonce is taken, so a reverting estimate burns nothing;
@@ -108,18 +109,39 @@ impl SignerPool {
             let index = (start + i) % n;
             let signer = &self.signers[index];
             if let Some(fence) = fence_of(signer.address) {
-                if signer.fence.swap(fence, Ordering::AcqRel) != fence {
-                    // Another process may have used the key meanwhile: what we handed back or
-                    // meant to fill may be its now.
-                    let mut state = signer.nonce.lock().await;
-                    state.next = None;
-                    state.released.clear();
-                    state.holes.clear();
-                }
+                self.enter(index, fence).await;
                 return Some((index, fence));
             }
         }
         None
+    }
+
+    /// Signer `address` itself when `fence_of` grants its lease, with that fence: for payments
+    /// that only one of our keys may send (`upto` names its facilitator in the signed witness).
+    /// It is never a turn of the round robin, and uses that key's one nonce lane.
+    pub async fn pick_address(
+        &self,
+        address: Address,
+        fence_of: impl Fn(Address) -> Option<i64>,
+    ) -> Option<(usize, i64)> {
+        let index = self.index_of(address)?;
+        let fence = fence_of(address)?;
+        self.enter(index, fence).await;
+        Some((index, fence))
+    }
+
+    /// Notes the lease fence signer `index` is used under: a new fence means another process
+    /// may have used the key meanwhile, so its nonce view is forgotten and re-read.
+    async fn enter(&self, index: usize, fence: i64) {
+        let signer = self.signer(index);
+        if signer.fence.swap(fence, Ordering::AcqRel) != fence {
+            // Another process may have used the key meanwhile: what we handed back or meant
+            // to fill may be its now.
+            let mut state = signer.nonce.lock().await;
+            state.next = None;
+            state.released.clear();
+            state.holes.clear();
+        }
     }
 
     pub fn get(&self, index: usize) -> Option<&PoolSigner> {

@@ -9,14 +9,17 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy::primitives::{Address, B256, Bytes, U256};
-use alloy::sol_types::{SolCall, SolValue};
+use alloy::rpc::types::Filter;
+use alloy::sol_types::{SolCall, SolEvent, SolValue};
 use serde_json::Value;
 
 use super::chain::RpcFailure;
 use super::contracts::{IEip3009, IMulticall3};
+use super::network::EvmNetwork;
+use super::onchain::{OnChain, Reasons, Transfer};
 use super::payload::{self, PayloadError, parse_address, parse_decimal};
 use super::signature::{self, SignatureKind};
-use super::{EvmExact, EvmPayment, SCHEME, SignatureRoute, reason};
+use super::{Eip3009Payment, SCHEME, SignatureRoute, reason};
 use crate::protocol::{PaymentRequest, reason as generic};
 use crate::scheme::{Checked, Deadline, PaymentMeta, Rejection, SchemeError, Stop};
 
@@ -26,11 +29,11 @@ const EXPIRY_BUFFER_SECS: u64 = 6;
 /// What the request says, parsed and statically checked (digest §4.4 steps 1–3), with no chain
 /// access and no clock: shared by `check` and by `revive`.
 struct Parsed {
-    payment: EvmPayment,
+    payment: Eip3009Payment,
     deployment: Option<payload::Deployment>,
 }
 
-fn parse(h: &EvmExact, req: &PaymentRequest) -> Result<Parsed, Rejection> {
+fn parse(h: &EvmNetwork, req: &PaymentRequest) -> Result<Parsed, Rejection> {
     let no = |reason: &str, message: String| Err(Rejection::new(reason).with_message(message));
     if req.payload_scheme() != SCHEME || req.scheme() != SCHEME {
         return no(reason::SCHEME, format!("scheme must be `{SCHEME}`"));
@@ -82,7 +85,7 @@ fn parse(h: &EvmExact, req: &PaymentRequest) -> Result<Parsed, Rejection> {
     let fingerprint = fingerprint(h.chain_id, asset, pay_to, amount, &parsed);
     Ok(Parsed {
         deployment: parsed.deployment,
-        payment: EvmPayment {
+        payment: Eip3009Payment {
             x402_version: req.x402_version(),
             asset,
             pay_to,
@@ -138,7 +141,7 @@ fn fingerprint(
     alloy::primitives::hex::encode(Sha256::digest(terms.as_bytes()))
 }
 
-fn checked(h: &EvmExact, p: EvmPayment) -> Checked<EvmPayment> {
+fn checked(h: &EvmNetwork, p: Eip3009Payment) -> Checked<Eip3009Payment> {
     let a = &p.authorization;
     Checked {
         meta: PaymentMeta {
@@ -152,22 +155,27 @@ fn checked(h: &EvmExact, p: EvmPayment) -> Checked<EvmPayment> {
             amount: p.amount.to_string(),
             fingerprint: p.fingerprint.clone(),
             exclusive_key: None,
+            max_amount: None,
+            sender: None,
         },
         payment: p,
     }
 }
 
 /// A stored request as a payment, for reconciling its recorded transaction.
-pub(super) fn revive(h: &EvmExact, req: &PaymentRequest) -> Result<Checked<EvmPayment>, Rejection> {
+pub(super) fn revive(
+    h: &EvmNetwork,
+    req: &PaymentRequest,
+) -> Result<Checked<Eip3009Payment>, Rejection> {
     parse(h, req).map(|parsed| checked(h, parsed.payment))
 }
 
 /// Every check of digest §4.4 but the simulation, in the SDK's order.
 pub(super) async fn check(
-    h: &EvmExact,
+    h: &EvmNetwork,
     req: &PaymentRequest,
     deadline: Deadline,
-) -> Result<Checked<EvmPayment>, Stop> {
+) -> Result<Checked<Eip3009Payment>, Stop> {
     let Parsed {
         mut payment,
         deployment,
@@ -190,8 +198,8 @@ pub(super) async fn check(
 }
 
 async fn check_parsed(
-    h: &EvmExact,
-    payment: &mut EvmPayment,
+    h: &EvmNetwork,
+    payment: &mut Eip3009Payment,
     deployment: Option<&payload::Deployment>,
     deadline: Deadline,
 ) -> Result<(), Stop> {
@@ -251,7 +259,7 @@ async fn check_parsed(
 /// step 4 and its newer-upstream strict form). The kinds are told apart by
 /// [`signature::classify`], shared with sessions; the policy here is the payment's.
 async fn classify_signature(
-    h: &EvmExact,
+    h: &EvmNetwork,
     auth: &payload::Authorization,
     sig: &Bytes,
     deployment: Option<&payload::Deployment>,
@@ -293,7 +301,7 @@ async fn classify_signature(
 
 /// The call that performs the payment: the token directly, or Multicall3 deploying the payer's
 /// wallet first (atomic, so a failed transfer leaves nothing half done).
-pub(super) fn settlement_call(h: &EvmExact, p: &EvmPayment) -> (Address, Bytes) {
+pub(super) fn settlement_call(h: &EvmNetwork, p: &Eip3009Payment) -> (Address, Bytes) {
     let a = &p.authorization;
     // 65-byte signatures use the (v,r,s) overload every EIP-3009 token has; others need the
     // bytes overload (FiatToken ≥ 2.2), as does the inner signature of a wallet being deployed.
@@ -358,7 +366,11 @@ fn split_vrs(sig: &Bytes) -> (B256, B256, u8) {
 }
 
 /// Runs the payment with `eth_call`; a rejection says why it would fail.
-pub(super) async fn simulate(h: &EvmExact, p: &EvmPayment, deadline: Deadline) -> Result<(), Stop> {
+pub(super) async fn simulate(
+    h: &EvmNetwork,
+    p: &Eip3009Payment,
+    deadline: Deadline,
+) -> Result<(), Stop> {
     let (to, data) = settlement_call(h, p);
     let payer = p.authorization.from.to_checksum(None);
     match h.chain.eth_call(deadline, to, data).await {
@@ -398,8 +410,8 @@ pub(super) async fn simulate(h: &EvmExact, p: &EvmPayment, deadline: Deadline) -
 /// Names the cause of a failed simulation: one round of reads, mapped in the priority of
 /// digest §4.4 step 10, with the raw revert text as the message.
 pub(super) async fn diagnose(
-    h: &EvmExact,
-    p: &EvmPayment,
+    h: &EvmNetwork,
+    p: &Eip3009Payment,
     revert: &str,
     deadline: Deadline,
 ) -> Result<Rejection, SchemeError> {
@@ -456,6 +468,78 @@ pub(super) async fn diagnose(
     } else {
         mapped
     }))
+}
+
+/// The EIP-3009 reasons of the settle machinery (digest §4.5).
+static EIP3009_REASONS: Reasons = Reasons {
+    reverted: reason::TRANSACTION_FAILED,
+    spent: reason::NONCE_ALREADY_USED,
+    expired: reason::VALID_BEFORE,
+    no_transfer: reason::TRANSFER_EVENT_MISMATCH,
+    unrunnable: reason::SIMULATION_FAILED,
+};
+
+impl OnChain for Eip3009Payment {
+    fn call(&self, net: &EvmNetwork) -> (Address, Bytes) {
+        settlement_call(net, self)
+    }
+
+    fn transfer(&self) -> Transfer {
+        let a = &self.authorization;
+        Transfer {
+            asset: self.asset,
+            from: a.from,
+            to: a.to,
+            value: a.value,
+        }
+    }
+
+    fn expires_at(&self) -> U256 {
+        self.authorization.valid_before
+    }
+
+    fn spent_query(&self, _net: &EvmNetwork) -> (Address, Bytes) {
+        let a = &self.authorization;
+        let data = IEip3009::authorizationStateCall {
+            authorizer: a.from,
+            nonce: a.nonce,
+        }
+        .abi_encode();
+        (self.asset, data.into())
+    }
+
+    fn is_spent(&self, answer: &[u8]) -> Option<bool> {
+        bool::abi_decode(answer).ok()
+    }
+
+    /// The token's `AuthorizationUsed(from, nonce)` names the transaction that used it.
+    fn executions(&self, _net: &EvmNetwork) -> Filter {
+        let a = &self.authorization;
+        Filter::new()
+            .address(self.asset)
+            .event_signature(IEip3009::AuthorizationUsed::SIGNATURE_HASH)
+            .topic1(a.from.into_word())
+            .topic2(a.nonce)
+    }
+
+    /// `AuthorizationCanceled(from, nonce)`: the payer's `cancelAuthorization`.
+    fn cancellations(&self, _net: &EvmNetwork) -> Filter {
+        let a = &self.authorization;
+        Filter::new()
+            .address(self.asset)
+            .event_signature(IEip3009::AuthorizationCanceled::SIGNATURE_HASH)
+            .topic1(a.from.into_word())
+            .topic2(a.nonce)
+    }
+
+    fn reasons(&self) -> &'static Reasons {
+        &EIP3009_REASONS
+    }
+
+    fn refused(&self, failure: &RpcFailure) -> Rejection {
+        let text = failure.revert_text().unwrap_or_else(|| failure.message());
+        Rejection::new(reason::from_revert(&text)).with_message(text)
+    }
 }
 
 pub(super) fn rpc(failure: RpcFailure) -> SchemeError {

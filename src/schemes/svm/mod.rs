@@ -248,6 +248,7 @@ impl Scheme for SvmExact {
                 .collect(),
             // Fee payers have no nonce lane, so they are not leased (see `Signed::lease`).
             lease_keys: Vec::new(),
+            extensions: Vec::new(),
         }
     }
 

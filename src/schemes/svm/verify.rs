@@ -390,6 +390,8 @@ fn parse(
             asset: mint.to_string(),
             amount: amount.to_string(),
             exclusive_key,
+            max_amount: None,
+            sender: None,
         },
         payment: SvmPayment {
             tx,

@@ -1,5 +1,7 @@
 //! A real local EVM chain: an anvil process on a loopback port, with our test contracts
-//! (contracts/artifacts, built by contracts/build.sh) deployed on it.
+//! (contracts/artifacts, built by contracts/build.sh) deployed on it: an EIP-3009 token, an
+//! 18-decimals EIP-2612 token without EIP-3009, the ERC-6492 wallet factory, and Multicall3,
+//! Permit2 and the two x402 Permit2 proxies at the addresses the official SDK hard-codes.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -19,12 +21,25 @@ use tokio::process::{Child, Command};
 pub const MULTICALL3: Address = address!("cA11bde05977b3631167028862bE2a173976CA11");
 pub const TOKEN_NAME: &str = "USD Coin";
 pub const TOKEN_VERSION: &str = "2";
+/// Where the SDK expects Permit2 and the x402 proxies (`@x402/evm` 2.27 constants).
+pub const PERMIT2: Address = address!("000000000022D473030F116dDEE9F6B43aC78BA3");
+pub const EXACT_PROXY: Address = address!("402085c248EeA27D92E8b30b2C58ed07f9E20001");
+pub const UPTO_PROXY: Address = address!("4020A4f3b7b90ccA423B9fabCc0CE57C6C240002");
+/// The EIP-712 domain of the Permit2-only token (like Mezo USD).
+pub const PERMIT_TOKEN_NAME: &str = "Mezo USD";
+pub const PERMIT_TOKEN_VERSION: &str = "1";
 
 sol! {
     interface ITestToken {
         function mint(address to, uint256 amount) external returns (bool);
         function balanceOf(address account) external view returns (uint256);
         function authorizationState(address authorizer, bytes32 nonce) external view returns (bool);
+        function approve(address spender, uint256 value) external returns (bool);
+        function nonces(address owner) external view returns (uint256);
+    }
+    interface IPermit2Bitmap {
+        function nonceBitmap(address owner, uint256 wordPos) external view returns (uint256);
+        function invalidateUnorderedNonces(uint256 wordPos, uint256 mask) external;
     }
     interface IWalletFactory {
         function deploy(address owner, bytes32 salt) external returns (address);
@@ -38,6 +53,8 @@ pub struct Chain {
     pub chain_id: u64,
     pub provider: DynProvider,
     pub token: Address,
+    /// An 18-decimals ERC-20 with EIP-2612 and no EIP-3009: payable only through Permit2.
+    pub permit_token: Address,
     pub factory: Address,
 }
 
@@ -111,20 +128,40 @@ impl Chain {
             .wallet(EthereumWallet::from(deployer))
             .connect_http(url.parse().expect("url"))
             .erased();
-        let (_, multicall_code) = artifact("Multicall3");
-        let _: Value = provider
-            .raw_request("anvil_setCode".into(), (MULTICALL3, multicall_code))
-            .await
-            .expect("anvil_setCode");
+        // No constructor runs for code placed this way: these contracts have no immutables.
+        for (name, at) in [
+            ("Multicall3", MULTICALL3),
+            ("Permit2", PERMIT2),
+            ("X402ExactPermit2Proxy", EXACT_PROXY),
+            ("X402UptoPermit2Proxy", UPTO_PROXY),
+        ] {
+            let (_, code) = artifact(name);
+            let _: Value = provider
+                .raw_request("anvil_setCode".into(), (at, code))
+                .await
+                .expect("anvil_setCode");
+        }
         let mut chain = Chain {
             _anvil: child,
             url,
             chain_id,
             provider,
             token: Address::ZERO,
+            permit_token: Address::ZERO,
             factory: Address::ZERO,
         };
         chain.token = chain.deploy_token(TOKEN_NAME, TOKEN_VERSION).await;
+        chain.permit_token = chain
+            .deploy(
+                "PermitToken",
+                (
+                    PERMIT_TOKEN_NAME.to_string(),
+                    PERMIT_TOKEN_VERSION.to_string(),
+                )
+                    .abi_encode_params()
+                    .into(),
+            )
+            .await;
         chain.factory = chain.deploy("WalletFactory", Bytes::new()).await;
         chain
     }
@@ -192,6 +229,103 @@ impl Chain {
             .with_input(ITestToken::balanceOfCall { account: who }.abi_encode());
         let out = self.provider.call(tx).await.expect("balanceOf");
         U256::abi_decode(&out).expect("uint256")
+    }
+
+    /// A transaction sent by `key` itself (funded with gas money first).
+    pub async fn send_as(&self, key: &PrivateKeySigner, to: Address, data: Vec<u8>) {
+        self.fund(key.address(), U256::from(10u128.pow(19))).await;
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(key.clone()))
+            .connect_http(self.url.parse().expect("url"));
+        let tx = TransactionRequest::default().with_to(to).with_input(data);
+        let receipt = provider
+            .send_transaction(tx)
+            .await
+            .expect("tx sent")
+            .get_receipt()
+            .await
+            .expect("tx mined");
+        assert!(
+            receipt.status(),
+            "transaction of {} reverted",
+            key.address()
+        );
+    }
+
+    /// A transaction sent by `key` itself with a priority fee of `tip` wei, without waiting for
+    /// it to be mined (to race a transaction already in the mempool); returns its hash.
+    pub async fn send_as_with_tip(
+        &self,
+        key: &PrivateKeySigner,
+        to: Address,
+        data: Vec<u8>,
+        tip: u128,
+    ) -> String {
+        self.fund(key.address(), U256::from(10u128.pow(19))).await;
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(key.clone()))
+            .connect_http(self.url.parse().expect("url"));
+        let tx = TransactionRequest::default()
+            .with_to(to)
+            .with_input(data)
+            .with_gas_limit(300_000)
+            .with_max_priority_fee_per_gas(tip)
+            .with_max_fee_per_gas(tip * 4);
+        let pending = provider.send_transaction(tx).await.expect("tx sent");
+        format!("{:#x}", pending.tx_hash())
+    }
+
+    /// The calldata of a transaction (mined or in the mempool).
+    pub async fn input_of(&self, tx: &str) -> Vec<u8> {
+        let t = self
+            .rpc("eth_getTransactionByHash", (tx.to_string(),))
+            .await;
+        let hex = t["input"].as_str().expect("a known transaction");
+        alloy::hex::decode(hex).expect("hex calldata")
+    }
+
+    /// `owner` approves Permit2 for `token` without limit (what `createPermit2ApprovalTx` does).
+    pub async fn approve_permit2(&self, owner: &PrivateKeySigner, token: Address) {
+        let data = ITestToken::approveCall {
+            spender: PERMIT2,
+            value: U256::MAX,
+        }
+        .abi_encode();
+        self.send_as(owner, token, data).await;
+    }
+
+    /// Whether Permit2 has `owner`'s unordered `nonce` marked as used.
+    pub async fn permit2_nonce_used(&self, owner: Address, nonce: U256) -> bool {
+        let call = IPermit2Bitmap::nonceBitmapCall {
+            owner,
+            wordPos: nonce >> 8,
+        };
+        let tx = TransactionRequest::default()
+            .with_to(PERMIT2)
+            .with_input(call.abi_encode());
+        let word =
+            U256::abi_decode(&self.provider.call(tx).await.expect("nonceBitmap")).expect("uint256");
+        let bit = U256::from(1u8) << (nonce & U256::from(0xffu8)).to::<usize>();
+        word & bit != U256::ZERO
+    }
+
+    /// `owner` spends its own Permit2 nonce (`invalidateUnorderedNonces`), as a payer may.
+    pub async fn invalidate_permit2_nonce(&self, owner: &PrivateKeySigner, nonce: U256) {
+        let bit = U256::from(1u8) << (nonce & U256::from(0xffu8)).to::<usize>();
+        let data = IPermit2Bitmap::invalidateUnorderedNoncesCall {
+            wordPos: nonce >> 8,
+            mask: bit,
+        }
+        .abi_encode();
+        self.send_as(owner, PERMIT2, data).await;
+    }
+
+    /// The EIP-2612 nonce of `owner` on `token`.
+    pub async fn permit_nonce(&self, token: Address, owner: Address) -> U256 {
+        let tx = TransactionRequest::default()
+            .with_to(token)
+            .with_input(ITestToken::noncesCall { owner }.abi_encode());
+        U256::abi_decode(&self.provider.call(tx).await.expect("nonces")).expect("uint256")
     }
 
     /// `who`'s native balance in wei.
@@ -268,6 +402,19 @@ impl Chain {
             .await
             .expect("eth_getTransactionReceipt");
         !receipt.is_null()
+    }
+
+    /// Who sent transaction `tx` (`0x…` hash).
+    pub async fn sender_of(&self, tx: &str) -> Address {
+        let found: Value = self
+            .provider
+            .raw_request("eth_getTransactionByHash".into(), (tx,))
+            .await
+            .expect("eth_getTransactionByHash");
+        found["from"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no transaction {tx}: {found}"))
     }
 
     pub async fn mine(&self) {
