@@ -48,6 +48,8 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 struct Options {
     solana: bool,
+    /// Only the Solana point (to compare it across a change without the EVM points' cost).
+    only_solana: bool,
     db: String,
     seconds: u64,
     settles: usize,
@@ -60,6 +62,7 @@ struct Options {
 fn options() -> Options {
     let mut o = Options {
         solana: true,
+        only_solana: false,
         db: "sqlite".into(),
         seconds: 5,
         settles: 500,
@@ -86,6 +89,7 @@ fn options() -> Options {
             }
             "--no-reference" => o.reference = false,
             "--no-solana" => o.solana = false,
+            "--only-solana" => o.only_solana = true,
             "--bench" => {}
             "--help" | "-h" => {
                 println!(
@@ -930,8 +934,11 @@ async fn solana_point(o: &Options, dir: &Path) {
 
 async fn run(o: Options) {
     let dir = tempfile::tempdir().expect("tempdir");
-    if o.solana {
+    if o.solana || o.only_solana {
         solana_point(&o, dir.path()).await;
+    }
+    if o.only_solana {
+        return;
     }
     let chain = Chain::start().await;
     let db = if o.db == "postgres" {

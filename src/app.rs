@@ -388,6 +388,22 @@ fn spawn_limit_shrinker(
 
 /// Each served network's known stablecoins (the default asset allow-list, `policy.assets =
 /// "known"`), from the network presets.
-fn known_assets(_settings: &Settings) -> HashMap<String, Vec<String>> {
-    HashMap::new()
+fn known_assets(settings: &Settings) -> HashMap<String, Vec<String>> {
+    let presets = match crate::config::presets() {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "network presets unreadable: no known-asset lists");
+            return HashMap::new();
+        }
+    };
+    let mut known = HashMap::new();
+    for (_, n) in settings.enabled_networks() {
+        if let Some(p) = presets.values().find(|p| p.network == n.network) {
+            known.insert(
+                n.network.clone(),
+                p.assets.iter().map(|a| a.address.clone()).collect(),
+            );
+        }
+    }
+    known
 }

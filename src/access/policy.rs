@@ -323,6 +323,7 @@ mod tests {
             asset: asset.into(),
             amount: amount.into(),
             fingerprint: "f".into(),
+            exclusive_key: None,
             max_amount: None,
             sender: None,
         }

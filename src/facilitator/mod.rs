@@ -612,6 +612,16 @@ impl Facilitator {
         payment: &CheckedPayment,
         payment_id: Option<&str>,
     ) -> Result<Option<Rejection>, FacilitatorError> {
+        if let Some(key) = &payment.meta.exclusive_key
+            && let Some(row) = self.ledger.by_exclusive_key(key).await?
+            && row.replay_key != payment.meta.replay_key
+        {
+            return Ok(Some(
+                Rejection::new(reason::DUPLICATE_SETTLEMENT)
+                    .with_message("another payment already settles this (same seller memo)")
+                    .with_payer(payment.meta.payer.clone()),
+            ));
+        }
         let Some(row) = self.ledger.find(&payment.meta.replay_key).await? else {
             return Ok(None);
         };

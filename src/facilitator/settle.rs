@@ -143,7 +143,15 @@ pub(super) fn new_claim(
         payment_id,
         request: request.to_json(),
         fingerprint,
+        exclusive_key: m.exclusive_key.clone(),
     }
+}
+
+/// Another live payment holds this one's exclusive key (a seller's invoice memo, paid once:
+/// docs/solana.md §7).
+fn memo_taken() -> Rejection {
+    Rejection::new(reason::DUPLICATE_SETTLEMENT)
+        .with_message("another payment already settles this (same seller memo)")
 }
 
 /// A stored request back as the payment it records (no clock, no chain).
@@ -218,6 +226,8 @@ impl Settle<'_> {
             }
             ClaimOutcome::Existing(row) => self.existing(*row, Some(&payment)).await,
             ClaimOutcome::PaymentIdTaken => Err(payment_id::conflict(self.payment_id.as_deref())),
+            // Another transaction already pays what this one would (a seller's invoice memo).
+            ClaimOutcome::ExclusiveTaken => Ok(self.fail(&payment, memo_taken(), "")),
         }
     }
 
@@ -664,6 +674,14 @@ impl Settle<'_> {
                     .await?;
                 self.note(&row.replay_key, done, "defer");
                 Err(payment_id::conflict(self.payment_id.as_deref()))
+            }
+            // While this payment was failed, another took its seller memo: it stays failed.
+            ClaimOutcome::ExclusiveTaken => {
+                let done = ledger
+                    .defer(&row.replay_key, &token, Duration::ZERO)
+                    .await?;
+                self.note(&row.replay_key, done, "defer");
+                Ok(self.fail(payment, memo_taken(), ""))
             }
         }
     }

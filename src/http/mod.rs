@@ -225,7 +225,7 @@ async fn ready(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|(k, (fence, draining))| (k, SignerLease { fence, draining }))
         .collect();
-    let ledger = state.facilitator.ledger().ping().await;
+    let ledger = ping(&state).await;
     let metrics = &state.facilitator.metrics;
     let word = |ok: bool| if ok { "ok" } else { "failing" };
     let networks: std::collections::BTreeMap<String, NetworkCheck> = state
@@ -279,7 +279,7 @@ async fn ready(State(state): State<AppState>) -> Response {
     security(())
 )]
 async fn health(State(state): State<AppState>) -> Response {
-    match state.facilitator.ledger().ping().await {
+    match ping(&state).await {
         Ok(()) => axum::Json(Health {
             status: "ok",
             ledger: "ok",
@@ -305,4 +305,14 @@ async fn not_found() -> error::ApiError {
 
 async fn method_not_allowed() -> error::ApiError {
     error::ApiError::MethodNotAllowed
+}
+
+/// The ledger's answer to a trivial query, bounded: a probe that waits for a pool connection
+/// longer than a load balancer waits for `/ready` would be no answer at all.
+async fn ping(state: &AppState) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(2), state.facilitator.ledger().ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 2 s".into()),
+    }
 }

@@ -38,6 +38,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0005_discovery.sql"),
     ),
     (
+        6,
+        "exclusive_key",
+        include_str!("../../migrations/postgres/0006_exclusive_key.sql"),
+    ),
+    (
         7,
         "upto",
         include_str!("../../migrations/postgres/0007_upto.sql"),
@@ -74,6 +79,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         5,
         "discovery",
         include_str!("../../migrations/sqlite/0005_discovery.sql"),
+    ),
+    (
+        6,
+        "exclusive_key",
+        include_str!("../../migrations/sqlite/0006_exclusive_key.sql"),
     ),
     (
         7,

@@ -61,6 +61,8 @@ pub struct NewClaim {
     pub request: String,
     /// What makes two requests the same payment (see `protocol::PaymentRequest::fingerprint`).
     pub fingerprint: String,
+    /// At most one live row holds it (see `scheme::PaymentMeta::exclusive_key`).
+    pub exclusive_key: Option<String>,
 }
 
 /// A ledger row.
@@ -218,6 +220,8 @@ pub enum ClaimOutcome {
     Existing(Box<SettlementRecord>),
     /// The payment-identifier is held by another live payment in the same scope.
     PaymentIdTaken,
+    /// The payment's exclusive key is held by another live payment.
+    ExclusiveTaken,
 }
 
 /// The signer lease a transaction is recorded under (see `signer_leases`).
@@ -263,13 +267,14 @@ const TX_COLUMNS: &str =
     "tx_id, replay_key, attempt, raw_tx, signer, request, fingerprint, recorded_at";
 
 /// The claim and the re-claim bind the payment in this order: $1 replay_key … $11 request,
-/// $12 fingerprint, $13 payment_scope, then $14 token, $15 lease_until, $16 now, $17 resource_key.
+/// $12 fingerprint, $13 payment_scope, then $14 token, $15 lease_until, $16 now, $17 resource_key,
+/// $18 exclusive key; the re-claim's take-over token is $19.
 const INSERT_CLAIM: &str = "INSERT INTO settlements (replay_key, network, scheme, x402_version, \
     payer, pay_to, asset, amount, resource_url, payment_id, request, fingerprint, payment_scope, \
-    state, claim_token, attempts, lease_until, created_at, updated_at, resource_key) \
+    state, claim_token, attempts, lease_until, created_at, updated_at, resource_key, exclusive_key) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'claimed', $14, 1, $15, $16, \
-    $16, $17) ON CONFLICT (replay_key) DO NOTHING";
-/// A `failed` row claimed again by the holder of `$18` (its take-over token).
+    $16, $17, $18) ON CONFLICT (replay_key) DO NOTHING";
+/// A `failed` row claimed again by the holder of `$19` (its take-over token).
 const RECLAIM_FAILED: &str = "UPDATE settlements SET network = $2, scheme = $3, \
     x402_version = $4, payer = $5, pay_to = $6, asset = $7, amount = $8, resource_url = $9, \
     payment_id = $10, request = $11, fingerprint = $12, payment_scope = $13, state = 'claimed', \
@@ -277,7 +282,8 @@ const RECLAIM_FAILED: &str = "UPDATE settlements SET network = $2, scheme = $3, 
     signer = NULL, error_reason = NULL, attempts = attempts + 1, retry_at = 0, reconciles = 0, \
     pending_reported = 0, settled_at = NULL, block_number = NULL, block_hash = NULL, \
     finalized_at = NULL, handoff_at = NULL, handoff_deadline = NULL, handoff_signer = NULL, \
-    resource_key = $17 WHERE replay_key = $1 AND state = 'failed' AND claim_token = $18";
+    resource_key = $17, exclusive_key = $18 WHERE replay_key = $1 AND state = 'failed' \
+    AND claim_token = $19";
 
 /// Keeps a row's `max_amount` in step with the payment it now records, by its holder: a
 /// statement of its own, run beside the claim, re-claim and repair ones.
@@ -294,7 +300,32 @@ fn is_payment_id_taken(e: &sqlx::Error) -> bool {
             || db.message().contains("payment_scope"))
 }
 
+/// Whether a database error is the exclusive-key index refusing a second live payment.
+fn is_exclusive_taken(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    db.is_unique_violation()
+        && (db.constraint() == Some("settlements_exclusive_key")
+            || db.message().contains("exclusive_key"))
+}
+
 impl Ledger {
+    /// The live (not failed) row holding `exclusive_key`, for a read-only check at `/verify`.
+    pub async fn by_exclusive_key(
+        &self,
+        exclusive_key: &str,
+    ) -> Result<Option<SettlementRecord>, LedgerError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM settlements WHERE exclusive_key = $1 AND state <> 'failed'"
+        );
+        let row = sqlx::query(&sql)
+            .bind(exclusive_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(SettlementRecord::decode).transpose()
+    }
+
     pub async fn find(&self, replay_key: &str) -> Result<Option<SettlementRecord>, LedgerError> {
         let sql = format!("SELECT {COLUMNS} FROM settlements WHERE replay_key = $1");
         let row = sqlx::query(&sql)
@@ -327,6 +358,7 @@ impl Ledger {
                 Ok(Transition::Applied) => return Ok(ClaimOutcome::Claimed(token)),
                 Ok(Transition::Lost) => {}
                 Err(e) if is_payment_id_taken(&e) => return Ok(ClaimOutcome::PaymentIdTaken),
+                Err(e) if is_exclusive_taken(&e) => return Ok(ClaimOutcome::ExclusiveTaken),
                 Err(e) => return Err(e.into()),
             }
             if let Some(existing) = self.find(&claim.replay_key).await? {
@@ -366,8 +398,8 @@ impl Ledger {
 
     /// `failed → claimed` for a new attempt at the payment, by the holder of `token` (the
     /// failed row taken over after its transactions were re-examined): `Claimed` with the new
-    /// attempt's token, `Existing` (the row as it stands) when the take-over was lost, or
-    /// `PaymentIdTaken`.
+    /// attempt's token, `Existing` (the row as it stands) when the take-over was lost,
+    /// `PaymentIdTaken` or `ExclusiveTaken`.
     pub async fn reclaim(
         &self,
         claim: &NewClaim,
@@ -383,6 +415,7 @@ impl Ledger {
         let done = match done.map(Transition::of) {
             Ok(done) => done,
             Err(e) if is_payment_id_taken(&e) => return Ok(ClaimOutcome::PaymentIdTaken),
+            Err(e) if is_exclusive_taken(&e) => return Ok(ClaimOutcome::ExclusiveTaken),
             Err(e) => return Err(e.into()),
         };
         if done == Transition::Lost {
@@ -586,7 +619,9 @@ impl Ledger {
     /// `claimed | submitted | failed → settled` by a transaction of an *earlier* attempt, which
     /// the chain shows moved the money: the row is repaired with the payment that transaction
     /// performed (`claim`, revived from its recorded request). Its client was told otherwise,
-    /// so it is owed the success.
+    /// so it is owed the success. The row takes the exclusive key of that payment, unless
+    /// another live row took it meanwhile: then the chain paid both, and the repaired row goes
+    /// without the key rather than not be repaired (the index allows one live holder).
     pub async fn repair_settled(
         &self,
         claim: &NewClaim,
@@ -610,7 +645,9 @@ impl Ledger {
              tx_id = $14, block_number = $15, block_hash = $16, error_reason = NULL, \
              attempts = (SELECT t.attempt FROM settlement_txs t WHERE t.tx_id = $14), \
              updated_at = $17, settled_at = $17, lease_until = 0, pending_reported = 1, \
-             finalized_at = NULL, resource_key = $19 WHERE replay_key = $1 AND claim_token = $18 \
+             finalized_at = NULL, resource_key = $19, exclusive_key = CASE WHEN EXISTS (SELECT 1 \
+             FROM settlements o WHERE o.exclusive_key = $20 AND o.state <> 'failed' \
+             AND o.replay_key <> $1) THEN NULL ELSE $20 END WHERE replay_key = $1 AND claim_token = $18 \
              AND state IN ('claimed', 'submitted', 'failed') AND EXISTS (SELECT 1 FROM settlement_txs t \
              WHERE t.tx_id = $14 AND t.replay_key = $1)",
         )
@@ -633,6 +670,7 @@ impl Ledger {
         .bind(now)
         .bind(&token.0)
         .bind(&claim.resource_key)
+        .bind(&claim.exclusive_key)
         .execute(&mut *db)
         .await;
         match done {
@@ -648,6 +686,14 @@ impl Ledger {
                 }
                 db.commit().await?;
                 Ok(done)
+            }
+            // A live holder of its exclusive key committed between the check and the write:
+            // the chain paid both, so the row is repaired without the key (one retry).
+            Err(e) if is_exclusive_taken(&e) => {
+                db.rollback().await?;
+                let mut without_key = claim.clone();
+                without_key.exclusive_key = None;
+                Box::pin(self.repair_settled(&without_key, token, included)).await
             }
             // Its payment-identifier went to another payment meanwhile: settle the row without
             // the id rather than not at all.
@@ -979,6 +1025,7 @@ fn bind_claim<'q>(
         .bind(ms_after(lease))
         .bind(now_ms())
         .bind(&claim.resource_key)
+        .bind(&claim.exclusive_key)
 }
 
 /// Records a transaction the payment was settled by but that we did not sign (its hash only),

@@ -160,6 +160,10 @@ pub struct PaymentMeta {
     /// matter. A request whose fingerprint differs from a ledger row's is another payment and
     /// never acts on that row.
     pub fingerprint: String,
+    /// A key that at most one live payment may hold, whatever its replay key: e.g. a seller's
+    /// invoice memo (`solana:<cluster>/memo/<payTo>/<memo hash>`), paid once even by two
+    /// different transactions (docs/solana.md §7). `None` for payments with no such key.
+    pub exclusive_key: Option<String>,
     /// The most the payer signed for, in schemes where the seller picks the charge at settle
     /// (`upto`, docs/schemes.md): the ledger keeps it beside `amount`, and the settle answer
     /// then names the amount charged. `None` for schemes that move what was signed.

@@ -549,3 +549,31 @@ async fn a_tenant_key_sees_only_entitlements_to_its_payees() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn by_default_a_preset_network_accepts_only_its_known_stablecoins() {
+    // Anvil as Base Sepolia: the preset knows its USDC, and the test token is not it.
+    let chain = Chain::start_with(84532, &[]).await;
+    let db = Db::sqlite();
+    let app = harness::spawn_with(
+        &chain,
+        &db,
+        Options::default().env("X402__NETWORKS__LOCAL__POLICY__ASSETS", "known"),
+    )
+    .await;
+    let p = funded(&chain).await;
+    assert_eq!(
+        app.verify(&p.body()).await["invalidReason"],
+        "policy_asset_not_accepted"
+    );
+    assert_eq!(
+        app.settle(&p.body()).await["errorReason"],
+        "policy_asset_not_accepted"
+    );
+    assert_eq!(chain.balance(chain.token, p.pay_to).await, U256::ZERO);
+    app.stop().await;
+    // `assets = "any"` opens it.
+    let app = harness::spawn(&chain, &db).await;
+    assert_eq!(app.verify(&p.body()).await["isValid"], true);
+    app.stop().await;
+}

@@ -19,9 +19,9 @@ use serde_json::{Value, json};
 use x402_facilitator::protocol::reason as generic;
 use x402_facilitator::schemes::evm::reason;
 
-use x402_facilitator::schemes::svm::keys::Pubkey;
+use solana_pubkey::Pubkey;
 use x402_facilitator::schemes::svm::reason as svm_reason;
-use x402_facilitator::schemes::svm::wire::VersionedTransaction;
+use x402_facilitator::schemes::svm::wire;
 
 use crate::harness::app::{base_env, spawn_env};
 use crate::harness::chain::{TOKEN_NAME, TOKEN_VERSION};
@@ -918,15 +918,17 @@ impl SolanaWorld {
             self.fee_payer.pubkey().to_string(),
             "{case:#}"
         );
-        let tx = VersionedTransaction::from_base64(
+        let tx = wire::from_base64(
             paid["payload"]["transaction"]
                 .as_str()
                 .unwrap_or_else(|| panic!("no transaction in the payment: {case:#}")),
         )
         .expect("the SDK's transaction decodes");
-        assert_eq!(*tx.message().fee_payer(), self.fee_payer.pubkey());
+        let keys = tx.message.static_account_keys();
+        assert_eq!(keys[0], self.fee_payer.pubkey());
+        let signers = usize::from(tx.message.header().num_required_signatures);
         assert!(
-            tx.message().signer_keys().contains(&self.payer.pubkey()),
+            keys[..signers].contains(&self.payer.pubkey()),
             "the buyer signs its transfer"
         );
         let sql = format!(
@@ -1034,7 +1036,7 @@ async fn svm_sdk_v2_through_us(token2022: bool, db: Db, cases: &[&str]) {
         w.assert_paid(case, &case["facilitatorCalls"]).await;
         settled += 1;
         let accepted = &case["sentPayment"]["accepted"]["extra"];
-        let tx = VersionedTransaction::from_base64(
+        let tx = wire::from_base64(
             case["sentPayment"]["payload"]["transaction"]
                 .as_str()
                 .expect("transaction"),
@@ -1042,7 +1044,7 @@ async fn svm_sdk_v2_through_us(token2022: bool, db: Db, cases: &[&str]) {
         .expect("decodes");
         assert_eq!(
             accepted["recentBlockhash"],
-            bs58::encode(tx.message().recent_blockhash()).into_string(),
+            tx.message.recent_blockhash().to_string(),
             "the buyer used the seller's blockhash: {case:#}"
         );
     }

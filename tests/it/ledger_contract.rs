@@ -29,13 +29,14 @@ fn claim(key: &str) -> NewClaim {
         pay_to: "0xpayee".into(),
         asset: "0xasset".into(),
         amount: "10000".into(),
-        max_amount: None,
         resource_url: Some("http://127.0.0.1/x".into()),
         resource_key: Some("http://127.0.0.1/x".into()),
         payment_id: None,
         payment_scope: None,
         request: "{}".into(),
         fingerprint: format!("fp-{key}"),
+        exclusive_key: None,
+        max_amount: None,
     }
 }
 
@@ -840,6 +841,145 @@ async fn a_ledger_of_the_first_release_is_upgraded_in_place() {
             db.count("SELECT count(*) FROM _sqlx_migrations WHERE success")
                 .await,
             crate::harness::db::migration_files()
+        );
+    }
+}
+
+/// An exclusive key (a seller's invoice memo) is held by one live row whatever its replay key;
+/// a failed row gives it up, and a re-claim cannot take it from a live one.
+#[tokio::test]
+async fn an_exclusive_key_is_held_by_one_live_row() {
+    for db in crate::harness::db::both().await {
+        let l = open(&db).await;
+        let with_key = |key: &str| {
+            let mut c = claim(key);
+            c.exclusive_key = Some("solana:x/memo/payee/h".into());
+            c
+        };
+        let ClaimOutcome::Claimed(first) = l.claim(&with_key("a"), LEASE).await.expect("claim")
+        else {
+            panic!("the first claim wins");
+        };
+        let sent = Submission {
+            tx_id: "tx-a",
+            raw_tx: "00",
+            signer: "fee-payer",
+            fence: None,
+        };
+        assert!(
+            l.record_submitted("a", &first, &sent)
+                .await
+                .expect("record")
+                .applied()
+        );
+        assert_eq!(
+            l.claim(&with_key("b"), LEASE).await.expect("claim"),
+            ClaimOutcome::ExclusiveTaken
+        );
+        // The same payment again meets its own row, not the key it holds.
+        assert!(matches!(
+            l.claim(&with_key("a"), LEASE).await.expect("claim"),
+            ClaimOutcome::Existing(row) if row.replay_key == "a"
+        ));
+        let holder = l
+            .by_exclusive_key("solana:x/memo/payee/h")
+            .await
+            .expect("read")
+            .expect("held");
+        assert_eq!(holder.replay_key, "a");
+        // Rows without a key never collide.
+        assert!(matches!(
+            l.claim(&claim("c"), LEASE).await.expect("claim"),
+            ClaimOutcome::Claimed(_)
+        ));
+        assert!(matches!(
+            l.claim(&claim("d"), LEASE).await.expect("claim"),
+            ClaimOutcome::Claimed(_)
+        ));
+        assert!(
+            l.record_failed("a", &first, "x")
+                .await
+                .expect("fail")
+                .applied()
+        );
+        assert!(
+            l.by_exclusive_key("solana:x/memo/payee/h")
+                .await
+                .expect("read")
+                .is_none()
+        );
+        assert!(matches!(
+            l.claim(&with_key("b"), LEASE).await.expect("claim"),
+            ClaimOutcome::Claimed(_)
+        ));
+        // "a" failed; claimed again it meets the live "b": no second holder.
+        let ClaimOutcome::Existing(failed) = l.claim(&with_key("a"), LEASE).await.expect("claim")
+        else {
+            panic!("the failed row is returned");
+        };
+        let token = l
+            .take_over(&failed, LEASE)
+            .await
+            .expect("take over")
+            .expect("expired lease");
+        assert_eq!(
+            l.reclaim(&with_key("a"), &token, LEASE)
+                .await
+                .expect("reclaim"),
+            ClaimOutcome::ExclusiveTaken
+        );
+        // "a"'s transaction turns out to have paid: the chain paid both, the repair stands and
+        // "a" gives the key up to "b", which holds it.
+        assert!(
+            l.repair_settled(&with_key("a"), &token, &at("tx-a"))
+                .await
+                .expect("repair")
+                .applied()
+        );
+        assert_eq!(
+            db.count(
+                "SELECT count(*) FROM settlements WHERE replay_key = 'a' AND state = 'settled' \
+                 AND exclusive_key IS NULL"
+            )
+            .await,
+            1
+        );
+        assert_eq!(
+            l.by_exclusive_key("solana:x/memo/payee/h")
+                .await
+                .expect("read")
+                .map(|r| r.replay_key),
+            Some("b".to_string())
+        );
+        // A repair whose key nobody else holds takes it back: the invoice is paid.
+        let mut other = claim("e");
+        other.exclusive_key = Some("solana:x/memo/payee/other".into());
+        let ClaimOutcome::Claimed(e) = l.claim(&other, LEASE).await.expect("claim") else {
+            panic!("a free key is claimed");
+        };
+        let sent = Submission {
+            tx_id: "tx-e",
+            ..sent
+        };
+        assert!(
+            l.record_submitted("e", &e, &sent)
+                .await
+                .expect("record")
+                .applied()
+        );
+        assert!(l.record_failed("e", &e, "x").await.expect("fail").applied());
+        assert!(
+            l.repair_settled(&other, &e, &at("tx-e"))
+                .await
+                .expect("repair")
+                .applied()
+        );
+        assert_eq!(
+            l.by_exclusive_key("solana:x/memo/payee/other")
+                .await
+                .expect("read")
+                .map(|r| r.replay_key),
+            Some("e".to_string())
         );
     }
 }

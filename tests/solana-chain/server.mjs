@@ -200,6 +200,15 @@ function addRecord(sig, rec) {
 }
 const isFinalized = rec => slot - rec.slot >= FINALITY_SLOTS;
 
+// What the chain was shown, for tests that must prove what never reached it (litesvm_seen):
+// per simulateTransaction / sendTransaction, the signatures it carried and the sigVerify flag.
+const SEEN_MAX = 10_000;
+const seen = { simulations: [], sends: [] };
+function remember(list, entry) {
+  list.push(entry);
+  if (list.length > SEEN_MAX) list.shift();
+}
+
 // litesvm_pause: accepted transactions wait here (in order) until litesvm_resume.
 let paused = false;
 let pending = []; // decoded transactions
@@ -857,6 +866,7 @@ function txJson(rec, encoding) {
 async function sendTransaction(params) {
   const cfg = cfgOf(params, 1);
   const d = decodeParam(params[0], cfg.encoding ?? "base58");
+  remember(seen.sends, { signatures: d.sigs, skipPreflight: !!cfg.skipPreflight });
   if (!cfg.skipPreflight) {
     const sim = simulate(d, { sigVerify: true });
     if (sim.err !== null) {
@@ -1090,6 +1100,7 @@ const methods = {
       throw invalidParams("sigVerify may not be used with replaceRecentBlockhash");
     }
     const d = decodeParam(p[0], cfg.encoding ?? "base58");
+    remember(seen.simulations, { signatures: d.sigs, sigVerify });
     return withCtx(
       simulate(d, {
         sigVerify,
@@ -1174,6 +1185,7 @@ const methods = {
     return { paused, pending: pending.length };
   },
   litesvm_resume: () => resume(),
+  litesvm_seen: () => seen,
   litesvm_dropPending: () => {
     const dropped = pending.map(d => d.sig);
     pending = [];
@@ -1227,7 +1239,8 @@ async function handleOne(req) {
   }
   const fn = Object.hasOwn(methods, req.method) ? methods[req.method] : undefined;
   if (!fn) return { jsonrpc: "2.0", error: { code: -32601, message: "Method not found" }, id };
-  const params = req.params === undefined ? [] : req.params;
+  // `"params": null` is what the official Rust client sends for methods without parameters.
+  const params = req.params === undefined || req.params === null ? [] : req.params;
   if (!req.method.startsWith("litesvm_") && !Array.isArray(params)) {
     return { jsonrpc: "2.0", error: { code: -32602, message: "Invalid params: expected an array" }, id };
   }

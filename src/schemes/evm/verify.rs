@@ -154,6 +154,7 @@ fn checked(h: &EvmNetwork, p: Eip3009Payment) -> Checked<Eip3009Payment> {
             asset: p.asset.to_checksum(None),
             amount: p.amount.to_string(),
             fingerprint: p.fingerprint.clone(),
+            exclusive_key: None,
             max_amount: None,
             sender: None,
         },

@@ -1,14 +1,23 @@
-//! Typed parsing of the instructions the exact scheme inspects (digest §5.1, §5.5):
-//! ComputeBudget SetComputeUnitLimit / SetComputeUnitPrice, SPL Token and Token-2022
-//! TransferChecked, Memo, and the Associated Token program's CreateIdempotent. Each parser checks
-//! the program id, the exact data layout and the account count, and says what is wrong otherwise;
-//! comparing the values with the payment requirements is the verifier's job.
+//! Typed reading of the instructions the exact scheme inspects (digest §5.1, §5.5), on the
+//! official layouts: ComputeBudget through `solana-compute-budget-interface`, SPL Token and
+//! Token-2022 `TransferChecked` through `spl-token-interface`, Memo by its
+//! `spl-memo-interface` id; and Lighthouse, which has no interface crate on this line, by our own
+//! decoder of its instruction and target.
+//!
+//! Each reader checks the program id, the exact data length and the accounts, because the
+//! official unpackers are lenient: `TokenInstruction::unpack` ignores bytes after `decimals`,
+//! the runtime reads ComputeBudget data with `try_from_slice_unchecked`. Comparing the values
+//! with the payment requirements is the verifier's job.
+
+use borsh::BorshDeserialize;
+use solana_compute_budget_interface::ComputeBudgetInstruction;
+use solana_message::VersionedMessage;
+use solana_pubkey::Pubkey;
+use spl_token_interface::instruction::TokenInstruction;
 
 use super::keys::{
-    ASSOCIATED_TOKEN_PROGRAM, COMPUTE_BUDGET_PROGRAM, MEMO_PROGRAM, Pubkey, TOKEN_2022_PROGRAM,
-    TOKEN_PROGRAM,
+    COMPUTE_BUDGET_PROGRAM, LIGHTHOUSE_PROGRAM, MEMO_PROGRAM, TOKEN_2022_PROGRAM, TOKEN_PROGRAM,
 };
-use super::wire::Message;
 
 /// What makes an instruction not the one asked for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,10 +31,8 @@ pub enum InstructionError {
         expected: &'static str,
         found: Pubkey,
     },
-    #[error("instruction data is empty")]
-    EmptyData,
-    #[error("instruction discriminator is {found}; expected {expected}")]
-    WrongDiscriminator { expected: u8, found: u8 },
+    #[error("instruction data is not a {0}")]
+    WrongInstruction(&'static str),
     #[error("instruction data is {found} bytes; expected {expected}")]
     DataLength { expected: usize, found: usize },
     #[error("instruction has {found} accounts; expected {expected}")]
@@ -34,6 +41,8 @@ pub enum InstructionError {
     TooFewAccounts { min: usize, found: usize },
     #[error("memo is not valid UTF-8")]
     MemoNotUtf8,
+    #[error("Lighthouse {0} is not allowed")]
+    LighthouseRefused(&'static str),
 }
 
 /// An instruction of a message with its indexes replaced by keys.
@@ -44,32 +53,24 @@ pub struct ResolvedInstruction<'a> {
     pub data: &'a [u8],
 }
 
-impl ResolvedInstruction<'_> {
-    /// Parses this instruction as `T`.
-    pub fn parse<T: ParseInstruction>(&self) -> Result<T, InstructionError> {
-        T::parse(&self.program_id, &self.accounts, self.data)
-    }
-}
-
-/// Instruction `index` of `message` with its keys. Accounts loaded from a lookup table have no
-/// key without the table, so they are an error here (digest §5.5: unresolvable tables are
-/// rejected).
+/// Instruction `index` of `message` with its keys. An account loaded from a lookup table has no
+/// key without the table, so it is an error here: no check may skip an instruction it cannot
+/// resolve (digest §5.5: unresolvable tables are rejected).
 pub fn resolve(
-    message: &Message,
+    message: &VersionedMessage,
     index: usize,
 ) -> Result<ResolvedInstruction<'_>, InstructionError> {
     let ix = message
         .instructions()
         .get(index)
         .ok_or(InstructionError::NoSuchInstruction(index))?;
+    let keys = message.static_account_keys();
     let key = |i: u8| {
-        message
-            .account_key(usize::from(i))
+        keys.get(usize::from(i))
             .copied()
             .ok_or(InstructionError::LookupTableAccount(i))
     };
     Ok(ResolvedInstruction {
-        // Decoding checked that program ids are static keys; the error path is for completeness.
         program_id: key(ix.program_id_index)?,
         accounts: ix
             .accounts
@@ -78,221 +79,6 @@ pub fn resolve(
             .collect::<Result<_, _>>()?,
         data: &ix.data,
     })
-}
-
-/// An instruction type that can be read from its program id, accounts and data.
-pub trait ParseInstruction: Sized {
-    fn parse(
-        program_id: &Pubkey,
-        accounts: &[Pubkey],
-        data: &[u8],
-    ) -> Result<Self, InstructionError>;
-}
-
-/// ComputeBudget `SetComputeUnitLimit`: data `[2, u32 LE units]`, no accounts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SetComputeUnitLimit {
-    pub units: u32,
-}
-
-/// ComputeBudget `SetComputeUnitPrice`: data `[3, u64 LE micro-lamports per CU]`, no accounts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SetComputeUnitPrice {
-    pub micro_lamports: u64,
-}
-
-const SET_COMPUTE_UNIT_LIMIT: u8 = 2;
-const SET_COMPUTE_UNIT_PRICE: u8 = 3;
-
-impl ParseInstruction for SetComputeUnitLimit {
-    fn parse(
-        program_id: &Pubkey,
-        accounts: &[Pubkey],
-        data: &[u8],
-    ) -> Result<Self, InstructionError> {
-        let body = compute_budget_body(program_id, accounts, data, SET_COMPUTE_UNIT_LIMIT)?;
-        let units = fixed::<4>(body)?;
-        Ok(Self {
-            units: u32::from_le_bytes(units),
-        })
-    }
-}
-
-impl ParseInstruction for SetComputeUnitPrice {
-    fn parse(
-        program_id: &Pubkey,
-        accounts: &[Pubkey],
-        data: &[u8],
-    ) -> Result<Self, InstructionError> {
-        let body = compute_budget_body(program_id, accounts, data, SET_COMPUTE_UNIT_PRICE)?;
-        let price = fixed::<8>(body)?;
-        Ok(Self {
-            micro_lamports: u64::from_le_bytes(price),
-        })
-    }
-}
-
-/// The ComputeBudget program reads no accounts; an instruction naming some is not one a wallet
-/// builds, and would only lock (or smuggle in) accounts.
-fn compute_budget_body<'d>(
-    program_id: &Pubkey,
-    accounts: &[Pubkey],
-    data: &'d [u8],
-    discriminator: u8,
-) -> Result<&'d [u8], InstructionError> {
-    expect_program(program_id, &COMPUTE_BUDGET_PROGRAM, "ComputeBudget")?;
-    let body = body_after(data, discriminator)?;
-    if !accounts.is_empty() {
-        return Err(InstructionError::AccountCount {
-            expected: 0,
-            found: accounts.len(),
-        });
-    }
-    Ok(body)
-}
-
-/// The two SPL token programs; a mint belongs to exactly one of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenProgram {
-    Token,
-    Token2022,
-}
-
-impl TokenProgram {
-    pub fn from_id(program_id: &Pubkey) -> Option<Self> {
-        match *program_id {
-            TOKEN_PROGRAM => Some(Self::Token),
-            TOKEN_2022_PROGRAM => Some(Self::Token2022),
-            _ => None,
-        }
-    }
-
-    pub fn id(self) -> Pubkey {
-        match self {
-            Self::Token => TOKEN_PROGRAM,
-            Self::Token2022 => TOKEN_2022_PROGRAM,
-        }
-    }
-}
-
-/// SPL Token / Token-2022 `TransferChecked`: data `[12, u64 LE amount, u8 decimals]`, accounts
-/// `[source, mint, destination, authority, ...multisig signers]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransferChecked {
-    pub token_program: TokenProgram,
-    pub source: Pubkey,
-    pub mint: Pubkey,
-    pub destination: Pubkey,
-    pub authority: Pubkey,
-    /// Present when `authority` is an SPL multisig account.
-    pub multisig_signers: Vec<Pubkey>,
-    pub amount: u64,
-    pub decimals: u8,
-}
-
-const TRANSFER_CHECKED: u8 = 12;
-
-impl ParseInstruction for TransferChecked {
-    /// The token programs ignore bytes after `decimals`; this parser does not, since no client
-    /// writes them and the exact scheme wants the one canonical layout.
-    fn parse(
-        program_id: &Pubkey,
-        accounts: &[Pubkey],
-        data: &[u8],
-    ) -> Result<Self, InstructionError> {
-        let token_program =
-            TokenProgram::from_id(program_id).ok_or(InstructionError::WrongProgram {
-                expected: "Token or Token-2022",
-                found: *program_id,
-            })?;
-        let [amount @ .., decimals] = fixed::<9>(body_after(data, TRANSFER_CHECKED)?)?;
-        let [source, mint, destination, authority, signers @ ..] = accounts else {
-            return Err(InstructionError::TooFewAccounts {
-                min: 4,
-                found: accounts.len(),
-            });
-        };
-        Ok(Self {
-            token_program,
-            source: *source,
-            mint: *mint,
-            destination: *destination,
-            authority: *authority,
-            multisig_signers: signers.to_vec(),
-            amount: u64::from_le_bytes(amount),
-            decimals,
-        })
-    }
-}
-
-/// SPL Memo (v2): the data is the memo, UTF-8; any accounts are signers the program checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Memo {
-    pub text: String,
-    pub signers: Vec<Pubkey>,
-}
-
-impl ParseInstruction for Memo {
-    fn parse(
-        program_id: &Pubkey,
-        accounts: &[Pubkey],
-        data: &[u8],
-    ) -> Result<Self, InstructionError> {
-        expect_program(program_id, &MEMO_PROGRAM, "Memo")?;
-        let text = std::str::from_utf8(data).map_err(|_| InstructionError::MemoNotUtf8)?;
-        Ok(Self {
-            text: text.to_owned(),
-            signers: accounts.to_vec(),
-        })
-    }
-}
-
-/// Associated Token `CreateIdempotent`: data exactly `[1]`, accounts `[funder, associated
-/// account, owner, mint, system program, token program]` (digest §5.5). Data `[]` or `[0]` is the
-/// non-idempotent `Create` and is rejected (`EmptyData` / `WrongDiscriminator { found: 0 }`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreateAssociatedTokenIdempotent {
-    pub funder: Pubkey,
-    pub associated_account: Pubkey,
-    pub owner: Pubkey,
-    pub mint: Pubkey,
-    pub system_program: Pubkey,
-    pub token_program: Pubkey,
-}
-
-const CREATE_IDEMPOTENT: u8 = 1;
-
-impl ParseInstruction for CreateAssociatedTokenIdempotent {
-    fn parse(
-        program_id: &Pubkey,
-        accounts: &[Pubkey],
-        data: &[u8],
-    ) -> Result<Self, InstructionError> {
-        expect_program(program_id, &ASSOCIATED_TOKEN_PROGRAM, "Associated Token")?;
-        fixed::<0>(body_after(data, CREATE_IDEMPOTENT)?)?;
-        let &[
-            funder,
-            associated_account,
-            owner,
-            mint,
-            system_program,
-            token_program,
-        ] = accounts
-        else {
-            return Err(InstructionError::AccountCount {
-                expected: 6,
-                found: accounts.len(),
-            });
-        };
-        Ok(Self {
-            funder,
-            associated_account,
-            owner,
-            mint,
-            system_program,
-            token_program,
-        })
-    }
 }
 
 fn expect_program(
@@ -310,23 +96,162 @@ fn expect_program(
     }
 }
 
-/// The data after a one-byte discriminator, which must be `discriminator`.
-fn body_after(data: &[u8], discriminator: u8) -> Result<&[u8], InstructionError> {
-    let (&first, body) = data.split_first().ok_or(InstructionError::EmptyData)?;
-    if first != discriminator {
-        return Err(InstructionError::WrongDiscriminator {
-            expected: discriminator,
-            found: first,
-        });
+fn expect_len(data: &[u8], expected: usize) -> Result<(), InstructionError> {
+    if data.len() == expected {
+        Ok(())
+    } else {
+        Err(InstructionError::DataLength {
+            expected,
+            found: data.len(),
+        })
     }
-    Ok(body)
 }
 
-/// Exactly `N` bytes of body; the error counts the discriminator so it matches the data length.
-fn fixed<const N: usize>(body: &[u8]) -> Result<[u8; N], InstructionError> {
-    body.try_into().map_err(|_| InstructionError::DataLength {
-        expected: N + 1,
-        found: body.len() + 1,
+/// A ComputeBudget instruction, with no accounts (the program reads none; naming some would only
+/// lock or smuggle in accounts) and exactly its layout's length.
+fn compute_budget(
+    ix: &ResolvedInstruction<'_>,
+) -> Result<ComputeBudgetInstruction, InstructionError> {
+    expect_program(&ix.program_id, &COMPUTE_BUDGET_PROGRAM, "ComputeBudget")?;
+    // Borsh's `try_from_slice` refuses trailing bytes (the runtime's unchecked read ignores them).
+    let parsed = ComputeBudgetInstruction::try_from_slice(ix.data)
+        .map_err(|_| InstructionError::WrongInstruction("ComputeBudget instruction"))?;
+    if !ix.accounts.is_empty() {
+        return Err(InstructionError::AccountCount {
+            expected: 0,
+            found: ix.accounts.len(),
+        });
+    }
+    Ok(parsed)
+}
+
+/// `SetComputeUnitLimit(units)`: data `[2, u32 LE]`.
+pub fn compute_unit_limit(ix: &ResolvedInstruction<'_>) -> Result<u32, InstructionError> {
+    match compute_budget(ix)? {
+        ComputeBudgetInstruction::SetComputeUnitLimit(units) => Ok(units),
+        _ => Err(InstructionError::WrongInstruction("SetComputeUnitLimit")),
+    }
+}
+
+/// `SetComputeUnitPrice(micro-lamports per CU)`: data `[3, u64 LE]`.
+pub fn compute_unit_price(ix: &ResolvedInstruction<'_>) -> Result<u64, InstructionError> {
+    match compute_budget(ix)? {
+        ComputeBudgetInstruction::SetComputeUnitPrice(price) => Ok(price),
+        _ => Err(InstructionError::WrongInstruction("SetComputeUnitPrice")),
+    }
+}
+
+/// SPL Token / Token-2022 `TransferChecked`: data `[12, u64 LE amount, u8 decimals]`, accounts
+/// `[source, mint, destination, authority, ...multisig signers]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferChecked {
+    pub token_program: Pubkey,
+    pub source: Pubkey,
+    pub mint: Pubkey,
+    pub destination: Pubkey,
+    pub authority: Pubkey,
+    /// Present when `authority` is an SPL multisig account.
+    pub multisig_signers: Vec<Pubkey>,
+    pub amount: u64,
+    pub decimals: u8,
+}
+
+/// The one layout: `TokenInstruction::unpack` ignores bytes after `decimals`, so the length is
+/// checked here (no client writes them).
+pub fn transfer_checked(ix: &ResolvedInstruction<'_>) -> Result<TransferChecked, InstructionError> {
+    if ix.program_id != TOKEN_PROGRAM && ix.program_id != TOKEN_2022_PROGRAM {
+        return Err(InstructionError::WrongProgram {
+            expected: "Token or Token-2022",
+            found: ix.program_id,
+        });
+    }
+    let Ok(TokenInstruction::TransferChecked { amount, decimals }) =
+        TokenInstruction::unpack(ix.data)
+    else {
+        return Err(InstructionError::WrongInstruction("TransferChecked"));
+    };
+    expect_len(ix.data, 10)?;
+    let [source, mint, destination, authority, signers @ ..] = ix.accounts.as_slice() else {
+        return Err(InstructionError::TooFewAccounts {
+            min: 4,
+            found: ix.accounts.len(),
+        });
+    };
+    Ok(TransferChecked {
+        token_program: ix.program_id,
+        source: *source,
+        mint: *mint,
+        destination: *destination,
+        authority: *authority,
+        multisig_signers: signers.to_vec(),
+        amount,
+        decimals,
+    })
+}
+
+/// SPL Memo (v3, `MemoSq4…`): the data is the memo, UTF-8; any accounts are signers it checks.
+pub fn memo<'a>(ix: &ResolvedInstruction<'a>) -> Result<&'a str, InstructionError> {
+    expect_program(&ix.program_id, &MEMO_PROGRAM, "Memo")?;
+    std::str::from_utf8(ix.data).map_err(|_| InstructionError::MemoNotUtf8)
+}
+
+/// A Lighthouse assertion that may ride along a payment, decoded to its instruction and target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LighthouseGuard {
+    /// The instruction's discriminator (5–10: account info, mint and token account assertions).
+    pub kind: u8,
+    /// The one account it asserts on.
+    pub target: Pubkey,
+}
+
+/// Lighthouse instructions by discriminator (borsh enum index of `lighthouse-program` 2.0, the
+/// deployed layout): 0 MemoryWrite, 1 MemoryClose, 2 AssertAccountData, 3 …DataMulti,
+/// 4 AssertAccountDelta, 5 AssertAccountInfo, 6 …InfoMulti, 7 AssertMintAccount, 8 …Multi,
+/// 9 AssertTokenAccount, 10 …Multi, 11–14 stake and upgradeable-loader account assertions,
+/// 15 AssertSysvarClock, 16 AssertMerkleTreeAccount, 17 AssertBubblegumTreeConfigAccount.
+fn lighthouse_name(discriminator: u8) -> &'static str {
+    match discriminator {
+        0 => "MemoryWrite",
+        1 => "MemoryClose",
+        2..=4 => "AssertAccountData/Delta",
+        11..=14 => "stake or loader account assertion",
+        15 => "AssertSysvarClock",
+        16 | 17 => "tree account assertion",
+        _ => "instruction (unknown discriminator)",
+    }
+}
+
+/// The account assertions wallets inject (Phantom, Solflare: account info, mint and token
+/// account checks, digest §5.5), and nothing else:
+/// - discriminators 5–10 only. MemoryWrite/MemoryClose take a paying signer and can copy any
+///   account (the Clock included) for later asserts; AssertSysvarClock passes simulation and
+///   fails a slot later, so the fee payer pays for a transfer that never happens (docs/solana.md §4.1);
+///   raw-data and delta assertions can read the Clock or any other sysvar's bytes; the program
+///   is upgradeable, so an unknown discriminator is refused, not ignored;
+/// - exactly one account, which the caller checks is the payer's own (see `verify`): never a
+///   sysvar, never our fee payer, never an account other traffic moves;
+/// - a log level (byte 1) that exists (0–6) and an assertion payload present. A malformed
+///   payload fails deterministically, in simulation as on chain, so it costs us nothing.
+pub fn lighthouse(ix: &ResolvedInstruction<'_>) -> Result<LighthouseGuard, InstructionError> {
+    expect_program(&ix.program_id, &LIGHTHOUSE_PROGRAM, "Lighthouse")?;
+    let [kind, log_level, _assertion, ..] = ix.data else {
+        return Err(InstructionError::WrongInstruction("Lighthouse assertion"));
+    };
+    if !(5..=10).contains(kind) {
+        return Err(InstructionError::LighthouseRefused(lighthouse_name(*kind)));
+    }
+    if *log_level > 6 || ix.data.len() > 256 {
+        return Err(InstructionError::WrongInstruction("Lighthouse assertion"));
+    }
+    let [target] = ix.accounts.as_slice() else {
+        return Err(InstructionError::AccountCount {
+            expected: 1,
+            found: ix.accounts.len(),
+        });
+    };
+    Ok(LighthouseGuard {
+        kind: *kind,
+        target: *target,
     })
 }
 
@@ -334,40 +259,38 @@ fn fixed<const N: usize>(body: &[u8]) -> Result<[u8; N], InstructionError> {
 mod tests {
     use super::*;
     use crate::schemes::svm::keys::{SYSTEM_PROGRAM, associated_token_address};
-    use crate::schemes::svm::wire::VersionedTransaction;
+    use crate::schemes::svm::wire;
     use crate::schemes::svm::wire::tests::{
         ALT_TX, CLIENT, DESTINATION_ATA, DEVNET_USDC, PAY_TO, SOURCE_ATA, V0_TX, pk,
     };
 
-    fn message(text: &str) -> Message {
-        VersionedTransaction::from_base64(text)
-            .expect("fixture decodes")
-            .message()
-            .clone()
+    fn message(text: &str) -> VersionedMessage {
+        wire::from_base64(text).expect("fixture decodes").message
     }
 
     fn key(n: u8) -> Pubkey {
-        Pubkey([n; 32])
+        Pubkey::new_from_array([n; 32])
+    }
+
+    fn ix<'a>(program: Pubkey, accounts: &[Pubkey], data: &'a [u8]) -> ResolvedInstruction<'a> {
+        ResolvedInstruction {
+            program_id: program,
+            accounts: accounts.to_vec(),
+            data,
+        }
     }
 
     #[test]
     fn kit_fixture_instructions_parse() {
         let message = message(V0_TX);
-        let ix = |i| resolve(&message, i).expect("static accounts only");
-
-        assert_eq!(
-            ix(0).parse::<SetComputeUnitLimit>(),
-            Ok(SetComputeUnitLimit { units: 20_000 })
-        );
-        assert_eq!(
-            ix(1).parse::<SetComputeUnitPrice>(),
-            Ok(SetComputeUnitPrice { micro_lamports: 1 })
-        );
-        let transfer = ix(2).parse::<TransferChecked>().expect("transfer");
+        let at = |i| resolve(&message, i).expect("static accounts only");
+        assert_eq!(compute_unit_limit(&at(0)), Ok(20_000));
+        assert_eq!(compute_unit_price(&at(1)), Ok(1));
+        let transfer = transfer_checked(&at(2)).expect("transfer");
         assert_eq!(
             transfer,
             TransferChecked {
-                token_program: TokenProgram::Token,
+                token_program: TOKEN_PROGRAM,
                 source: pk(SOURCE_ATA),
                 mint: pk(DEVNET_USDC),
                 destination: pk(DESTINATION_ATA),
@@ -377,7 +300,6 @@ mod tests {
                 decimals: 6,
             }
         );
-        // kit derived both ATAs; so does keys::associated_token_address.
         let mint = pk(DEVNET_USDC);
         assert_eq!(
             transfer.destination,
@@ -387,24 +309,14 @@ mod tests {
             transfer.source,
             associated_token_address(&pk(CLIENT), &mint, &TOKEN_PROGRAM)
         );
+        assert_eq!(memo(&at(3)), Ok("x402 fixture 0123456789abcdef"));
+        // Each reader refuses the others' instructions.
         assert_eq!(
-            ix(3).parse::<Memo>(),
-            Ok(Memo {
-                text: "x402 fixture 0123456789abcdef".into(),
-                signers: vec![],
-            })
+            compute_unit_price(&at(0)),
+            Err(InstructionError::WrongInstruction("SetComputeUnitPrice"))
         );
-
-        // Each parser refuses the others' instructions.
         assert!(matches!(
-            ix(0).parse::<SetComputeUnitPrice>(),
-            Err(InstructionError::WrongDiscriminator {
-                expected: 3,
-                found: 2
-            })
-        ));
-        assert!(matches!(
-            ix(2).parse::<Memo>(),
+            memo(&at(2)),
             Err(InstructionError::WrongProgram {
                 expected: "Memo",
                 ..
@@ -428,90 +340,43 @@ mod tests {
     }
 
     #[test]
-    fn compute_unit_limit() {
-        let parse = |program: &Pubkey, accounts: &[Pubkey], data: &[u8]| {
-            SetComputeUnitLimit::parse(program, accounts, data)
-        };
+    fn compute_budget_layouts_are_exact() {
         let cb = COMPUTE_BUDGET_PROGRAM;
         assert_eq!(
-            parse(&cb, &[], &[2, 0xff, 0xff, 0xff, 0xff]),
-            Ok(SetComputeUnitLimit { units: u32::MAX })
+            compute_unit_limit(&ix(cb, &[], &[2, 0xff, 0xff, 0xff, 0xff])),
+            Ok(u32::MAX)
         );
         use InstructionError::*;
-        assert_eq!(
-            parse(&cb, &[], &[2, 0x20, 0x4e, 0]),
-            Err(DataLength {
-                expected: 5,
-                found: 4
-            })
-        );
-        assert_eq!(
-            parse(&cb, &[], &[2, 0x20, 0x4e, 0, 0, 0]),
-            Err(DataLength {
-                expected: 5,
-                found: 6
-            })
-        );
-        assert_eq!(parse(&cb, &[], &[]), Err(EmptyData));
+        for bad in [&[2, 0x20, 0x4e, 0][..], &[2, 0x20, 0x4e, 0, 0, 0], &[]] {
+            assert!(compute_unit_limit(&ix(cb, &[], bad)).is_err(), "{bad:?}");
+        }
         // RequestHeapFrame (1) and SetLoadedAccountsDataSizeLimit (4) are other instructions.
         assert_eq!(
-            parse(&cb, &[], &[1, 0, 0, 1, 0]),
-            Err(WrongDiscriminator {
-                expected: 2,
-                found: 1
-            })
+            compute_unit_limit(&ix(cb, &[], &[1, 0, 0, 1, 0])),
+            Err(WrongInstruction("SetComputeUnitLimit"))
         );
         assert_eq!(
-            parse(&cb, &[key(1)], &[2, 0x20, 0x4e, 0, 0]),
+            compute_unit_limit(&ix(cb, &[key(1)], &[2, 0x20, 0x4e, 0, 0])),
             Err(AccountCount {
                 expected: 0,
                 found: 1
             })
         );
-        assert_eq!(
-            parse(&MEMO_PROGRAM, &[], &[2, 0x20, 0x4e, 0, 0]),
+        assert!(matches!(
+            compute_unit_limit(&ix(MEMO_PROGRAM, &[], &[2, 0x20, 0x4e, 0, 0])),
             Err(WrongProgram {
                 expected: "ComputeBudget",
-                found: MEMO_PROGRAM
+                ..
             })
-        );
-    }
-
-    #[test]
-    fn compute_unit_price() {
-        let cb = COMPUTE_BUDGET_PROGRAM;
-        let mut data = vec![3];
-        data.extend_from_slice(&5_000_000u64.to_le_bytes());
-        assert_eq!(
-            SetComputeUnitPrice::parse(&cb, &[], &data),
-            Ok(SetComputeUnitPrice {
-                micro_lamports: 5_000_000
-            })
-        );
-        use InstructionError::*;
-        for (len, found) in [(8, 8), (10, 10)] {
-            let mut wrong = data.clone();
+        ));
+        let mut price = vec![3];
+        price.extend_from_slice(&5_000_000u64.to_le_bytes());
+        assert_eq!(compute_unit_price(&ix(cb, &[], &price)), Ok(5_000_000));
+        for len in [8, 10] {
+            let mut wrong = price.clone();
             wrong.resize(len, 0);
-            assert_eq!(
-                SetComputeUnitPrice::parse(&cb, &[], &wrong),
-                Err(DataLength { expected: 9, found })
-            );
+            assert!(compute_unit_price(&ix(cb, &[], &wrong)).is_err(), "{len}");
         }
-        // The discriminator is checked before the length.
-        assert_eq!(
-            SetComputeUnitPrice::parse(&cb, &[], &[2, 0x20, 0x4e, 0, 0]),
-            Err(WrongDiscriminator {
-                expected: 3,
-                found: 2
-            })
-        );
-        assert_eq!(
-            SetComputeUnitPrice::parse(&TOKEN_PROGRAM, &[], &data),
-            Err(WrongProgram {
-                expected: "ComputeBudget",
-                found: TOKEN_PROGRAM
-            })
-        );
     }
 
     fn transfer_data(amount: u64, decimals: u8) -> Vec<u8> {
@@ -522,182 +387,97 @@ mod tests {
     }
 
     #[test]
-    fn transfer_checked() {
+    fn transfer_checked_layout_is_exact() {
         let accounts = [key(1), key(2), key(3), key(4)];
         let data = transfer_data(u64::MAX, 9);
-        let parsed = TransferChecked::parse(&TOKEN_2022_PROGRAM, &accounts, &data).expect("parses");
-        assert_eq!(parsed.token_program, TokenProgram::Token2022);
-        assert_eq!(
-            (
-                parsed.source,
-                parsed.mint,
-                parsed.destination,
-                parsed.authority
-            ),
-            (key(1), key(2), key(3), key(4))
-        );
+        let parsed = transfer_checked(&ix(TOKEN_2022_PROGRAM, &accounts, &data)).expect("parses");
+        assert_eq!(parsed.token_program, TOKEN_2022_PROGRAM);
         assert_eq!((parsed.amount, parsed.decimals), (u64::MAX, 9));
-        assert!(parsed.multisig_signers.is_empty());
-
-        // A multisig authority: its signers follow.
         let multisig = [key(1), key(2), key(3), key(4), key(5), key(6)];
-        let parsed = TransferChecked::parse(&TOKEN_PROGRAM, &multisig, &data).expect("parses");
+        let parsed = transfer_checked(&ix(TOKEN_PROGRAM, &multisig, &data)).expect("parses");
         assert_eq!(parsed.multisig_signers, [key(5), key(6)]);
-        assert_eq!(parsed.token_program, TokenProgram::Token);
-
         use InstructionError::*;
         assert_eq!(
-            TransferChecked::parse(&TOKEN_PROGRAM, &accounts[..3], &data),
+            transfer_checked(&ix(TOKEN_PROGRAM, &accounts[..3], &data)),
             Err(TooFewAccounts { min: 4, found: 3 })
         );
-        assert_eq!(
-            TransferChecked::parse(&TOKEN_PROGRAM, &accounts, &data[..9]),
-            Err(DataLength {
-                expected: 10,
-                found: 9
-            })
-        );
+        assert!(transfer_checked(&ix(TOKEN_PROGRAM, &accounts, &data[..9])).is_err());
+        // The official unpacker reads this as TransferChecked and ignores the extra byte.
         let mut longer = data.clone();
         longer.push(0);
+        assert!(matches!(
+            TokenInstruction::unpack(&longer),
+            Ok(TokenInstruction::TransferChecked { .. })
+        ));
         assert_eq!(
-            TransferChecked::parse(&TOKEN_PROGRAM, &accounts, &longer),
+            transfer_checked(&ix(TOKEN_PROGRAM, &accounts, &longer)),
             Err(DataLength {
                 expected: 10,
                 found: 11
             })
         );
-        // Plain Transfer (3) carries no mint or decimals.
-        let mut transfer = vec![3];
-        transfer.extend_from_slice(&5u64.to_le_bytes());
+        let mut plain = vec![3];
+        plain.extend_from_slice(&5u64.to_le_bytes());
         assert_eq!(
-            TransferChecked::parse(&TOKEN_PROGRAM, &accounts[..3], &transfer),
-            Err(WrongDiscriminator {
-                expected: 12,
-                found: 3
-            })
+            transfer_checked(&ix(TOKEN_PROGRAM, &accounts, &plain)),
+            Err(WrongInstruction("TransferChecked"))
         );
-        assert_eq!(
-            TransferChecked::parse(&TOKEN_PROGRAM, &accounts, &[]),
-            Err(EmptyData)
-        );
-        assert_eq!(
-            TransferChecked::parse(&SYSTEM_PROGRAM, &accounts, &data),
-            Err(WrongProgram {
-                expected: "Token or Token-2022",
-                found: SYSTEM_PROGRAM
-            })
-        );
-        assert_eq!(
-            DataLength {
-                expected: 10,
-                found: 9
-            }
-            .to_string(),
-            "instruction data is 9 bytes; expected 10"
-        );
+        assert!(matches!(
+            transfer_checked(&ix(SYSTEM_PROGRAM, &accounts, &data)),
+            Err(WrongProgram { .. })
+        ));
     }
 
     #[test]
-    fn token_program_ids() {
-        for program in [TokenProgram::Token, TokenProgram::Token2022] {
-            assert_eq!(TokenProgram::from_id(&program.id()), Some(program));
-        }
-        assert_eq!(TokenProgram::from_id(&ASSOCIATED_TOKEN_PROGRAM), None);
-    }
-
-    #[test]
-    fn memo() {
+    fn memo_is_utf8_on_the_v3_program() {
         assert_eq!(
-            Memo::parse(&MEMO_PROGRAM, &[key(1)], "héllo ✓".as_bytes()),
-            Ok(Memo {
-                text: "héllo ✓".into(),
-                signers: vec![key(1)],
-            })
+            memo(&ix(MEMO_PROGRAM, &[key(1)], "héllo ✓".as_bytes())),
+            Ok("héllo ✓")
         );
         assert_eq!(
-            Memo::parse(&MEMO_PROGRAM, &[], b""),
-            Ok(Memo {
-                text: String::new(),
-                signers: vec![],
-            })
-        );
-        assert_eq!(
-            Memo::parse(&MEMO_PROGRAM, &[], &[b'a', 0xff]),
+            memo(&ix(MEMO_PROGRAM, &[], &[b'a', 0xff])),
             Err(InstructionError::MemoNotUtf8)
         );
-        // Memo v1 is a different program.
-        let memo_v1 = pk("Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo");
-        assert_eq!(
-            Memo::parse(&memo_v1, &[], b"hi"),
-            Err(InstructionError::WrongProgram {
-                expected: "Memo",
-                found: memo_v1
-            })
-        );
+        let memo_v1 = spl_memo_interface::v1::ID;
+        assert!(matches!(
+            memo(&ix(memo_v1, &[], b"hi")),
+            Err(InstructionError::WrongProgram { .. })
+        ));
     }
 
     #[test]
-    fn create_associated_token_idempotent() {
-        let accounts = [
-            key(1),
-            key(2),
-            key(3),
-            key(4),
-            SYSTEM_PROGRAM,
-            TOKEN_PROGRAM,
-        ];
-        let ata = ASSOCIATED_TOKEN_PROGRAM;
+    fn lighthouse_allows_only_account_assertions_on_one_target() {
+        let lh = LIGHTHOUSE_PROGRAM;
+        // Phantom's guard: AssertAccountInfoMulti, log 4, one KnownOwner == System assertion.
         assert_eq!(
-            CreateAssociatedTokenIdempotent::parse(&ata, &accounts, &[1]),
-            Ok(CreateAssociatedTokenIdempotent {
-                funder: key(1),
-                associated_account: key(2),
-                owner: key(3),
-                mint: key(4),
-                system_program: SYSTEM_PROGRAM,
-                token_program: TOKEN_PROGRAM,
+            lighthouse(&ix(lh, &[key(1)], &[6, 4, 1, 3, 0, 0])),
+            Ok(LighthouseGuard {
+                kind: 6,
+                target: key(1)
             })
         );
-        use InstructionError::*;
-        // Data [] and [0] are the non-idempotent Create; [2] is RecoverNested.
+        // AssertSysvarClock Slot < x: needs no account, passes simulation, fails on landing.
+        let mut clock = vec![15, 0, 0];
+        clock.extend_from_slice(&123u64.to_le_bytes());
+        clock.push(3);
         assert_eq!(
-            CreateAssociatedTokenIdempotent::parse(&ata, &accounts, &[]),
-            Err(EmptyData)
+            lighthouse(&ix(lh, &[], &clock)),
+            Err(InstructionError::LighthouseRefused("AssertSysvarClock"))
         );
-        for found in [0, 2] {
-            assert_eq!(
-                CreateAssociatedTokenIdempotent::parse(&ata, &accounts, &[found]),
-                Err(WrongDiscriminator { expected: 1, found })
+        for kind in [0u8, 1, 2, 3, 4, 11, 14, 16, 17, 18, 255] {
+            assert!(
+                matches!(
+                    lighthouse(&ix(lh, &[key(1)], &[kind, 0, 0, 0])),
+                    Err(InstructionError::LighthouseRefused(_))
+                ),
+                "{kind}"
             );
         }
-        assert_eq!(
-            CreateAssociatedTokenIdempotent::parse(&ata, &accounts, &[1, 0]),
-            Err(DataLength {
-                expected: 1,
-                found: 2
-            })
-        );
-        assert_eq!(
-            CreateAssociatedTokenIdempotent::parse(&ata, &accounts[..5], &[1]),
-            Err(AccountCount {
-                expected: 6,
-                found: 5
-            })
-        );
-        let seven = [&accounts[..], &[key(7)]].concat();
-        assert_eq!(
-            CreateAssociatedTokenIdempotent::parse(&ata, &seven, &[1]),
-            Err(AccountCount {
-                expected: 6,
-                found: 7
-            })
-        );
-        assert_eq!(
-            CreateAssociatedTokenIdempotent::parse(&TOKEN_PROGRAM, &accounts, &[1]),
-            Err(WrongProgram {
-                expected: "Associated Token",
-                found: TOKEN_PROGRAM
-            })
-        );
+        assert!(lighthouse(&ix(lh, &[], &[9, 0, 2, 0])).is_err());
+        assert!(lighthouse(&ix(lh, &[key(1), key(2)], &[9, 0, 2, 0])).is_err());
+        assert!(lighthouse(&ix(lh, &[key(1)], &[9, 7, 2, 0])).is_err());
+        assert!(lighthouse(&ix(lh, &[key(1)], &[9, 0])).is_err());
+        assert!(lighthouse(&ix(lh, &[key(1)], &[])).is_err());
+        assert!(lighthouse(&ix(MEMO_PROGRAM, &[key(1)], &[9, 0, 2, 0])).is_err());
     }
 }

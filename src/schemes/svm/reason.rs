@@ -1,5 +1,6 @@
 //! Solana `exact` reason strings, as the installed `@x402/svm` 2.27 uses them (digest §3.5,
-//! newer-upstream list), plus the legacy string for a fee payer found in an instruction.
+//! newer-upstream list), plus the legacy string for a fee payer found in an instruction and one
+//! of ours for a mint extension the fee payer will not sponsor.
 
 pub const UNSUPPORTED_SCHEME: &str = "invalid_exact_svm_unsupported_scheme";
 pub const NETWORK_MISMATCH: &str = "invalid_exact_svm_network_mismatch";
@@ -39,3 +40,6 @@ pub const MEMO_MISMATCH: &str = "invalid_exact_svm_payload_memo_mismatch";
 pub const FEE_PAYER_MISMATCH: &str = "invalid_exact_svm_fee_payer_mismatch";
 pub const SIMULATION_FAILED: &str = "invalid_exact_svm_transaction_simulation_failed";
 pub const TRANSACTION_FAILED: &str = "invalid_exact_svm_transaction_failed";
+/// Ours (no SDK string exists): the mint (or the destination account) carries a Token-2022
+/// extension this network does not sponsor (`allow_mint_extensions`); the message names it.
+pub const MINT_EXTENSION_NOT_ALLOWED: &str = "invalid_exact_svm_payload_mint_extension_not_allowed";

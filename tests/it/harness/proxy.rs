@@ -28,6 +28,18 @@ pub enum Mode {
     SendThenHang,
     /// Answer `eth_sendRawTransaction` with this node error (-32000), forward every other call.
     RefuseSends(&'static str),
+    /// A Solana node that has not seen what the chain did: forwards everything, but answers
+    /// `isBlockhashValid` with false and `getSignatureStatuses` with unknown (a lagging node,
+    /// or one on another fork).
+    SolanaBehind,
+    /// Forwards `sendTransaction` (so the transaction really reaches the chain), then answers it
+    /// with an unknown JSON-RPC error, as a load balancer whose upstream timed out does.
+    ErrorAfterSend,
+    /// Answers this method with a result whose `value` is an empty object (a broken proxy),
+    /// forwards every other call.
+    EmptyResult(&'static str),
+    /// Answers this method with a 2 MiB result (a broken or hostile node), forwards the rest.
+    HugeAnswer(&'static str),
 }
 
 pub struct RpcProxy {
@@ -125,6 +137,45 @@ async fn serve(client: TcpStream, upstream: &str, http: &reqwest::Client, mode: 
             }
             Mode::RefuseSends(message) if call["method"] == "eth_sendRawTransaction" => {
                 json!({"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32000, "message": message}})
+                    .to_string()
+                    .into_bytes()
+            }
+            Mode::SolanaBehind if call["method"] == "isBlockhashValid" => {
+                json!({"jsonrpc": "2.0", "id": call["id"], "result": {"context": {"slot": 1}, "value": false}})
+                    .to_string()
+                    .into_bytes()
+            }
+            Mode::SolanaBehind if call["method"] == "getSignatureStatuses" => {
+                let unknown: Vec<Value> = call["params"][0]
+                    .as_array()
+                    .map(|s| s.iter().map(|_| Value::Null).collect())
+                    .unwrap_or_default();
+                json!({"jsonrpc": "2.0", "id": call["id"], "result": {"context": {"slot": 1}, "value": unknown}})
+                    .to_string()
+                    .into_bytes()
+            }
+            Mode::EmptyResult(method) if call["method"] == method => {
+                json!({"jsonrpc": "2.0", "id": call["id"], "result": {"context": {"slot": 1}, "value": {}}})
+                    .to_string()
+                    .into_bytes()
+            }
+            Mode::HugeAnswer(method) if call["method"] == method => {
+                let filler = "x".repeat(2 << 20);
+                json!({"jsonrpc": "2.0", "id": call["id"], "result": {"context": {"slot": 1}, "value": {"err": null, "logs": [filler]}}})
+                    .to_string()
+                    .into_bytes()
+            }
+            Mode::ErrorAfterSend if call["method"] == "sendTransaction" => {
+                let forwarded = http
+                    .post(upstream)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                if forwarded.is_err() {
+                    return;
+                }
+                json!({"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32603, "message": "Internal error: upstream request timed out"}})
                     .to_string()
                     .into_bytes()
             }

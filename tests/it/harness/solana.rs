@@ -1,21 +1,30 @@
 //! A real local Solana chain: LiteSVM behind ordinary JSON-RPC (tests/solana-chain/server.mjs),
 //! with the real SPL Token, Token-2022 and ATA programs; plus a transaction builder for payments
-//! shaped exactly as the tests need, adversarial ones included.
+//! shaped exactly as the tests need, adversarial ones included. Messages are built with the
+//! official `solana-message` types (not with the facilitator's own decoder), keys and signatures
+//! with `solana-keypair`, Token-2022 extension mints with `spl-token-2022-interface`'s
+//! instruction builders, executed by the chain's real Token-2022 program.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use solana_hash::Hash;
+use solana_keypair::Keypair;
+use solana_message::compiled_instruction::CompiledInstruction;
+use solana_message::v0::MessageAddressTableLookup;
+use solana_message::{MessageHeader, VersionedMessage, v0};
+pub use solana_pubkey::Pubkey;
+use solana_signature::Signature;
+use solana_signer::Signer;
+use solana_transaction::versioned::VersionedTransaction;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use x402_facilitator::schemes::svm::keys::{
-    COMPUTE_BUDGET_PROGRAM, Keypair, MEMO_PROGRAM, Pubkey, TOKEN_2022_PROGRAM, TOKEN_PROGRAM,
+    COMPUTE_BUDGET_PROGRAM, MEMO_PROGRAM, SYSTEM_PROGRAM, TOKEN_2022_PROGRAM, TOKEN_PROGRAM,
     associated_token_address,
 };
-use x402_facilitator::schemes::svm::wire::{
-    AddressTableLookup, CompiledInstruction, Message, MessageHeader, MessageVersion,
-    VersionedTransaction,
-};
+use x402_facilitator::schemes::svm::wire;
 
 /// The local chain serves devnet's genesis hash, so it is this CAIP-2 network.
 pub const DEVNET: &str = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1";
@@ -37,7 +46,7 @@ impl TestKey {
         let seed: [u8; 32] = super::payment::random_b256().0;
         TestKey {
             seed,
-            keypair: Keypair::from_seed(&seed),
+            keypair: Keypair::new_from_array(seed),
         }
     }
     pub fn pubkey(&self) -> Pubkey {
@@ -46,7 +55,7 @@ impl TestKey {
     /// The usual base58 secret||public form operators configure.
     pub fn secret_base58(&self) -> String {
         let mut bytes = self.seed.to_vec();
-        bytes.extend_from_slice(self.pubkey().as_bytes());
+        bytes.extend_from_slice(self.pubkey().as_ref());
         bs58::encode(bytes).into_string()
     }
 }
@@ -174,6 +183,143 @@ impl SolanaChain {
     pub async fn control(&self, method: &str) -> Value {
         self.rpc(method, json!({})).await
     }
+
+    /// Sends a transaction (fee paid by its first signer) and fails the test unless it lands.
+    pub async fn execute(&self, ixs: &[Ix], signers: &[&Keypair]) {
+        let fee_payer = signers[0].pubkey();
+        let msg = message(fee_payer, self.blockhash().await, ixs, None);
+        let tx = signed_base64(msg, signers);
+        let sig = self
+            .rpc("sendTransaction", json!([tx, { "encoding": "base64" }]))
+            .await;
+        let status = self.rpc("getSignatureStatuses", json!([[sig]])).await;
+        assert!(status["value"][0]["err"].is_null(), "{status}");
+    }
+
+    /// A Token-2022 mint initialised by the real Token-2022 program with `extensions`: each is
+    /// `(extension type, its initialising instruction)`, run before `InitializeMint2`.
+    pub async fn create_token_2022_mint(&self, extensions: &[ExtensionInit]) -> Pubkey {
+        self.create_token_2022_mint_at(&TestKey::random(), extensions)
+            .await
+    }
+
+    /// [`Self::create_token_2022_mint`] at the address of `mint`.
+    pub async fn create_token_2022_mint_at(
+        &self,
+        mint: &TestKey,
+        extensions: &[ExtensionInit],
+    ) -> Pubkey {
+        use spl_token_2022_interface::extension::ExtensionType;
+        use spl_token_2022_interface::state::Mint;
+        let funder = TestKey::random();
+        self.airdrop(&funder.pubkey(), 1_000_000_000).await;
+        let types: Vec<ExtensionType> = extensions.iter().map(|e| e.kind()).collect();
+        let space =
+            ExtensionType::try_calculate_account_len::<Mint>(&types).expect("a mint length");
+        let rent = self
+            .rpc("getMinimumBalanceForRentExemption", json!([space]))
+            .await
+            .as_u64()
+            .expect("lamports");
+        let mut create = vec![0u8, 0, 0, 0];
+        create.extend_from_slice(&rent.to_le_bytes());
+        create.extend_from_slice(&(space as u64).to_le_bytes());
+        create.extend_from_slice(TOKEN_2022_PROGRAM.as_ref());
+        let mut ixs = vec![Ix {
+            program: SYSTEM_PROGRAM,
+            accounts: vec![
+                meta(funder.pubkey(), true, true),
+                meta(mint.pubkey(), true, true),
+            ],
+            data: create,
+        }];
+        for e in extensions {
+            ixs.push(e.instruction(&mint.pubkey()));
+        }
+        ixs.push(from_official(
+            spl_token_2022_interface::instruction::initialize_mint2(
+                &TOKEN_2022_PROGRAM,
+                &mint.pubkey(),
+                &funder.pubkey(),
+                None,
+                6,
+            )
+            .expect("initialize_mint2"),
+        ));
+        self.execute(&ixs, &[&funder.keypair, &mint.keypair]).await;
+        mint.pubkey()
+    }
+}
+
+/// A Token-2022 mint extension as the tests create it.
+pub enum ExtensionInit {
+    /// A hook extension, naming a program or none, with an authority that may set one later
+    /// (`updatable`) or none.
+    TransferHook {
+        program: Option<Pubkey>,
+        updatable: bool,
+    },
+    TransferFee {
+        basis_points: u16,
+    },
+    NonTransferable,
+    Pausable,
+}
+
+impl ExtensionInit {
+    fn kind(&self) -> spl_token_2022_interface::extension::ExtensionType {
+        use spl_token_2022_interface::extension::ExtensionType;
+        match self {
+            ExtensionInit::TransferHook { .. } => ExtensionType::TransferHook,
+            ExtensionInit::TransferFee { .. } => ExtensionType::TransferFeeConfig,
+            ExtensionInit::NonTransferable => ExtensionType::NonTransferable,
+            ExtensionInit::Pausable => ExtensionType::Pausable,
+        }
+    }
+
+    fn instruction(&self, mint: &Pubkey) -> Ix {
+        use spl_token_2022_interface::extension::{pausable, transfer_fee, transfer_hook};
+        let p = &TOKEN_2022_PROGRAM;
+        let authority = Some(TestKey::random().pubkey());
+        from_official(
+            match self {
+                ExtensionInit::TransferHook { program, updatable } => {
+                    let authority = authority.filter(|_| *updatable);
+                    transfer_hook::instruction::initialize(p, mint, authority, *program)
+                }
+                ExtensionInit::TransferFee { basis_points } => {
+                    transfer_fee::instruction::initialize_transfer_fee_config(
+                        p,
+                        mint,
+                        authority.as_ref(),
+                        authority.as_ref(),
+                        *basis_points,
+                        1_000_000,
+                    )
+                }
+                ExtensionInit::NonTransferable => {
+                    spl_token_2022_interface::instruction::initialize_non_transferable_mint(p, mint)
+                }
+                ExtensionInit::Pausable => {
+                    pausable::instruction::initialize(p, mint, &TestKey::random().pubkey())
+                }
+            }
+            .expect("an extension instruction"),
+        )
+    }
+}
+
+/// An official `Instruction` as the harness builder takes it.
+fn from_official(ix: solana_instruction::Instruction) -> Ix {
+    Ix {
+        program: ix.program_id,
+        accounts: ix
+            .accounts
+            .iter()
+            .map(|a| meta(a.pubkey, a.is_signer, a.is_writable))
+            .collect(),
+        data: ix.data,
+    }
 }
 
 /// One account of an instruction.
@@ -258,7 +404,7 @@ pub fn message(
     blockhash: [u8; 32],
     ixs: &[Ix],
     lookup: Option<Pubkey>,
-) -> Message {
+) -> VersionedMessage {
     let mut metas: Vec<Meta> = vec![meta(fee_payer, true, true)];
     let mut add = |m: &Meta| match metas.iter_mut().find(|x| x.key == m.key) {
         Some(x) => {
@@ -315,32 +461,48 @@ pub fn message(
             data: ix.data.clone(),
         })
         .collect();
-    let lookups = match (lookup, loaded) {
-        (Some(table), Some(_)) => vec![AddressTableLookup {
+    let address_table_lookups = match (lookup, loaded) {
+        (Some(table), Some(_)) => vec![MessageAddressTableLookup {
             account_key: table,
             writable_indexes: vec![],
             readonly_indexes: vec![0],
         }],
         _ => vec![],
     };
-    Message::new(
-        MessageVersion::V0,
+    VersionedMessage::V0(v0::Message {
         header,
-        keys.clone(),
-        blockhash,
+        account_keys: keys.clone(),
+        recent_blockhash: Hash::new_from_array(blockhash),
         instructions,
-        lookups,
-    )
-    .expect("a valid message")
+        address_table_lookups,
+    })
+}
+
+/// `message` with each of `signers` signing its own slot (the fee payer's stays empty).
+pub fn signed(message: VersionedMessage, signers: &[&Keypair]) -> VersionedTransaction {
+    let required = usize::from(message.header().num_required_signatures);
+    let bytes = message.serialize();
+    let mut signatures = vec![Signature::default(); required];
+    for k in signers {
+        let slot = message.static_account_keys()[..required]
+            .iter()
+            .position(|key| *key == k.pubkey())
+            .expect("a signer of the message");
+        signatures[slot] = k.sign_message(&bytes);
+    }
+    VersionedTransaction {
+        signatures,
+        message,
+    }
+}
+
+pub fn to_base64(tx: &VersionedTransaction) -> String {
+    wire::to_base64(&wire::encode(tx).expect("a transaction that encodes"))
 }
 
 /// Signs `message` with each of `signers` (the fee payer slot stays empty) and encodes it.
-pub fn signed_base64(message: Message, signers: &[&Keypair]) -> String {
-    let mut tx = VersionedTransaction::unsigned(message);
-    for k in signers {
-        tx.sign(k).expect("a signer of the message");
-    }
-    tx.to_base64()
+pub fn signed_base64(message: VersionedMessage, signers: &[&Keypair]) -> String {
+    to_base64(&signed(message, signers))
 }
 
 /// The x402 request body for a Solana payment `transaction` against `requirements`.
@@ -398,4 +560,32 @@ pub async fn sdk_sign(
         "resource": { "url": "http://127.0.0.1/weather" },
     });
     super::script::run_json("node", &[script.to_string()], Some(&job)).await
+}
+
+/// The transaction of a request body, decoded.
+pub fn transaction_of(body: &Value) -> VersionedTransaction {
+    let text = body["paymentPayload"]["payload"]["transaction"]
+        .as_str()
+        .expect("a transaction");
+    wire::from_base64(text).expect("decodes")
+}
+
+/// Signature slot `index` of a body's transaction, in base58.
+pub fn wire_signature(body: &Value, index: usize) -> String {
+    transaction_of(body).signatures[index].to_string()
+}
+
+/// What `fee_payer`'s co-signature of a body's transaction is (Ed25519 is deterministic): the
+/// id the transaction would have on chain.
+pub fn cosignature(body: &Value, fee_payer: &TestKey) -> String {
+    let tx = transaction_of(body);
+    fee_payer
+        .keypair
+        .sign_message(&tx.message.serialize())
+        .to_string()
+}
+
+/// The associated token account of `owner` for `mint` under `program`.
+pub fn ata(owner: &Pubkey, mint: &Pubkey, program: &Pubkey) -> Pubkey {
+    associated_token_address(owner, mint, program)
 }

@@ -156,6 +156,7 @@ fn checked(net: &EvmNetwork, p: Permit2Payment, parsed: &Terms) -> Checked<Permi
             asset: a.token.to_checksum(None),
             amount: p.charge.to_string(),
             fingerprint: fingerprint(net.chain_id, &p, parsed),
+            exclusive_key: None,
             max_amount: (p.kind == Proxy::Upto).then(|| a.amount.to_string()),
             // The upto proxy takes the transaction only from the facilitator the witness names.
             sender: p.sender().map(|address| net.lease_key(address)),

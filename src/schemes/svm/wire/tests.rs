@@ -1,7 +1,13 @@
-//! Tests of the wire format: real fixtures, round trips, and malformed input of every length.
+//! Tests of the strict decoding layer over the official types: real fixtures, round trips,
+//! and malformed input of every length (all kept from the codec this layer replaced).
+
+use solana_keypair::Keypair;
+use solana_message::MessageHeader;
+use solana_signature::Signature;
+use solana_signer::Signer;
 
 use super::*;
-use crate::schemes::svm::keys::{COMPUTE_BUDGET_PROGRAM, MEMO_PROGRAM, TOKEN_PROGRAM};
+use crate::schemes::svm::keys::{self, COMPUTE_BUDGET_PROGRAM, MEMO_PROGRAM, TOKEN_PROGRAM};
 
 // Fixtures built with @solana/kit 8.4.0 and @solana-program/token 0.16.1 (the versions pinned
 // in tests/solana-chain) in a Node scratch directory, shaped like the @x402/svm exact client
@@ -40,7 +46,21 @@ fn hex(text: &str) -> Vec<u8> {
 }
 
 fn fixture(text: &str) -> VersionedTransaction {
-    VersionedTransaction::from_base64(text).expect("fixture decodes")
+    from_base64(text).expect("fixture decodes")
+}
+
+fn serialize(tx: &VersionedTransaction) -> Vec<u8> {
+    encode(tx).expect("encodes")
+}
+
+fn verifies(tx: &VersionedTransaction, index: usize) -> bool {
+    match (
+        tx.message.static_account_keys().get(index),
+        tx.signatures.get(index),
+    ) {
+        (Some(key), Some(signature)) => keys::verify(key, &message_bytes(tx), signature),
+        _ => false,
+    }
 }
 
 /// A tiny deterministic PRNG (xorshift64*) so the fuzz-ish tests need no dependency.
@@ -59,82 +79,13 @@ impl Rng {
     }
 }
 
-// --- compact-u16 ---
-
-#[test]
-fn compact_u16_known_encodings() {
-    // The table from Solana's short_vec tests.
-    for (value, bytes) in [
-        (0x0000u16, &[0x00][..]),
-        (0x007f, &[0x7f]),
-        (0x0080, &[0x80, 0x01]),
-        (0x00ff, &[0xff, 0x01]),
-        (0x0100, &[0x80, 0x02]),
-        (0x07ff, &[0xff, 0x0f]),
-        (0x3fff, &[0xff, 0x7f]),
-        (0x4000, &[0x80, 0x80, 0x01]),
-        (0xffff, &[0xff, 0xff, 0x03]),
-    ] {
-        let mut out = Vec::new();
-        encode_compact_u16(value, &mut out);
-        assert_eq!(out, bytes, "{value:#x}");
-        assert_eq!(decode_compact_u16(bytes), Ok((value, bytes.len())));
-    }
-}
-
-#[test]
-fn compact_u16_round_trips_every_value() {
-    for value in 0..=u16::MAX {
-        let mut out = Vec::new();
-        encode_compact_u16(value, &mut out);
-        out.push(0xaa); // what follows is not consumed
-        assert_eq!(decode_compact_u16(&out), Ok((value, out.len() - 1)));
-    }
-}
-
-#[test]
-fn compact_u16_rejects_aliases_and_overflow() {
-    use WireError::*;
-    for (bytes, expected) in [
-        (&[][..], Truncated { offset: 0 }),
-        (&[0x80], Truncated { offset: 1 }),
-        (&[0xff, 0xff], Truncated { offset: 2 }),
-        (&[0x80, 0x00], NonCanonicalLength { offset: 0 }),
-        (&[0xff, 0x00], NonCanonicalLength { offset: 0 }),
-        (&[0x80, 0x80, 0x00], NonCanonicalLength { offset: 0 }),
-        (&[0xff, 0xff, 0x04], LengthOverflow { offset: 0 }),
-        (&[0x80, 0x80, 0x80], LengthOverflow { offset: 0 }),
-        (&[0x80, 0x80, 0x80, 0x01], LengthOverflow { offset: 0 }),
-    ] {
-        assert_eq!(decode_compact_u16(bytes), Err(expected), "{bytes:x?}");
-    }
-}
-
-#[test]
-fn compact_u16_accepts_only_canonical_encodings() {
-    // Every two-byte prefix with a spread of third bytes: whatever decodes is the unique
-    // encoding of its value.
-    for a in 0..=255u8 {
-        for b in 0..=255u8 {
-            for c in [0x00, 0x01, 0x02, 0x03, 0x04, 0x7f, 0x80, 0xff] {
-                let bytes = [a, b, c];
-                if let Ok((value, used)) = decode_compact_u16(&bytes) {
-                    let mut canonical = Vec::new();
-                    encode_compact_u16(value, &mut canonical);
-                    assert_eq!(canonical, bytes[..used], "{bytes:x?}");
-                }
-            }
-        }
-    }
-}
-
 // --- the kit fixtures ---
 
 #[test]
 fn v0_fixture_parses_as_kit_built_it() {
     let tx = fixture(V0_TX);
-    let message = tx.message();
-    assert_eq!(message.version(), MessageVersion::V0);
+    let message = &tx.message;
+    assert!(matches!(message, VersionedMessage::V0(_)));
     assert_eq!(
         *message.header(),
         MessageHeader {
@@ -157,12 +108,8 @@ fn v0_fixture_parses_as_kit_built_it() {
     .map(pk)
     .collect();
     assert_eq!(message.static_account_keys(), keys);
-    assert_eq!(*message.fee_payer(), pk(FEE_PAYER));
-    assert_eq!(message.signer_keys(), [pk(FEE_PAYER), pk(CLIENT)]);
-    assert_eq!(*message.recent_blockhash(), [7u8; 32]);
-    assert!(!message.uses_lookup_tables());
-    assert_eq!(message.total_account_count(), 8);
-
+    assert_eq!(message.recent_blockhash().to_bytes(), [7u8; 32]);
+    assert_eq!(message.address_table_lookups().map(<[_]>::len), Some(0));
     let programs: Vec<Pubkey> = message
         .instructions()
         .iter()
@@ -183,118 +130,65 @@ fn v0_fixture_parses_as_kit_built_it() {
     assert_eq!(ixs[2].data, [12, 0x10, 0x27, 0, 0, 0, 0, 0, 0, 6]); // 10000, 6 decimals
     assert_eq!(ixs[2].accounts, [3, 4, 2, 1]); // source, mint, destination, authority
     assert_eq!(ixs[3].data, b"x402 fixture 0123456789abcdef");
-    assert!(ixs[3].accounts.is_empty() && ixs[0].accounts.is_empty());
-
     assert_eq!(
-        tx.signatures()[0],
-        [0u8; 64],
-        "the fee payer slot is left empty"
+        tx.signatures[0],
+        Signature::default(),
+        "the fee payer slot is empty"
     );
-    assert_eq!(tx.signatures()[1].to_vec(), hex(CLIENT_SIGNATURE_HEX));
-    assert_eq!(tx.message_bytes(), hex(V0_MESSAGE_HEX));
-    assert!(
-        tx.signature_verifies(1),
-        "the client signed message_bytes()"
-    );
-    assert!(!tx.signature_verifies(0));
-    assert!(!tx.signature_verifies(2));
-    assert_eq!(tx.to_base64(), V0_TX);
-    assert_eq!(tx.transaction_id(), "1".repeat(64));
-}
-
-#[test]
-fn v0_fixture_roles() {
-    let message = fixture(V0_TX).message().clone();
-    // Fee payer: writable signer; client: read-only signer; two ATAs writable; mint and
-    // programs read-only.
-    let signer: Vec<bool> = (0..9).map(|i| message.is_signer(i)).collect();
-    let writable: Vec<bool> = (0..9).map(|i| message.is_writable(i)).collect();
-    assert_eq!(
-        signer,
-        [true, true, false, false, false, false, false, false, false]
-    );
-    assert_eq!(
-        writable,
-        [true, false, true, true, false, false, false, false, false]
-    );
-    assert_eq!(message.account_key(7), Some(&TOKEN_PROGRAM));
-    assert_eq!(message.account_key(8), None);
+    assert_eq!(tx.signatures[1].as_ref(), hex(CLIENT_SIGNATURE_HEX));
+    assert_eq!(message_bytes(&tx), hex(V0_MESSAGE_HEX));
+    assert!(verifies(&tx, 1), "the client signed message_bytes()");
+    assert!(!verifies(&tx, 0));
+    assert!(!verifies(&tx, 2));
+    assert_eq!(to_base64(&serialize(&tx)), V0_TX);
+    assert_eq!(tx.signatures[0].to_string(), "1".repeat(64));
 }
 
 #[test]
 fn fee_payer_signs_into_its_slot() {
     let mut tx = fixture(V0_TX);
-    let fee_payer = Keypair::from_seed(&[2; 32]);
+    let fee_payer = Keypair::new_from_array([2; 32]);
     assert_eq!(fee_payer.pubkey(), pk(FEE_PAYER));
-    assert_eq!(tx.sign(&fee_payer), Ok(0));
-    assert!(tx.signature_verifies(0) && tx.signature_verifies(1));
-    assert_eq!(
-        tx.transaction_id(),
-        bs58::encode(tx.signatures()[0]).into_string()
-    );
-    let again = VersionedTransaction::decode(&tx.serialize()).expect("decodes");
+    tx.signatures[0] = fee_payer.sign_message(&message_bytes(&tx));
+    assert!(verifies(&tx, 0) && verifies(&tx, 1));
+    let again = decode(&serialize(&tx)).expect("decodes");
     assert_eq!(again, tx);
     // Only the signature bytes changed.
-    let before = fixture(V0_TX).serialize();
-    let after = tx.serialize();
+    let before = serialize(&fixture(V0_TX));
+    let after = serialize(&tx);
     assert_eq!(before[1 + 64..], after[1 + 64..]);
-
-    let stranger = Keypair::from_seed(&[9; 32]);
-    assert_eq!(
-        tx.sign(&stranger),
-        Err(WireError::NotASigner(stranger.pubkey()))
-    );
-    assert_eq!(
-        tx.set_signature(2, [1; 64]),
-        Err(WireError::NotASignerIndex {
-            index: 2,
-            signers: 2
-        })
-    );
-    tx.set_signature(1, [1; 64]).expect("in range");
-    assert!(!tx.signature_verifies(1));
+    tx.signatures[1] = Signature::from([1; 64]);
+    assert!(!verifies(&tx, 1));
 }
 
 #[test]
 fn legacy_fixture_round_trips() {
     let tx = fixture(LEGACY_TX);
     let v0 = fixture(V0_TX);
-    assert_eq!(tx.message().version(), MessageVersion::Legacy);
-    assert_eq!(tx.message().instructions(), v0.message().instructions());
+    assert!(matches!(tx.message, VersionedMessage::Legacy(_)));
+    assert_eq!(tx.message.instructions(), v0.message.instructions());
     assert_eq!(
-        tx.message().static_account_keys(),
-        v0.message().static_account_keys()
+        tx.message.static_account_keys(),
+        v0.message.static_account_keys()
     );
-    assert_eq!(
-        tx.message_bytes(),
-        hex(V0_MESSAGE_HEX)[1..hex(V0_MESSAGE_HEX).len() - 1]
-    );
-    assert!(tx.signature_verifies(1));
-    assert_eq!(tx.to_base64(), LEGACY_TX);
+    let v0_bytes = hex(V0_MESSAGE_HEX);
+    assert_eq!(message_bytes(&tx), v0_bytes[1..v0_bytes.len() - 1]);
+    assert!(verifies(&tx, 1));
+    assert_eq!(to_base64(&serialize(&tx)), LEGACY_TX);
 }
 
 #[test]
 fn lookup_table_fixture() {
     let tx = fixture(ALT_TX);
-    let message = tx.message();
-    assert!(message.uses_lookup_tables());
-    assert_eq!(
-        message.address_table_lookups(),
-        [AddressTableLookup {
-            account_key: pk(PAY_TO),
-            writable_indexes: vec![0],
-            readonly_indexes: vec![1],
-        }]
-    );
-    assert_eq!(message.static_account_keys().len(), 6);
-    assert_eq!(message.total_account_count(), 8);
-    // Loaded accounts: index 6 = the table's writable entry, 7 = its read-only entry.
-    assert_eq!(message.account_key(6), None);
-    assert!(message.is_writable(6) && !message.is_writable(7));
-    assert!(!message.is_signer(6));
-    assert_eq!(message.instructions()[2].accounts, [2, 7, 6, 1]);
-    assert!(tx.signature_verifies(1));
-    assert_eq!(tx.to_base64(), ALT_TX);
+    let lookups = tx.message.address_table_lookups().expect("v0");
+    assert_eq!(lookups.len(), 1);
+    assert_eq!(lookups[0].account_key, pk(PAY_TO));
+    assert_eq!(lookups[0].writable_indexes, [0]);
+    assert_eq!(lookups[0].readonly_indexes, [1]);
+    assert_eq!(tx.message.static_account_keys().len(), 6);
+    assert_eq!(tx.message.instructions()[2].accounts, [2, 7, 6, 1]);
+    assert!(verifies(&tx, 1));
+    assert_eq!(to_base64(&serialize(&tx)), ALT_TX);
 }
 
 // --- malformed input never panics ---
@@ -302,23 +196,15 @@ fn lookup_table_fixture() {
 #[test]
 fn every_truncation_and_any_trailing_byte_is_an_error() {
     for text in [V0_TX, LEGACY_TX, ALT_TX] {
-        let bytes = fixture(text).serialize();
+        let bytes = serialize(&fixture(text));
         for len in 0..bytes.len() {
-            assert!(
-                VersionedTransaction::decode(&bytes[..len]).is_err(),
-                "prefix {len}"
-            );
+            assert!(decode(&bytes[..len]).is_err(), "prefix {len}");
         }
+        // The official decoder's lenient entry point takes trailing bytes; ours does not.
         let mut longer = bytes.clone();
         longer.push(0);
-        assert_eq!(
-            VersionedTransaction::decode(&longer),
-            Err(WireError::TrailingBytes(1))
-        );
-        let message = fixture(text).message_bytes();
-        for len in 0..message.len() {
-            assert!(Message::decode(&message[..len]).is_err(), "prefix {len}");
-        }
+        assert!(wincode::deserialize::<VersionedTransaction>(&longer).is_ok());
+        assert!(matches!(decode(&longer), Err(WireError::Malformed(_))));
     }
 }
 
@@ -328,8 +214,7 @@ fn random_bytes_are_errors() {
     for _ in 0..20_000 {
         let len = rng.below(600);
         let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-        assert!(VersionedTransaction::decode(&bytes).is_err());
-        let _ = Message::decode(&bytes);
+        assert!(decode(&bytes).is_err());
     }
 }
 
@@ -338,7 +223,7 @@ fn mutated_fixtures_decode_canonically_or_fail() {
     let mut rng = Rng(0xdead_beef_cafe);
     let originals: Vec<Vec<u8>> = [V0_TX, LEGACY_TX, ALT_TX]
         .iter()
-        .map(|t| fixture(t).serialize())
+        .map(|t| serialize(&fixture(t)))
         .collect();
     for round in 0..30_000 {
         let mut bytes = originals[round % originals.len()].clone();
@@ -353,16 +238,29 @@ fn mutated_fixtures_decode_canonically_or_fail() {
             }
         }
         // Whatever decodes must re-encode to exactly the same bytes.
-        if let Ok(tx) = VersionedTransaction::decode(&bytes) {
-            assert_eq!(tx.serialize(), bytes);
+        if let Ok(tx) = decode(&bytes) {
+            assert_eq!(serialize(&tx), bytes);
         }
     }
 }
 
-// --- Solana's sanitize rules, on hand-built bytes ---
+// --- sanitize rules, on hand-built bytes ---
+
+fn compact(len: usize, out: &mut Vec<u8>) {
+    let mut rest = len;
+    loop {
+        let low = (rest & 0x7f) as u8;
+        rest >>= 7;
+        if rest == 0 {
+            out.push(low);
+            return;
+        }
+        out.push(low | 0x80);
+    }
+}
 
 fn put(out: &mut Vec<u8>, bytes: &[u8]) {
-    encode_compact_u16(bytes.len() as u16, out);
+    compact(bytes.len(), out);
     out.extend_from_slice(bytes);
 }
 
@@ -382,19 +280,19 @@ fn raw_message(
         out.push(0x80 | v);
     }
     out.extend_from_slice(&header);
-    encode_compact_u16(keys.len() as u16, &mut out);
+    compact(keys.len(), &mut out);
     for &k in keys {
         out.extend_from_slice(&[k; 32]);
     }
     out.extend_from_slice(&[9; 32]);
-    encode_compact_u16(ixs.len() as u16, &mut out);
+    compact(ixs.len(), &mut out);
     for (program, accounts, data) in ixs {
         out.push(*program);
         put(&mut out, accounts);
         put(&mut out, data);
     }
     if let Some(lookups) = lookups {
-        encode_compact_u16(lookups.len() as u16, &mut out);
+        compact(lookups.len(), &mut out);
         for (table, writable, readonly) in lookups {
             out.extend_from_slice(&[*table; 32]);
             put(&mut out, writable);
@@ -414,8 +312,8 @@ fn raw_tx(signatures: u8, message: &[u8]) -> Vec<u8> {
 #[test]
 fn hand_built_messages_decode_and_round_trip() {
     let legacy = raw_message(None, [1, 0, 1], &[1, 2, 3], &[(2, &[0, 1], b"hi")], None);
-    let tx = VersionedTransaction::decode(&raw_tx(1, &legacy)).expect("legacy decodes");
-    assert_eq!(tx.serialize(), raw_tx(1, &legacy));
+    let tx = decode(&raw_tx(1, &legacy)).expect("legacy decodes");
+    assert_eq!(serialize(&tx), raw_tx(1, &legacy));
     // v0 reaching into the table with an account index (not a program index) is fine.
     let v0 = raw_message(
         Some(0),
@@ -424,45 +322,44 @@ fn hand_built_messages_decode_and_round_trip() {
         &[(2, &[0, 3, 4], b"")],
         Some(&[(8, &[5], &[6])]),
     );
-    let tx = VersionedTransaction::decode(&raw_tx(1, &v0)).expect("v0 decodes");
-    assert_eq!(tx.serialize(), raw_tx(1, &v0));
-    assert_eq!(tx.message().total_account_count(), 5);
+    let tx = decode(&raw_tx(1, &v0)).expect("v0 decodes");
+    assert_eq!(serialize(&tx), raw_tx(1, &v0));
 }
 
 #[test]
 fn sanitize_rejections() {
-    use WireError::*;
     let ok_ix: &[RawIx<'_>] = &[(2, &[0, 1], b"x")];
-    let cases: Vec<(Vec<u8>, WireError)> = vec![
+    let cases: Vec<(&str, Vec<u8>)> = vec![
         (
+            "v1",
             raw_message(Some(1), [1, 0, 1], &[1, 2, 3], ok_ix, Some(&[])),
-            UnsupportedVersion(1),
         ),
         (
+            "v127",
             raw_message(Some(0x7f), [1, 0, 1], &[1, 2, 3], ok_ix, Some(&[])),
-            UnsupportedVersion(0x7f),
         ),
         (
+            "no signer",
             raw_message(None, [0, 0, 1], &[1, 2, 3], ok_ix, None),
-            InvalidHeader("the fee payer must be a writable signer"),
         ),
         (
+            "read-only fee payer",
             raw_message(None, [1, 1, 1], &[1, 2, 3], ok_ix, None),
-            InvalidHeader("the fee payer must be a writable signer"),
         ),
         (
+            "header overflow",
             raw_message(None, [2, 0, 2], &[1, 2, 3], ok_ix, None),
-            InvalidHeader("more signers and read-only unsigned accounts than account keys"),
         ),
         (
+            "duplicate key",
             raw_message(None, [1, 0, 1], &[1, 2, 1], ok_ix, None),
-            DuplicateAccountKey(Pubkey([1; 32])),
         ),
         (
+            "fee payer program",
             raw_message(None, [1, 0, 1], &[1, 2, 3], &[(0, &[], b"")], None),
-            ProgramIsFeePayer { instruction: 0 },
         ),
         (
+            "program out of range",
             raw_message(
                 None,
                 [1, 0, 1],
@@ -470,20 +367,13 @@ fn sanitize_rejections() {
                 &[(2, &[], b""), (3, &[], b"")],
                 None,
             ),
-            ProgramIndex {
-                instruction: 1,
-                index: 3,
-            },
         ),
         (
+            "account out of range",
             raw_message(None, [1, 0, 1], &[1, 2, 3], &[(2, &[0, 3], b"")], None),
-            AccountIndex {
-                instruction: 0,
-                index: 3,
-            },
         ),
         (
-            // A program id cannot come from a lookup table.
+            "program from a table",
             raw_message(
                 Some(0),
                 [1, 0, 1],
@@ -491,12 +381,9 @@ fn sanitize_rejections() {
                 &[(3, &[], b"")],
                 Some(&[(8, &[5], &[])]),
             ),
-            ProgramIndex {
-                instruction: 0,
-                index: 3,
-            },
         ),
         (
+            "table account out of range",
             raw_message(
                 Some(0),
                 [1, 0, 1],
@@ -504,12 +391,9 @@ fn sanitize_rejections() {
                 &[(2, &[4], b"")],
                 Some(&[(8, &[5], &[])]),
             ),
-            AccountIndex {
-                instruction: 0,
-                index: 4,
-            },
         ),
         (
+            "empty lookup",
             raw_message(
                 Some(0),
                 [1, 0, 1],
@@ -517,181 +401,76 @@ fn sanitize_rejections() {
                 ok_ix,
                 Some(&[(8, &[], &[])]),
             ),
-            EmptyLookup(0),
         ),
     ];
-    for (message, expected) in cases {
-        assert_eq!(Message::decode(&message), Err(expected.clone()));
-        assert_eq!(
-            VersionedTransaction::decode(&raw_tx(1, &message)),
-            Err(expected)
-        );
+    for (what, message) in cases {
+        assert!(decode(&raw_tx(1, &message)).is_err(), "{what}");
     }
+    let duplicate = raw_message(None, [1, 0, 1], &[1, 2, 1], ok_ix, None);
+    assert_eq!(
+        decode(&raw_tx(1, &duplicate)),
+        Err(WireError::DuplicateAccountKey(Pubkey::new_from_array(
+            [1; 32]
+        )))
+    );
+    // solana-message decodes a v1 message (0x81); the exact scheme does not take it.
+    let v1 = raw_message(Some(1), [1, 0, 1], &[1, 2, 3], ok_ix, Some(&[]));
+    assert!(matches!(
+        decode(&raw_tx(1, &v1)),
+        Err(WireError::UnsupportedVersion(1) | WireError::Malformed(_))
+    ));
 }
 
 #[test]
-fn too_many_accounts() {
-    let keys: Vec<u8> = (1..=200).collect();
-    let writable: Vec<u8> = (0..=56).collect();
+fn at_most_256_accounts() {
+    let writable: Vec<u8> = (0..=253).collect();
     let ok = raw_message(
         Some(0),
         [1, 0, 0],
-        &keys,
-        &[],
-        Some(&[(250, &writable[..56], &[])]),
+        &[1, 2],
+        &[(1, &[], b"")],
+        Some(&[(250, &writable[..254], &[])]),
     );
-    assert!(Message::decode(&ok).is_ok(), "256 accounts is the limit");
+    assert!(decode(&raw_tx(1, &ok)).is_ok(), "256 accounts is the limit");
+    let readonly = [0u8];
     let over = raw_message(
         Some(0),
         [1, 0, 0],
-        &keys,
-        &[],
-        Some(&[(250, &writable, &[])]),
+        &[1, 2],
+        &[(1, &[], b"")],
+        Some(&[(250, &writable[..254], &readonly[..])]),
     );
-    assert_eq!(Message::decode(&over), Err(WireError::TooManyAccounts(257)));
+    assert!(decode(&raw_tx(1, &over)).is_err());
 }
 
 #[test]
 fn signature_count_must_match() {
     let message = raw_message(None, [2, 1, 0], &[1, 2, 3], &[(2, &[], b"")], None);
-    assert!(VersionedTransaction::decode(&raw_tx(2, &message)).is_ok());
+    assert!(decode(&raw_tx(2, &message)).is_ok());
     for count in [0, 1, 3] {
-        assert_eq!(
-            VersionedTransaction::decode(&raw_tx(count, &message)),
-            Err(WireError::SignatureCount {
-                signatures: usize::from(count),
-                required: 2
-            })
-        );
+        assert!(decode(&raw_tx(count, &message)).is_err(), "{count}");
     }
     // The signature count itself in a non-shortest form.
     let mut aliased = vec![0x82, 0x00];
     aliased.extend_from_slice(&raw_tx(2, &message)[1..]);
-    assert_eq!(
-        VersionedTransaction::decode(&aliased),
-        Err(WireError::NonCanonicalLength { offset: 0 })
-    );
+    assert!(decode(&aliased).is_err());
 }
 
 #[test]
 fn oversized_transactions_are_rejected_before_parsing() {
     let big = raw_message(None, [1, 0, 1], &[1, 2], &[(1, &[], &[0; 1200])], None);
     assert_eq!(
-        VersionedTransaction::decode(&raw_tx(1, &big)),
+        decode(&raw_tx(1, &big)),
         Err(WireError::TooLarge(raw_tx(1, &big).len()))
     );
     let text = "A".repeat(1644 + 4);
-    assert!(matches!(
-        VersionedTransaction::from_base64(&text),
-        Err(WireError::TooLarge(_))
-    ));
-}
-
-#[test]
-fn message_new_checks_like_decode() {
-    let header = MessageHeader {
-        num_required_signatures: 1,
-        num_readonly_signed_accounts: 0,
-        num_readonly_unsigned_accounts: 1,
-    };
-    let keys = vec![Pubkey([1; 32]), Pubkey([2; 32])];
-    let ix = |data: Vec<u8>| CompiledInstruction {
-        program_id_index: 1,
-        accounts: vec![0],
-        data,
-    };
-    let lookup = AddressTableLookup {
-        account_key: Pubkey([3; 32]),
-        writable_indexes: vec![0],
-        readonly_indexes: vec![],
-    };
-    let message = Message::new(
-        MessageVersion::V0,
-        header,
-        keys.clone(),
-        [5; 32],
-        vec![ix(vec![1, 2, 3])],
-        vec![lookup.clone()],
-    )
-    .expect("valid");
-    let tx = VersionedTransaction::unsigned(message.clone());
-    assert_eq!(tx.signatures(), [[0u8; 64]]);
-    assert_eq!(VersionedTransaction::decode(&tx.serialize()), Ok(tx));
-    assert_eq!(Message::decode(&message.serialize()), Ok(message.clone()));
-    assert_eq!(
-        VersionedTransaction::new(message, vec![]),
-        Err(WireError::SignatureCount {
-            signatures: 0,
-            required: 1
-        })
-    );
-
-    let legacy = |ixs, lookups| {
-        Message::new(
-            MessageVersion::Legacy,
-            header,
-            keys.clone(),
-            [5; 32],
-            ixs,
-            lookups,
-        )
-    };
-    assert_eq!(
-        legacy(vec![ix(vec![])], vec![lookup]),
-        Err(WireError::LegacyWithLookups)
-    );
-    assert_eq!(
-        legacy(vec![ix(vec![0; 65_536])], vec![]),
-        Err(WireError::TooLong {
-            what: "instruction data",
-            len: 65_536
-        })
-    );
-    assert_eq!(
-        legacy(
-            vec![CompiledInstruction {
-                program_id_index: 0,
-                accounts: vec![],
-                data: vec![]
-            }],
-            vec![]
-        ),
-        Err(WireError::ProgramIsFeePayer { instruction: 0 })
-    );
-}
-
-#[test]
-fn invoked_programs_are_read_only_unless_the_upgradeable_loader_is_present() {
-    // Header says all three keys are writable; key 1 is invoked as a program.
-    let plain = raw_message(None, [1, 0, 0], &[1, 2, 3], &[(1, &[2], b"")], None);
-    let message = Message::decode(&plain).expect("decodes");
-    assert!(message.is_writable(0) && !message.is_writable(1) && message.is_writable(2));
-
-    let mut with_loader = raw_message(None, [1, 0, 0], &[1, 2, 3, 4], &[(1, &[2], b"")], None);
-    // Replace key 4 ([4; 32]) with the upgradeable loader id.
-    let at = 4 + 3 * 32;
-    with_loader[at..at + 32].copy_from_slice(&BPF_LOADER_UPGRADEABLE.0);
-    let message = Message::decode(&with_loader).expect("decodes");
-    assert!(message.is_writable(1));
+    assert!(matches!(from_base64(&text), Err(WireError::TooLarge(_))));
 }
 
 // --- base64 ---
 
 #[test]
-fn base64_rfc4648_vectors_and_strictness() {
-    for (plain, encoded) in [
-        ("", ""),
-        ("f", "Zg=="),
-        ("fo", "Zm8="),
-        ("foo", "Zm9v"),
-        ("foob", "Zm9vYg=="),
-        ("fooba", "Zm9vYmE="),
-        ("foobar", "Zm9vYmFy"),
-    ] {
-        assert_eq!(base64::encode(plain.as_bytes()), encoded);
-        assert_eq!(base64::decode(encoded), Ok(plain.as_bytes().to_vec()));
-    }
-    assert_eq!(base64::decode("+/+/"), Ok(vec![0xfb, 0xff, 0xbf]));
+fn base64_must_be_canonical() {
     for bad in [
         "Zg",
         "Zg=",
@@ -707,23 +486,8 @@ fn base64_rfc4648_vectors_and_strictness() {
         "Zm=v",
         "Zg=a",
     ] {
-        assert!(base64::decode(bad).is_err(), "{bad:?}");
+        assert_eq!(from_base64(bad).err(), Some(WireError::Base64), "{bad:?}");
     }
-    let mut rng = Rng(77);
-    for len in 0..200 {
-        let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-        assert_eq!(base64::decode(&base64::encode(&bytes)), Ok(bytes));
-    }
-}
-
-#[test]
-fn bad_base64_payloads_are_errors() {
-    assert!(matches!(
-        VersionedTransaction::from_base64(&V0_TX[1..]),
-        Err(WireError::Base64(_))
-    ));
-    assert!(matches!(
-        VersionedTransaction::from_base64(""),
-        Err(WireError::Truncated { offset: 0 })
-    ));
+    assert!(from_base64(&V0_TX[1..]).is_err());
+    assert!(from_base64("").is_err());
 }
