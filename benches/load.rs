@@ -852,6 +852,7 @@ async fn solana_point(o: &Options, dir: &Path) {
         .args(["serve", "--port", &port.to_string()])
         .env("X402__DATABASE__URL", db.url())
         .env("X402__NETWORKS__SOL__NETWORK", DEVNET)
+        .env("X402__NETWORKS__SOL__POLICY__ASSETS", "any")
         .env("X402__NETWORKS__SOL__RPC_URLS", &proxy.url)
         .env(
             "X402__NETWORKS__SOL__SIGNER_KEYS",

@@ -849,6 +849,9 @@ async fn solana_world(token2022: bool, db: Db) -> SolanaWorld {
             fee_payer.secret_base58(),
         ),
         ("X402__NETWORKS__SOL__CONFIRM_POLL_MS".into(), "50".into()),
+        // The local chain runs as devnet, whose preset knows only devnet USDC: the test mints
+        // need the asset list open.
+        ("X402__NETWORKS__SOL__POLICY__ASSETS".into(), "any".into()),
     ]);
     let app = spawn_env(env, Vec::new()).await;
     SolanaWorld {

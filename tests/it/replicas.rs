@@ -287,6 +287,7 @@ async fn two_solana_replicas_with_the_same_fee_payer_both_settle() {
         fee_payer.secret_base58(),
     ));
     env.push(("X402__NETWORKS__SOL__CONFIRM_POLL_MS".into(), "50".into()));
+    env.push(("X402__NETWORKS__SOL__POLICY__ASSETS".into(), "any".into()));
     let a = spawn_env(env.clone(), Vec::new()).await;
     let b = spawn_env(env, Vec::new()).await;
     let reqs = requirements(&mint, &pay_to, AMOUNT, &fee_payer.pubkey());

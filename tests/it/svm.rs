@@ -42,6 +42,9 @@ fn sol_env(
         fee_payer.secret_base58(),
     ));
     env.push(("X402__NETWORKS__SOL__CONFIRM_POLL_MS".into(), "50".into()));
+    // The local chain runs as devnet, whose preset knows only devnet USDC: the test mints need
+    // the asset list open.
+    env.push(("X402__NETWORKS__SOL__POLICY__ASSETS".into(), "any".into()));
     for (k, v) in extra_env {
         env.push((k.to_string(), v.to_string()));
     }
