@@ -165,7 +165,7 @@ impl Application {
                     18
                 };
                 let units =
-                    crate::facilitator::health::native_units(text, decimals).map_err(|e| {
+                    crate::access::settings::decimal_units(text, decimals).map_err(|e| {
                         AppError::Network(format!("networks.{slug}.min_signer_balance: {e}"))
                     })?;
                 min_balance.insert(n.network.clone(), units);

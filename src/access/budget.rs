@@ -106,12 +106,14 @@ impl Budgets {
         lines
     }
 
-    /// Reserves one settle's fee on every counter that applies, or refuses with the budget
-    /// that has no room left.
+    /// Refuses a payer with too many failed landings, then reserves one settle's fee on every
+    /// counter that applies, or refuses with the budget that has no room left. Called where
+    /// gas would be spent (before signing), never on `/verify`: both read the ledger.
     pub async fn reserve(&self, meta: &PaymentMeta, caller: &Caller) -> Result<Held, Refused> {
         let Some(caps) = self.networks.get(meta.network.as_str()) else {
             return Ok(Held::default());
         };
+        self.refuse_failing(meta).await?;
         let lines = self.lines(caps, meta, caller);
         match self.ledger.reserve(&lines, caps.fee).await? {
             Reservation::Reserved => Ok(Held {
@@ -158,7 +160,7 @@ impl Budgets {
     }
 
     /// Refuses a payer whose payments kept failing on chain after passing simulation.
-    pub async fn refuse_failing(&self, meta: &PaymentMeta) -> Result<(), Refused> {
+    async fn refuse_failing(&self, meta: &PaymentMeta) -> Result<(), Refused> {
         let Some((line, limit)) = self.failed_line(meta) else {
             return Ok(());
         };

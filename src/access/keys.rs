@@ -79,6 +79,11 @@ impl Caller {
         }
     }
 
+    /// The payees this caller is limited to (`None`: any).
+    pub fn payees(&self) -> Option<&[String]> {
+        self.pay_to.as_deref()
+    }
+
     /// Whether this caller may settle for (or read receipts of) `pay_to`.
     pub fn may_pay(&self, pay_to: &str) -> bool {
         match &self.pay_to {
@@ -123,7 +128,18 @@ pub fn token_prefix(token: &str) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    alloy::hex::encode(bytes)
+}
+
+/// A presented token, hashed once per request: the cache and the ledger both look keys up by
+/// this, so the gate hashes a token a single time however many lookups it makes.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TokenHash(String);
+
+impl TokenHash {
+    pub fn of(token: &str) -> Self {
+        TokenHash(hash_token(token))
+    }
 }
 
 /// Lookups by token hash, each trusted for `ttl`; misses are cached too (a stranger cycling
@@ -131,7 +147,7 @@ fn hex(bytes: &[u8]) -> String {
 pub struct KeyCache {
     ledger: SharedLedger,
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Instant, Option<StoredKey>)>>,
+    entries: Mutex<HashMap<TokenHash, (Instant, Option<StoredKey>)>>,
     live: Mutex<Option<(Instant, bool)>>,
 }
 
@@ -166,22 +182,21 @@ impl KeyCache {
 
     /// The cached answer for this token, without asking the ledger (`None`: not cached or
     /// stale).
-    pub fn peek(&self, token: &str) -> Option<Option<StoredKey>> {
+    pub fn peek(&self, hash: &TokenHash) -> Option<Option<StoredKey>> {
         let entries = self.entries.lock().ok()?;
-        let (at, key) = entries.get(&hash_token(token))?;
+        let (at, key) = entries.get(hash)?;
         (at.elapsed() < self.ttl).then(|| key.clone())
     }
 
     /// The live key with this token, if any.
-    pub async fn lookup(&self, token: &str) -> Result<Option<StoredKey>, LedgerError> {
-        let hash = hash_token(token);
+    pub async fn lookup(&self, hash: &TokenHash) -> Result<Option<StoredKey>, LedgerError> {
         if let Ok(entries) = self.entries.lock()
-            && let Some((at, key)) = entries.get(&hash)
+            && let Some((at, key)) = entries.get(hash)
             && at.elapsed() < self.ttl
         {
             return Ok(key.clone());
         }
-        let key = self.ledger.key_by_hash(&hash).await?;
+        let key = self.ledger.key_by_hash(&hash.0).await?;
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= MAX_ENTRIES {
                 // Misses first (a stranger cycling tokens fills the map with them), so that
@@ -191,7 +206,7 @@ impl KeyCache {
                     entries.clear();
                 }
             }
-            entries.insert(hash, (Instant::now(), key.clone()));
+            entries.insert(hash.clone(), (Instant::now(), key.clone()));
         }
         Ok(key)
     }

@@ -74,16 +74,16 @@ impl Guard {
         Ok(Guard { policy, budgets })
     }
 
-    /// Policy, then the payer's record of failed landings: everything a payment must pass
-    /// before we spend an RPC call on it.
-    pub async fn admit(
+    /// Operator policy: everything a payment must pass before we spend an RPC call on it,
+    /// judged from its own fields with no I/O (it runs on every `/verify`). Budgets, which
+    /// read the ledger, are judged where gas would be spent: `Budgets::reserve`.
+    pub fn admit(
         &self,
         meta: &PaymentMeta,
         window: Option<(u64, u64)>,
         caller: &Caller,
-    ) -> Result<(), Refused> {
-        self.policy.check(meta, window, caller)?;
-        self.budgets.refuse_failing(meta).await
+    ) -> Result<(), Rejection> {
+        self.policy.check(meta, window, caller)
     }
 }
 

@@ -192,30 +192,41 @@ impl Default for NetworkBudget {
     }
 }
 
-/// A native-coin amount ("0.0005") in nano-units (gwei on EVM, lamports on Solana: both 10⁻⁹).
-pub fn nano_units(text: &str) -> Result<i64, String> {
+/// A decimal amount ("0.0005") in units of 10^-`decimals` (wei for 18, lamports for 9).
+/// Our own rather than alloy's `parse_units`, which accepts negative amounts and silently
+/// truncates surplus decimals: a cap or a threshold that quietly rounds is the wrong number.
+pub fn decimal_units(text: &str, decimals: u32) -> Result<u128, String> {
     let t = text.trim();
     let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
-    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
-    if whole.is_empty() && frac.is_empty() || !digits(whole) || !digits(frac) {
+    let digits = |s: &str| s.bytes().all(|c| c.is_ascii_digit());
+    if (whole.is_empty() && frac.is_empty()) || !digits(whole) || !digits(frac) {
         return Err(format!("`{text}` is not a decimal amount"));
     }
-    if frac.len() > 9 && frac[9..].chars().any(|c| c != '0') {
-        return Err(format!("`{text}` has more than 9 decimals"));
+    let d = decimals as usize;
+    // ASCII digits only (checked above), so byte slicing is on character boundaries.
+    if frac.len() > d && frac[d..].bytes().any(|c| c != b'0') {
+        return Err(format!("`{text}` has more than {decimals} decimals"));
     }
-    let frac: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-    let whole: i64 = if whole.is_empty() {
-        0
-    } else {
-        whole
-            .parse()
-            .map_err(|_| format!("`{text}` is too large"))?
+    let frac: String = frac.chars().chain(std::iter::repeat('0')).take(d).collect();
+    let number = |s: &str| -> Result<u128, String> {
+        if s.is_empty() {
+            return Ok(0);
+        }
+        s.parse().map_err(|_| format!("`{text}` is too large"))
     };
-    let frac: i64 = frac.parse().map_err(|_| format!("`{text}` is malformed"))?;
-    whole
-        .checked_mul(1_000_000_000)
-        .and_then(|w| w.checked_add(frac))
+    10u128
+        .checked_pow(decimals)
+        .and_then(|scale| number(whole).ok()?.checked_mul(scale))
+        .zip(number(&frac).ok())
+        .and_then(|(w, f)| w.checked_add(f))
         .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// A native-coin amount in nano-units (gwei on EVM, lamports on Solana: both 10^-9), as the
+/// budget counters store them.
+pub fn nano_units(text: &str) -> Result<i64, String> {
+    decimal_units(text, 9)
+        .and_then(|n| i64::try_from(n).map_err(|_| format!("`{text}` is too large")))
 }
 
 #[cfg(test)]

@@ -83,38 +83,6 @@ pub struct HealthSettings {
     pub min_balance: BTreeMap<String, u128>,
 }
 
-/// A native-coin amount ("0.01") in the chain's smallest unit, given its decimals.
-pub fn native_units(text: &str, decimals: u32) -> Result<u128, String> {
-    let t = text.trim();
-    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
-    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
-    if (whole.is_empty() && frac.is_empty()) || !digits(whole) || !digits(frac) {
-        return Err(format!("`{text}` is not a decimal amount"));
-    }
-    let d = decimals as usize;
-    if frac.len() > d && frac[d..].chars().any(|c| c != '0') {
-        return Err(format!("`{text}` has more than {decimals} decimals"));
-    }
-    let frac: String = frac.chars().chain(std::iter::repeat('0')).take(d).collect();
-    let whole: u128 = if whole.is_empty() {
-        0
-    } else {
-        whole
-            .parse()
-            .map_err(|_| format!("`{text}` is too large"))?
-    };
-    let frac: u128 = if frac.is_empty() {
-        0
-    } else {
-        frac.parse().map_err(|_| format!("`{text}` is malformed"))?
-    };
-    10u128
-        .checked_pow(decimals)
-        .and_then(|scale| whole.checked_mul(scale))
-        .and_then(|w| w.checked_add(frac))
-        .ok_or_else(|| format!("`{text}` is too large"))
-}
-
 fn above(balance: &Option<String>, min: u128) -> bool {
     balance
         .as_deref()
@@ -270,10 +238,11 @@ mod tests {
 
     #[test]
     fn native_amounts_in_smallest_units() {
-        assert_eq!(native_units("0.01", 18), Ok(10_000_000_000_000_000));
-        assert_eq!(native_units("1", 9), Ok(1_000_000_000));
-        assert!(native_units("0.0000000001", 9).is_err());
-        assert!(native_units("x", 9).is_err());
+        use crate::access::settings::decimal_units;
+        assert_eq!(decimal_units("0.01", 18), Ok(10_000_000_000_000_000));
+        assert_eq!(decimal_units("1", 9), Ok(1_000_000_000));
+        assert!(decimal_units("0.0000000001", 9).is_err());
+        assert!(decimal_units("x", 9).is_err());
         assert!(above(&Some("10".into()), 10) && !above(&Some("9".into()), 10));
         assert!(!above(&Some("0".into()), 0), "zero never counts as gas");
         assert!(!above(&None, 1));

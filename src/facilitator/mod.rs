@@ -23,7 +23,7 @@ use tracing::{Span, info};
 use self::leases::SignerLeases;
 use self::metrics::Metrics;
 use self::settle::{Settle, plugin_deadline};
-use crate::access::{Caller, Guard, Refused};
+use crate::access::{Caller, Guard};
 use crate::discovery::CatalogSink;
 use crate::ledger::{LedgerError, SettlementState, SharedLedger};
 use crate::protocol::{PaymentRequest, SettleResponse, SupportedResponse, VerifyResponse, reason};
@@ -215,29 +215,20 @@ impl Facilitator {
         self.guard.as_ref()
     }
 
-    /// The guard's verdict on a request, from its parsed form (no clock, no chain). A request
-    /// the plugin cannot parse passes here and is refused by the plugin's own check.
-    async fn admit(
+    /// The guard's verdict on a payment, from its parsed form (`revive`: no clock, no chain).
+    /// A request the plugin cannot parse (`None`) passes here and is refused by the plugin's
+    /// own check.
+    fn admit(
         &self,
         handler: &dyn SchemeHandler,
-        request: &PaymentRequest,
+        parsed: Option<&CheckedPayment>,
         caller: &Caller,
-    ) -> Result<Option<Rejection>, FacilitatorError> {
-        let Some(guard) = &self.guard else {
-            return Ok(None);
-        };
-        let Ok(parsed) = handler.revive(request) else {
-            return Ok(None);
-        };
-        let window = handler.authorization_window(&parsed);
-        match guard.admit(&parsed.meta, window, caller).await {
-            Ok(()) => Ok(None),
-            Err(Refused::Reject(r)) => {
-                self.metrics.count_refusal(&r.reason);
-                Ok(Some(r))
-            }
-            Err(Refused::Fault(e)) => Err(e.into()),
-        }
+    ) -> Option<Rejection> {
+        let (guard, parsed) = (self.guard.as_ref()?, parsed?);
+        let window = handler.authorization_window(parsed);
+        let rejection = guard.admit(&parsed.meta, window, caller).err()?;
+        self.metrics.count_refusal(&rejection.reason);
+        Some(rejection)
     }
 
     /// Reports payments to `sink` and advertises its extension in `/supported`.
@@ -337,7 +328,8 @@ impl Facilitator {
             Ok(handler) => handler,
             Err(rejection) => return Ok(invalid(rejection)),
         };
-        if let Some(rejection) = self.admit(handler.as_ref(), request, caller).await? {
+        let parsed = handler.revive(request).ok();
+        if let Some(rejection) = self.admit(handler.as_ref(), parsed.as_ref(), caller) {
             return Ok(invalid(rejection));
         }
         // A payment-identifier is only read here: a verify reserves nothing.
@@ -426,10 +418,11 @@ impl Facilitator {
         };
         // The payment's identity, from its parsed form (no clock, no chain); a request the
         // plugin cannot even parse is refused by the check below.
-        let fingerprint = handler
-            .revive(request)
-            .map(|p| p.meta.fingerprint)
-            .unwrap_or_else(|_| request.fingerprint());
+        let parsed = handler.revive(request).ok();
+        let fingerprint = parsed
+            .as_ref()
+            .map(|p| p.meta.fingerprint.clone())
+            .unwrap_or_else(|| request.fingerprint());
         let job = Settle {
             fac: self,
             handler: handler.as_ref(),
@@ -459,7 +452,7 @@ impl Facilitator {
             return Ok(answer);
         }
         // Policy and budgets before any RPC call: a refused payment costs us nothing.
-        if let Some(rejection) = self.admit(job.handler, request, caller).await? {
+        if let Some(rejection) = self.admit(job.handler, parsed.as_ref(), caller) {
             return Ok(settle_failure(rejection, "", &job.network));
         }
         match self

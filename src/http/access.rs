@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::{ApiError, Endpoint};
+use crate::access::keys::TokenHash;
 use crate::access::{Caller, Class, Scope};
 
 /// Headers that carry a key: what `createAuthHeaders` sends, and the common alternative.
@@ -132,7 +133,8 @@ async fn gate(
     // A live key known to the cache is limited as a key, not by its IP (a seller's backend
     // behind one address must not share the IP budget with strangers there); anything else
     // is limited by IP before it may cost a ledger read.
-    let cached = token.as_deref().and_then(|t| access.keys.peek(t)).flatten();
+    let hash = token.as_deref().map(TokenHash::of);
+    let cached = hash.as_ref().and_then(|h| access.keys.peek(h)).flatten();
     if cached.is_none() {
         access
             .limits
@@ -158,7 +160,7 @@ async fn gate(
         req.extensions_mut().insert(Caller::anonymous());
         return Ok(());
     }
-    let Some(token) = token else {
+    let Some(hash) = hash else {
         return Err(denied(
             state,
             "auth_missing_key",
@@ -170,7 +172,7 @@ async fn gate(
         Some(key) => Some(key),
         None => access
             .keys
-            .lookup(&token)
+            .lookup(&hash)
             .await
             .map_err(|e| ApiError::Internal(format!("cannot read API keys: {e}")))?,
     };

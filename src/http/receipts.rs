@@ -14,7 +14,6 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{Path, Query};
 use crate::access::Caller;
-use crate::access::keys::same_address;
 use crate::ledger::{ReceiptQuery, SettlementRecord, SettlementState};
 
 const DEFAULT_LIMIT: i64 = 20;
@@ -87,11 +86,6 @@ fn normalize_tx(tx: &str) -> String {
     }
 }
 
-/// The payees the caller's key is limited to (`None`: any).
-fn tenant(caller: &Option<Extension<Caller>>) -> Option<&[String]> {
-    caller.as_ref().and_then(|c| c.0.pay_to.as_deref())
-}
-
 /// One settlement by its transaction id.
 #[utoipa::path(get, path = "/settlements/{transaction}", tag = "receipts",
     params(("transaction" = String, Path, description = "Transaction hash or signature")),
@@ -118,10 +112,7 @@ pub(super) async fn one(
         .await
     {
         // A tenant's key sees only its own payees' receipts; others do not exist for it.
-        Ok(Some(row))
-            if tenant(&caller)
-                .is_some_and(|list| !list.iter().any(|p| same_address(p, &row.pay_to))) =>
-        {
+        Ok(Some(row)) if caller.as_deref().is_some_and(|c| !c.may_pay(&row.pay_to)) => {
             Err(ApiError::NotFound("no settlement with that transaction"))
         }
         Ok(Some(row)) => Ok(Json(receipt(&row))),
@@ -148,9 +139,11 @@ pub(super) async fn list(
     let mut query = to_query(params)
         .map_err(|m| ApiError::Unreadable(axum::http::StatusCode::BAD_REQUEST, m))?;
     // A tenant's key lists one of its payees: the one it names, or its only one.
-    if let Some(list) = tenant(&caller) {
+    if let Some(caller) = caller.as_deref()
+        && let Some(list) = caller.payees()
+    {
         match (&query.pay_to, list) {
-            (Some(asked), _) if list.iter().any(|p| same_address(p, asked)) => {}
+            (Some(asked), _) if caller.may_pay(asked) => {}
             (None, [only]) => query.pay_to = Some(only.clone()),
             _ => {
                 return Err(ApiError::Denied {

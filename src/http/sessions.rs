@@ -180,7 +180,7 @@ pub(super) async fn verify(
         entitlement,
     };
     let verdict = sessions
-        .verify(check, allowed(&caller))
+        .verify(check, caller.as_deref().and_then(Caller::payees))
         .await
         .map_err(fault)?;
     Ok(Json(SessionVerdict {
@@ -217,7 +217,7 @@ pub(super) async fn entitlement(
     )?;
     q.payer = params.payer;
     let found = sessions
-        .entitlement(&q, allowed(&caller))
+        .entitlement(&q, caller.as_deref().and_then(Caller::payees))
         .await
         .map_err(fault)?;
     Ok(Json(EntitlementAnswer {
@@ -237,9 +237,4 @@ fn payment(p: Option<&EntitledPayment>) -> Option<EntitlingPayment> {
         amount: p.amount.clone(),
         settled_at: rfc3339(p.settled_at),
     })
-}
-
-/// The payees the caller's key is limited to (`None`: any, including when auth is off).
-fn allowed(caller: &Option<Extension<Caller>>) -> Option<&[String]> {
-    caller.as_ref().and_then(|c| c.0.pay_to.as_deref())
 }
