@@ -180,12 +180,14 @@ impl KeyCache {
         Ok(any)
     }
 
-    /// The cached answer for this token, without asking the ledger (`None`: not cached or
-    /// stale).
-    pub fn peek(&self, hash: &TokenHash) -> Option<Option<StoredKey>> {
+    /// The last answer the ledger gave for this token, without asking it again, and whether
+    /// that answer is still trusted (younger than `ttl`). A stale answer still decides which
+    /// rate limit a request meets (a key seen live is limited as the key while the lookup that
+    /// follows re-checks it), never whether the request is let in.
+    pub fn peek(&self, hash: &TokenHash) -> Option<(Option<StoredKey>, bool)> {
         let entries = self.entries.lock().ok()?;
         let (at, key) = entries.get(hash)?;
-        (at.elapsed() < self.ttl).then(|| key.clone())
+        Some((key.clone(), at.elapsed() < self.ttl))
     }
 
     /// The live key with this token, if any.

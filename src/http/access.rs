@@ -130,12 +130,13 @@ async fn gate(
         }
     };
     let token = presented(req.headers()).map(str::to_string);
-    // A live key known to the cache is limited as a key, not by its IP (a seller's backend
-    // behind one address must not share the IP budget with strangers there); anything else
+    // A key the cache has seen live is limited as a key, not by its IP (a seller's backend
+    // behind one address must not share the IP budget with strangers there), also once its
+    // entry is stale: otherwise every expiry would charge the seller's address. Anything else
     // is limited by IP before it may cost a ledger read.
     let hash = token.as_deref().map(TokenHash::of);
-    let cached = hash.as_ref().and_then(|h| access.keys.peek(h)).flatten();
-    if cached.is_none() {
+    let seen = hash.as_ref().and_then(|h| access.keys.peek(h));
+    if !seen.as_ref().is_some_and(|(key, _)| key.is_some()) {
         access
             .limits
             .check_ip(class, ip)
@@ -168,9 +169,9 @@ async fn gate(
             "an API key is required: send Authorization: Bearer <key> (or X-API-Key)".into(),
         ));
     };
-    let key = match cached {
-        Some(key) => Some(key),
-        None => access
+    let key = match seen {
+        Some((key, true)) => key,
+        _ => access
             .keys
             .lookup(&hash)
             .await

@@ -380,6 +380,45 @@ async fn over_the_burst_is_429_with_retry_after() {
     app.stop().await;
 }
 
+/// A seller's backend sends everything from one address with its key. Its key's cache entry
+/// goes stale every `auth.cache_ms`; the request that finds it stale must still be limited as
+/// the key, not charged to the address's (much smaller) per-IP budget, or a busy seller would be
+/// refused 429 at every expiry. A stranger from the same address without a key is limited by IP.
+#[tokio::test]
+async fn a_known_key_is_limited_as_the_key_also_when_its_cache_entry_is_stale() {
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let token = create_key(&db, "seller", "supported", None);
+    let options = Options::default()
+        .env("X402__RATE_LIMIT__EXEMPT", "")
+        .env("X402__RATE_LIMIT__PER_IP__OTHER", "1")
+        .env("X402__RATE_LIMIT__BURST_SECONDS", "1")
+        .env("X402__AUTH__CACHE_MS", "50");
+    let app = harness::spawn_with(&chain, &db, options).await;
+    let auth = bearer(&token);
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let (status, _, _) = call(&app, "/supported", None, &[("authorization", &auth)]).await;
+        statuses.push(status);
+        // Past the cache's trust: the next request finds the entry stale.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    // Without the key, the same address has its one request of the second and is then refused.
+    let mut anonymous = Vec::new();
+    for _ in 0..3 {
+        anonymous.push(call(&app, "/supported", None, &[]).await.0);
+    }
+    assert!(
+        anonymous.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{anonymous:?}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn self_dealing_dust_and_policy_violations_move_nothing() {
     let chain = Chain::start().await;
