@@ -57,7 +57,14 @@ struct Options {
     upto_settles: usize,
     replica_settles: usize,
     reference: bool,
+    /// Ours without the access gate, budgets and discovery (`--bare`), to see what they cost.
+    bare: bool,
 }
+
+/// Whether ours runs as a public deployment would (set once from `--bare` before any point):
+/// API keys required, rate limits on for everyone, fee budgets on every counter, the
+/// discovery catalogue and sessions on. Read where processes are started.
+static BARE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn options() -> Options {
     let mut o = Options {
@@ -70,6 +77,7 @@ fn options() -> Options {
         upto_settles: 500,
         replica_settles: 300,
         reference: true,
+        bare: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -88,12 +96,13 @@ fn options() -> Options {
                 o.replica_settles = it.next().and_then(|v| v.parse().ok()).unwrap_or(300)
             }
             "--no-reference" => o.reference = false,
+            "--bare" => o.bare = true,
             "--no-solana" => o.solana = false,
             "--only-solana" => o.only_solana = true,
             "--bench" => {}
             "--help" | "-h" => {
                 println!(
-                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--upto-settles N] [--replica-settles N] [--no-reference] [--no-solana]"
+                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--upto-settles N] [--replica-settles N] [--no-reference] [--no-solana] [--bare]"
                 );
                 std::process::exit(0);
             }
@@ -170,6 +179,8 @@ struct Target {
     /// The replicas' own addresses (for their `/metrics`).
     replicas: Vec<String>,
     proxy: CountingProxy,
+    /// The API key every request carries (`None`: auth off, or the reference).
+    token: Option<String>,
 }
 
 impl Target {
@@ -192,7 +203,13 @@ impl Target {
     async fn metric(&self, line_start: &str) -> f64 {
         let mut total = 0.0;
         for base in &self.replicas {
-            let Ok(r) = reqwest::get(format!("{base}/metrics")).await else {
+            let Ok(r) = authed(
+                reqwest::Client::new().get(format!("{base}/metrics")),
+                &self.token,
+            )
+            .send()
+            .await
+            else {
                 continue;
             };
             let text = r.text().await.unwrap_or_default();
@@ -302,6 +319,56 @@ fn key_hex(k: &PrivateKeySigner) -> String {
     format!("0x{}", hex::encode(k.to_bytes()))
 }
 
+fn our_bin() -> String {
+    std::env::var("X402_BIN").unwrap_or_else(|_| format!("{ROOT}/target/release/x402-facilitator"))
+}
+
+fn authed(req: reqwest::RequestBuilder, token: &Option<String>) -> reqwest::RequestBuilder {
+    match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    }
+}
+
+/// What a public deployment switches on, for network `slug` on ledger `db` (nothing with
+/// `--bare`): an API key is created with the CLI (as an operator does) and required on every
+/// request; rate limits apply to everyone (no loopback exemption; the key's own rate is set far
+/// above what wrk sends, so the limiter is consulted on every request but never refuses); fee
+/// budgets on every counter, high enough never to run out, so each settle reserves on all five;
+/// the discovery catalogue on. Returns the environment and the token.
+async fn public_env(db: &Db, slug: &str) -> (Vec<(String, String)>, Option<String>) {
+    if BARE.load(Ordering::Relaxed) {
+        return (
+            vec![("X402__RATE_LIMIT__EXEMPT".into(), "127.0.0.0/8".into())],
+            None,
+        );
+    }
+    let out = Command::new(our_bin())
+        .args(["keys", "create", "--name", "bench", "--rate", "100000000"])
+        .args([
+            "--scopes",
+            "verify,settle,supported,settlements,discovery,admin",
+        ])
+        .env("X402__DATABASE__URL", db.url())
+        .stderr(Stdio::null())
+        .output()
+        .await
+        .expect("the release binary creates a key");
+    assert!(out.status.success(), "keys create failed");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let b = format!("X402__NETWORKS__{}__BUDGET__", slug.to_ascii_uppercase());
+    let env = [
+        ("X402__AUTH__REQUIRED".to_string(), "true".to_string()),
+        (format!("{b}FEE_PER_SETTLE"), "0.000001".into()),
+        (format!("{b}DAILY_CAP"), "1000000".into()),
+        (format!("{b}PER_KEY_DAILY"), "1000000".into()),
+        (format!("{b}PER_PAYER_DAILY"), "1000000".into()),
+        (format!("{b}PER_PAY_TO_DAILY"), "1000000".into()),
+        ("X402__DISCOVERY__ENABLED".into(), "true".into()),
+    ];
+    (env.into_iter().collect(), Some(token))
+}
+
 async fn start_ours(chain: &Chain, db: &Db, signers: &[PrivateKeySigner]) -> Target {
     start_replicas(chain, db, signers, 1, &[]).await
 }
@@ -332,10 +399,16 @@ async fn start_replicas(
     extra_env: &[(&str, &str)],
 ) -> Target {
     let proxy = CountingProxy::start(&chain.url).await;
+    let (public, token) = public_env(db, "local").await;
+    let public: Vec<(&str, &str)> = public
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let env: Vec<(&str, &str)> = public.iter().chain(extra_env).copied().collect();
     let mut children = Vec::new();
     let mut replicas = Vec::new();
     for _ in 0..n {
-        let (base, child) = start_process(chain, db, signers, &proxy.url, extra_env).await;
+        let (base, child) = start_process(chain, db, signers, &proxy.url, &env).await;
         children.push(child);
         replicas.push(base);
     }
@@ -349,6 +422,7 @@ async fn start_replicas(
         children,
         replicas,
         proxy,
+        token,
     }
 }
 
@@ -359,8 +433,7 @@ async fn start_process(
     rpc_url: &str,
     extra_env: &[(&str, &str)],
 ) -> (String, Child) {
-    let bin = std::env::var("X402_BIN")
-        .unwrap_or_else(|_| format!("{ROOT}/target/release/x402-facilitator"));
+    let bin = our_bin();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -376,9 +449,6 @@ async fn start_process(
         .env("X402__NETWORKS__LOCAL__RPC_URLS", rpc_url)
         .env("X402__NETWORKS__LOCAL__SIGNER_KEYS", keys)
         .env("X402__NETWORKS__LOCAL__RECEIPT_POLL_MS", "25")
-        // wrk is one loopback client far over any per-IP rate; the gate's own cost is
-        // benches/access.rs.
-        .env("X402__RATE_LIMIT__EXEMPT", "127.0.0.0/8")
         .envs(extra_env.iter().copied())
         .env("X402__SESSIONS__ENABLED", "true")
         .stdout(Stdio::null())
@@ -412,6 +482,7 @@ async fn start_reference(chain: &Chain, key: &PrivateKeySigner) -> Target {
         children: vec![child],
         replicas: Vec::new(),
         proxy,
+        token: None,
     }
 }
 
@@ -461,6 +532,10 @@ async fn drive(
             "--",
         ])
         .args([&body_arg, path, &max.to_string(), &threads.to_string()])
+        .env(
+            "X402_BENCH_TOKEN",
+            target.token.as_deref().unwrap_or_default(),
+        )
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -802,7 +877,12 @@ async fn balanced(target: &Target, keys: usize) {
     loop {
         let mut held = 0;
         for base in &target.replicas {
-            if let Ok(r) = reqwest::get(format!("{base}/ready")).await
+            if let Ok(r) = authed(
+                reqwest::Client::new().get(format!("{base}/ready")),
+                &target.token,
+            )
+            .send()
+            .await
                 && let Ok(v) = r.json::<Value>().await
             {
                 held += v["signers"]
@@ -842,8 +922,8 @@ async fn solana_point(o: &Options, dir: &Path) {
         Db::sqlite()
     };
     let proxy = CountingProxy::start(&chain.url).await;
-    let bin = std::env::var("X402_BIN")
-        .unwrap_or_else(|_| format!("{ROOT}/target/release/x402-facilitator"));
+    let (public, token) = public_env(&db, "sol").await;
+    let bin = our_bin();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -859,6 +939,7 @@ async fn solana_point(o: &Options, dir: &Path) {
             fee_payer.secret_base58(),
         )
         .env("X402__NETWORKS__SOL__CONFIRM_POLL_MS", "100")
+        .envs(public)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -871,6 +952,7 @@ async fn solana_point(o: &Options, dir: &Path) {
         children: vec![child],
         replicas: vec![base],
         proxy,
+        token,
     };
     let reqs = requirements(&mint, &pay_to, 1_000, &fee_payer.pubkey());
     let mut bodies = Vec::new();
@@ -971,7 +1053,8 @@ async fn run(o: Options) {
 
     if let Ok(seconds) = std::env::var("X402_BENCH_PROFILE") {
         // Profile ours under `verify valid c=16` with perf (cpu-clock), then stop.
-        let out = dir.path().join("ours.perf");
+        // Kept under target/ so that it can be read again with other `perf report` options.
+        let out = PathBuf::from(format!("{ROOT}/target/ours.perf"));
         let mut perf = Command::new("perf")
             .args([
                 "record",
@@ -1156,6 +1239,15 @@ async fn run(o: Options) {
 
 fn main() {
     let o = options();
+    BARE.store(o.bare, Ordering::Relaxed);
+    println!(
+        "ours runs {}",
+        if o.bare {
+            "bare (--bare): no API keys, loopback exempt from rate limits, no budgets, no discovery"
+        } else {
+            "as in public: API key required, rate limits on for everyone, fee budgets on every counter, discovery and sessions on"
+        }
+    );
     let started = Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

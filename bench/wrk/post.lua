@@ -45,6 +45,11 @@ function init(args)
   statuses = {}
   reasons = {}
   wrk.headers["Content-Type"] = "application/json"
+  -- The API key of a public deployment (empty when ours runs bare, and for the reference).
+  local token = os.getenv("X402_BENCH_TOKEN")
+  if token ~= nil and token ~= "" then
+    wrk.headers["Authorization"] = "Bearer " .. token
+  end
 end
 
 function request()
