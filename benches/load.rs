@@ -57,6 +57,8 @@ struct Options {
     upto_settles: usize,
     replica_settles: usize,
     reference: bool,
+    /// The cost curve: `/verify` at 1 to 1 024 connections, `/settle` with 1, 4 and 16 keys.
+    scaling: bool,
     /// Ours without the access gate, budgets and discovery (`--bare`), to see what they cost.
     bare: bool,
 }
@@ -77,6 +79,7 @@ fn options() -> Options {
         upto_settles: 500,
         replica_settles: 300,
         reference: true,
+        scaling: true,
         bare: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -97,12 +100,13 @@ fn options() -> Options {
             }
             "--no-reference" => o.reference = false,
             "--bare" => o.bare = true,
+            "--no-scaling" => o.scaling = false,
             "--no-solana" => o.solana = false,
             "--only-solana" => o.only_solana = true,
             "--bench" => {}
             "--help" | "-h" => {
                 println!(
-                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--upto-settles N] [--replica-settles N] [--no-reference] [--no-solana] [--bare]"
+                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--upto-settles N] [--replica-settles N] [--no-reference] [--no-solana] [--no-scaling] [--bare]"
                 );
                 std::process::exit(0);
             }
@@ -727,11 +731,14 @@ fn print_rows(title: &str, rows: &[Row], ours_rss: (u64, u64), theirs_rss: Optio
             );
         }
     }
-    println!(
-        "\nRSS ours: idle {:.1} MiB, peak {:.1} MiB",
-        ours_rss.0 as f64 / 1024.0,
-        ours_rss.1 as f64 / 1024.0
-    );
+    // (0, 0): several processes or instances, no one figure to give.
+    if ours_rss != (0, 0) {
+        println!(
+            "\nRSS ours: idle {:.1} MiB, peak {:.1} MiB",
+            ours_rss.0 as f64 / 1024.0,
+            ours_rss.1 as f64 / 1024.0
+        );
+    }
     if let Some((idle, peak)) = theirs_rss {
         println!(
             "RSS reference: idle {:.1} MiB, peak {:.1} MiB",
@@ -826,6 +833,53 @@ async fn upto_point(o: &Options, dir: &Path) -> (Row, (u64, u64)) {
         theirs: None,
     };
     (row, (idle, status_kb(ours.pid(), "VmHWM:")))
+}
+
+/// The cost curve, ours only: `/verify` throughput and latency from 1 to 1 024 connections on
+/// the running instance, then `/settle` of `o.settles` distinct payments at c=16 through a fresh
+/// instance holding 1, 4 and 16 signer keys (each key is its own nonce lane).
+async fn scaling_points(
+    o: &Options,
+    chain: &Chain,
+    ours: &Target,
+    payers: &[PrivateKeySigner],
+    valid_file: &Path,
+    dir: &Path,
+) {
+    let mut rows = Vec::new();
+    for conns in [1u32, 16, 64, 256, 1024] {
+        rows.push(Row {
+            label: format!("verify valid c={conns}"),
+            ours: drive(ours, "/verify", Some(valid_file), conns, o.seconds, 0).await,
+            theirs: None,
+        });
+        eprintln!("done: scaling verify c={conns}");
+    }
+    let mut notes = Vec::new();
+    for keys in [1usize, 4, 16] {
+        let db = if o.db == "postgres" {
+            Db::postgres().await
+        } else {
+            Db::sqlite()
+        };
+        let signers = gas_keys(chain, keys).await;
+        let target = start_ours(chain, &db, &signers).await;
+        let (m, moved) = settle_point(chain, &target, payers, o.settles, 16, dir).await;
+        notes.push(format!(
+            "{keys} keys: moved money for {moved}/{}",
+            o.settles
+        ));
+        rows.push(Row {
+            label: format!("settle {} distinct c=16, {keys} keys", o.settles),
+            ours: m,
+            theirs: None,
+        });
+        eprintln!("done: scaling settle {keys} keys");
+    }
+    print_rows(&format!("cost curve, ledger {}", o.db), &rows, (0, 0), None);
+    for n in notes {
+        println!("\n{n}");
+    }
 }
 
 /// Settles through 2 and 3 identical replicas sharing two signer keys on one Postgres: with 2,
@@ -1179,6 +1233,9 @@ async fn run(o: Options) {
         theirs_settle.as_ref().map(|(_, m)| *m).unwrap_or(0),
         o.settles
     );
+    if o.scaling {
+        scaling_points(&o, &chain, &ours, &payers, &valid_file, dir.path()).await;
+    }
     drop(ours);
     drop(theirs);
 
