@@ -50,6 +50,8 @@ struct Options {
     solana: bool,
     /// Only the Solana point (to compare it across a change without the EVM points' cost).
     only_solana: bool,
+    /// Only the identical-replicas point (Postgres).
+    only_replicas: bool,
     db: String,
     seconds: u64,
     settles: usize,
@@ -72,6 +74,7 @@ fn options() -> Options {
     let mut o = Options {
         solana: true,
         only_solana: false,
+        only_replicas: false,
         db: "sqlite".into(),
         seconds: 5,
         settles: 500,
@@ -103,10 +106,11 @@ fn options() -> Options {
             "--no-scaling" => o.scaling = false,
             "--no-solana" => o.solana = false,
             "--only-solana" => o.only_solana = true,
+            "--only-replicas" => o.only_replicas = true,
             "--bench" => {}
             "--help" | "-h" => {
                 println!(
-                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--upto-settles N] [--replica-settles N] [--no-reference] [--no-solana] [--no-scaling] [--bare]"
+                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--upto-settles N] [--replica-settles N] [--no-reference] [--no-solana] [--no-scaling] [--bare] [--only-solana] [--only-replicas]"
                 );
                 std::process::exit(0);
             }
@@ -925,12 +929,17 @@ async fn replica_points(o: &Options, dir: &Path) {
     }
 }
 
-/// Waits until the replicas hold every key between them (their `/ready` reports).
+/// Waits until the replicas hold every key between them in fair shares (none holds more than
+/// ⌈K/N⌉, per their `/ready`): right after start-up the first replica holds every key and the
+/// others get theirs only once it has drained its excess, and a run started before that would
+/// measure hand-offs the steady state does not have.
 async fn balanced(target: &Target, keys: usize) {
+    let share = keys.div_ceil(target.replicas.len().max(1));
     let started = Instant::now();
     loop {
-        let mut held = 0;
+        let mut held = Vec::new();
         for base in &target.replicas {
+            let mut n = 0;
             if let Ok(r) = authed(
                 reqwest::Client::new().get(format!("{base}/ready")),
                 &target.token,
@@ -939,13 +948,23 @@ async fn balanced(target: &Target, keys: usize) {
             .await
                 && let Ok(v) = r.json::<Value>().await
             {
-                held += v["signers"]
+                n = v["signers"]
                     .as_object()
                     .map(|s| s.values().filter(|v| v["draining"] == false).count())
                     .unwrap_or(0);
             }
+            held.push(n);
         }
-        if held == keys || started.elapsed() > Duration::from_secs(60) {
+        let fair = held.iter().sum::<usize>() == keys && held.iter().all(|n| *n <= share);
+        if fair {
+            eprintln!(
+                "replicas hold {held:?} of {keys} keys after {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            eprintln!("replicas still hold {held:?} of {keys} keys after 120 s; measuring anyway");
             return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1071,6 +1090,10 @@ async fn solana_point(o: &Options, dir: &Path) {
 
 async fn run(o: Options) {
     let dir = tempfile::tempdir().expect("tempdir");
+    if o.only_replicas {
+        replica_points(&o, dir.path()).await;
+        return;
+    }
     if o.solana || o.only_solana {
         solana_point(&o, dir.path()).await;
     }
