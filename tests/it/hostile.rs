@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use alloy::primitives::U256;
+use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use reqwest::StatusCode;
@@ -25,6 +25,8 @@ alloy::sol! {
     function transfer(address to, uint256 value) external returns (bool);
 }
 
+/// Reservations noted under a payment that has not kept or given them back yet.
+const HOLDS: &str = "SELECT count(*) FROM budget_counters WHERE kind = 'hold'";
 /// One settle's fee in the tests' budgets, in nano-units (0.001 ETH).
 const FEE: i64 = 1_000_000;
 const TIP: u128 = 50_000_000_000;
@@ -151,6 +153,7 @@ async fn a_budget_reservation_survives_a_crash_before_signing_without_being_coun
     let payer_spent =
         "SELECT COALESCE(SUM(spent), 0)::BIGINT FROM budget_counters WHERE kind = 'payer'";
     assert_eq!(db.count(payer_spent).await, FEE, "A reserved one fee");
+    assert_eq!(db.count(HOLDS).await, 1, "noted under the payment");
     a.kill().await;
     assert!(
         in_flight.await.expect("joined").is_err(),
@@ -191,6 +194,7 @@ async fn a_budget_reservation_survives_a_crash_before_signing_without_being_coun
     assert_eq!(chain.balance(chain.token, third.pay_to).await, U256::ZERO);
     assert_eq!(chain.transfers_from(chain.token, first.from).await, 2);
     assert_eq!(db.count(payer_spent).await, 2 * FEE);
+    assert_eq!(db.count(HOLDS).await, 0, "every note went with its settle");
     b.kill().await;
 }
 
@@ -641,6 +645,70 @@ async fn an_upto_client_that_gives_up_is_owed_the_outcome_once() {
     let (_, replay) = app.post("/settle", &body).await;
     assert_eq!(replay["errorReason"], "permit2_invalid_nonce", "{replay}");
     app.stop().await;
+}
+
+/// The same Permit2 `exact` payload sent 30 times at once, half to each of two replicas (each
+/// with its own key) on one Postgres, with fee budgets on: one transfer, one row, every other
+/// answer `duplicate_settlement` or the replay reason, and exactly one fee counted — the losers
+/// reserved nothing, or gave it back — with no reservation note left behind.
+#[tokio::test]
+async fn one_permit2_payment_sent_to_two_replicas_at_once_moves_money_and_budget_once() {
+    let chain = Chain::start().await;
+    let db = Db::postgres().await;
+    let replica = async |keys: &[PrivateKeySigner]| {
+        let mut env = env_for(&chain, &chain.url, &db, keys);
+        for (k, v) in [
+            ("X402__NETWORKS__LOCAL__SCHEMES", "exact,upto"),
+            ("X402__NETWORKS__LOCAL__BUDGET__FEE_PER_SETTLE", "0.001"),
+            ("X402__NETWORKS__LOCAL__BUDGET__DAILY_CAP", "1"),
+            ("X402__NETWORKS__LOCAL__BUDGET__PER_PAYER_DAILY", "0.5"),
+        ] {
+            env.push((k.into(), v.into()));
+        }
+        Proc::start(&env).await
+    };
+    let a = replica(&signers(&chain, 1, false).await).await;
+    let b = replica(&signers(&chain, 1, false).await).await;
+    let p = harness::funded_permit2(&chain, Kind::Exact, Address::ZERO, true).await;
+    let body = p.body();
+    let answers = futures_util::future::join_all((0..30).map(|i| {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let body = body.clone();
+        async move { post(base, "/settle", &body).await }
+    }))
+    .await;
+    let wins = answers.iter().filter(|(_, a)| a["success"] == true).count();
+    assert_eq!(wins, 1, "{answers:?}");
+    for (status, answer) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{answer}");
+        let reason = answer["errorReason"].as_str().unwrap_or("");
+        assert!(
+            answer["success"] == true
+                || reason == "duplicate_settlement"
+                || reason == "permit2_invalid_nonce",
+            "{answer}"
+        );
+    }
+    assert_eq!(chain.transfers_from(chain.permit_token, p.from).await, 1);
+    assert_eq!(chain.balance(chain.permit_token, p.pay_to).await, p.amount);
+    assert_eq!(db.count("SELECT count(*) FROM settlements").await, 1);
+    for kind in ["network", "payer"] {
+        assert_eq!(
+            db.count(&format!(
+                "SELECT spent FROM budget_counters WHERE kind = '{kind}'"
+            ))
+            .await,
+            FEE,
+            "{kind}: one settle sent, one fee counted"
+        );
+    }
+    assert_eq!(
+        db.count(HOLDS).await,
+        0,
+        "no reservation note outlives its settle"
+    );
+    a.kill().await;
+    b.kill().await;
 }
 
 // ---------------------------------------------------------------------------------------------
