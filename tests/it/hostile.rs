@@ -711,6 +711,96 @@ async fn one_permit2_payment_sent_to_two_replicas_at_once_moves_money_and_budget
     b.kill().await;
 }
 
+/// An `upto` payment names the key it must be sent from; replica R does not hold that key, so
+/// it hands the payment to replica H, which does. H records the transaction and is SIGKILLed
+/// before broadcasting it (fault point `after_record`). R's client is answered well formed at
+/// R's deadline (`settlement_pending` naming the recorded transaction, since something may be
+/// sent); once H's leases run out the recorded bytes are sent (by whoever takes the key and the
+/// row), and the client's retry at R gets the success it is owed, with that transaction: one
+/// transfer of the charge, one fee counted, no reservation note left.
+#[tokio::test]
+async fn a_hand_off_taker_killed_before_broadcasting_loses_nothing_and_sends_once() {
+    let chain = Chain::start().await;
+    let db = Db::postgres().await;
+    let keys = signers(&chain, 2, false).await;
+    let env = |keys: &[PrivateKeySigner]| {
+        let mut env = env_for(&chain, &chain.url, &db, keys);
+        for (k, v) in [
+            ("X402__NETWORKS__LOCAL__SCHEMES", "exact,upto"),
+            ("X402__NETWORKS__LOCAL__BUDGET__FEE_PER_SETTLE", "0.001"),
+            ("X402__NETWORKS__LOCAL__BUDGET__DAILY_CAP", "1"),
+            ("X402__SETTLEMENT__SIGNER_LEASE_TTL_MS", "1200"),
+            ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "4000"),
+        ] {
+            env.push((k.into(), v.into()));
+        }
+        env
+    };
+    let named = keys[0].address();
+    let mut taker_env = env(&keys[..1]);
+    taker_env.push(("X402_FAULT_PAUSE_AT".into(), "after_record".into()));
+    let mut taker = Proc::start(&taker_env).await;
+    holds_a_key(&taker.base).await;
+    // R knows both keys but can only take the one H does not hold.
+    let requester = Proc::start(&env(&keys)).await;
+    holds_a_key(&requester.base).await;
+
+    let p = harness::funded_permit2(&chain, Kind::Upto, named, true).await;
+    let (body, moves) = permit2_settle(&p);
+    let url = format!("{}/settle", requester.base);
+    let request = body.clone();
+    let first = tokio::spawn(async move {
+        let resp = reqwest::Client::new()
+            .post(url)
+            .json(&request)
+            .send()
+            .await?;
+        let status = resp.status();
+        Ok::<_, reqwest::Error>((status, resp.json::<Value>().await?))
+    });
+    taker.wait_for_log("paused at after_record").await;
+    taker.kill().await;
+    let (status, answer) = first.await.expect("joined").expect("R answered");
+    well_formed(status, &answer, "the requester at its deadline");
+    assert_eq!(answer["errorReason"], "settlement_pending", "{answer}");
+    let recorded = answer["transaction"].as_str().expect("tx").to_string();
+    assert_eq!(recorded.len(), 66, "{answer}");
+    assert!(
+        !chain.has_receipt(&recorded).await,
+        "the taker died before broadcasting"
+    );
+
+    let started = Instant::now();
+    let owed = loop {
+        let (status, retry) = post(&requester.base, "/settle", &body).await;
+        if retry["success"] == true {
+            break retry;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "never settled: {status} {retry}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(owed["transaction"], recorded.as_str(), "{owed}");
+    assert_eq!(
+        chain.sender_of(&recorded).await,
+        named,
+        "sent from the key named"
+    );
+    assert_eq!(chain.transfers_from(chain.permit_token, p.from).await, 1);
+    assert_eq!(chain.balance(chain.permit_token, p.pay_to).await, moves);
+    let (_, replay) = post(&requester.base, "/settle", &body).await;
+    assert_eq!(replay["errorReason"], "permit2_invalid_nonce", "{replay}");
+    assert_eq!(
+        db.count("SELECT spent FROM budget_counters WHERE kind = 'network'")
+            .await,
+        FEE
+    );
+    assert_eq!(db.count(HOLDS).await, 0);
+    requester.kill().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Self-dealing Permit2 and upto.
 // ---------------------------------------------------------------------------------------------
