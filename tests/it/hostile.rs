@@ -865,3 +865,113 @@ async fn self_dealing_permit2_and_upto_are_refused_before_any_rpc_call() {
         app.stop().await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Solana: a crash between two settle steps.
+// ---------------------------------------------------------------------------------------------
+
+/// A Solana payment whose settle is SIGKILLed at `point` (after recording the co-signed
+/// transaction, or after sending it): a fresh process on the same Postgres finishes it (the
+/// recorded bytes are sent again while their blockhash lives; sending the same signed bytes
+/// twice cannot pay twice), the client's retry is owed the success with the recorded signature,
+/// and the seller is paid once.
+async fn solana_crash_at(point: &str) {
+    use crate::harness::solana::{
+        self, SolanaChain, TestKey, compute_limit, compute_price, message, requirements,
+        signed_base64, transfer,
+    };
+    const PAID: u64 = 1_000;
+    let chain = SolanaChain::start().await;
+    let db = Db::postgres().await;
+    let (fee_payer, payer) = (TestKey::random(), TestKey::random());
+    let pay_to = TestKey::random().pubkey();
+    chain.airdrop(&fee_payer.pubkey(), 10_000_000_000).await;
+    let mint = chain.create_mint(false).await;
+    chain.mint_to(&mint, &payer.pubkey(), 1_000_000).await;
+    chain.create_ata(&mint, &pay_to).await;
+    let env = crate::svm::sol_env(
+        &db,
+        &chain.url,
+        &fee_payer,
+        &[
+            ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "2000"),
+            ("X402__SETTLEMENT__LEASE_MARGIN_MS", "300"),
+        ],
+    );
+    let ixs = vec![
+        compute_limit(20_000),
+        compute_price(1),
+        transfer(false, mint, payer.pubkey(), pay_to, PAID),
+    ];
+    let msg = message(fee_payer.pubkey(), chain.blockhash().await, &ixs, None);
+    let reqs = requirements(&mint, &pay_to, PAID, &fee_payer.pubkey());
+    let body = solana::body(2, &signed_base64(msg, &[&payer.keypair]), reqs);
+
+    let mut crashing = env.clone();
+    crashing.push(("X402_FAULT_PAUSE_AT".into(), point.into()));
+    let mut first = Proc::start(&crashing).await;
+    let url = format!("{}/settle", first.base);
+    let request = body.clone();
+    let mut in_flight = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .json(&request)
+            .send()
+            .await?
+            .text()
+            .await
+    });
+    let paused = format!("paused at {point}");
+    tokio::select! {
+        () = first.wait_for_log(&paused) => {}
+        answer = &mut in_flight => panic!("the settle answered before {point}: {answer:?}"),
+    }
+    first.kill().await;
+    assert!(
+        in_flight.await.expect("joined").is_err(),
+        "the killed process answered nothing"
+    );
+
+    let second = Proc::start(&env).await;
+    let started = Instant::now();
+    let owed = loop {
+        let (status, retry) = post(&second.base, "/settle", &body).await;
+        if retry["success"] == true {
+            break retry;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{point}: never settled: {status} {retry}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let row_tx = db
+        .text("SELECT tx_id FROM settlements WHERE state = 'settled'")
+        .await;
+    assert_eq!(owed["transaction"], row_tx.as_str(), "{point}: {owed}");
+    assert_eq!(
+        chain.token_balance(&mint, &pay_to, false).await,
+        PAID,
+        "{point}"
+    );
+    assert_eq!(
+        chain.token_balance(&mint, &payer.pubkey(), false).await,
+        1_000_000 - PAID,
+        "{point}: paid once"
+    );
+    let (_, replay) = post(&second.base, "/settle", &body).await;
+    assert_eq!(replay["success"], false, "{point}: {replay}");
+    assert_eq!(chain.token_balance(&mint, &pay_to, false).await, PAID);
+    assert_eq!(db.count("SELECT count(*) FROM settlements").await, 1);
+    second.kill().await;
+}
+
+#[tokio::test]
+async fn solana_crash_after_recording_before_sending() {
+    solana_crash_at("after_record").await;
+}
+
+#[tokio::test]
+async fn solana_crash_after_sending_before_the_confirmation() {
+    solana_crash_at("after_broadcast").await;
+}
