@@ -236,29 +236,32 @@ async fn settle_and_drain(chain: &Chain, app: &TestApp, p: &Payment) -> Value {
 /// `failed_landings_per_payer` (2 here) such failures, its next settle is refused with
 /// `budget_payer_failed_landings` before anything is signed — no transaction, no row, no
 /// block — while `/verify` still says valid (the budget is judged at `/settle` only, by design:
-/// `/verify` reads nothing from the ledger), and another payer still settles.
+/// `/verify` reads nothing from the ledger), and another payer still settles. The count is
+/// the cluster's: one failure on each of two replicas sharing a Postgres trips it on both.
 #[tokio::test]
 async fn a_payer_whose_payments_keep_failing_on_chain_is_refused_at_settle() {
     let chain = Chain::start().await;
     let db = Db::postgres().await;
-    let options = Options::default()
-        .env(
-            "X402__NETWORKS__LOCAL__BUDGET__FAILED_LANDINGS_PER_PAYER",
-            "2",
-        )
-        .env("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "10000")
-        .env("X402__SETTLEMENT__RECONCILE_INTERVAL_MS", "600000");
-    let app = spawn_with(&chain, &db, options).await;
+    let replica = || {
+        Options::default()
+            .env(
+                "X402__NETWORKS__LOCAL__BUDGET__FAILED_LANDINGS_PER_PAYER",
+                "2",
+            )
+            .env("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "10000")
+            .env("X402__SETTLEMENT__RECONCILE_INTERVAL_MS", "600000")
+    };
+    let app = spawn_with(&chain, &db, replica()).await;
+    let other = spawn_with(&chain, &db, replica()).await;
     let first = harness::funded_payment(&chain).await;
-    let mut failed_txs = Vec::new();
     for i in 0..2 {
-        let p = if i == 0 {
-            first.clone()
+        let (p, at) = if i == 0 {
+            (first.clone(), &app)
         } else {
-            another_from(&chain, &first).await
+            (another_from(&chain, &first).await, &other)
         };
-        assert_eq!(app.verify(&p.body()).await["isValid"], true);
-        let answer = settle_and_drain(&chain, &app, &p).await;
+        assert_eq!(at.verify(&p.body()).await["isValid"], true);
+        let answer = settle_and_drain(&chain, at, &p).await;
         assert_eq!(answer["success"], false, "landing {i}: {answer}");
         let tx = answer["transaction"]
             .as_str()
@@ -267,7 +270,6 @@ async fn a_payer_whose_payments_keep_failing_on_chain_is_refused_at_settle() {
         assert_eq!(tx.len(), 66, "the failure names our transaction: {answer}");
         let receipt = chain.rpc("eth_getTransactionReceipt", (tx.clone(),)).await;
         assert_eq!(receipt["status"], "0x0", "it reverted on chain: {receipt}");
-        failed_txs.push(tx);
     }
     assert_eq!(
         db.count("SELECT spent FROM budget_counters WHERE kind = 'failed_landing'")
@@ -310,6 +312,16 @@ async fn a_payer_whose_payments_keep_failing_on_chain_is_refused_at_settle() {
         "no row"
     );
     assert_eq!(chain.balance(chain.token, third.from).await, third.amount);
+    let elsewhere = other.settle(&third.body()).await;
+    assert_eq!(
+        elsewhere["errorReason"], "budget_payer_failed_landings",
+        "the other replica refuses it too: {elsewhere}"
+    );
+    assert_eq!(
+        chain.raw("eth_blockNumber").await,
+        block,
+        "nothing was sent"
+    );
 
     // Someone else is not punished for it.
     let honest = harness::funded_payment(&chain).await;
@@ -325,6 +337,7 @@ async fn a_payer_whose_payments_keep_failing_on_chain_is_refused_at_settle() {
         "{metrics}"
     );
     app.stop().await;
+    other.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -539,6 +552,20 @@ async fn permit2_settles_behind_a_failing_rpc_move_money_once() {
             let p = harness::funded_permit2(&chain, kind, facilitator, true).await;
             let (body, moves) = permit2_settle(&p);
             proxy.set(mode);
+            let (status, verdict) = app.post("/verify", &p.body()).await;
+            assert!(
+                [
+                    StatusCode::OK,
+                    StatusCode::BAD_GATEWAY,
+                    StatusCode::SERVICE_UNAVAILABLE
+                ]
+                .contains(&status)
+                    && verdict["isValid"].is_boolean(),
+                "{what}: verify {status} {verdict}"
+            );
+            if matches!(mode, Mode::Refuse | Mode::NodeError) {
+                assert_ne!(verdict["isValid"], true, "{what}: valid without the chain");
+            }
             let started = Instant::now();
             let (status, answer) = app.post("/settle", &body).await;
             let took = started.elapsed();
