@@ -1002,3 +1002,72 @@ async fn solana_crash_after_recording_before_sending() {
 async fn solana_crash_after_sending_before_the_confirmation() {
     solana_crash_at("after_broadcast").await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The reservation note, on both ledgers.
+// ---------------------------------------------------------------------------------------------
+
+/// The ledger's side of the crash fix, on Postgres and SQLite: a reservation is counted once
+/// per payment however many attempts reserve it (the second adopts the first's), a refund gives
+/// it back once however many times it is asked, a kept one stays counted, and a full cap still
+/// refuses without leaving a note.
+#[tokio::test]
+async fn a_reservation_is_counted_once_per_payment_on_both_ledgers() {
+    use x402_facilitator::ledger::{self, BudgetLine, Reservation};
+    let line = |kind: &'static str, subject: &str, cap: i64| BudgetLine {
+        network: "eip155:31337".into(),
+        kind,
+        subject: subject.into(),
+        period: 20_000,
+        cap,
+    };
+    for db in harness::db::both().await {
+        let l = ledger::connect(&db.url(), 4, Duration::from_secs(5))
+            .await
+            .expect("ledger opens");
+        let lines = [line("payer", "0xp", 2 * FEE)];
+        let (a, b, c) = (
+            line("hold", "a", 0),
+            line("hold", "b", 0),
+            line("hold", "c", 0),
+        );
+        let spent = || db.count("SELECT spent FROM budget_counters WHERE kind = 'payer'");
+        assert_eq!(
+            l.reserve(&lines, FEE, &a).await.expect("reserve"),
+            Reservation::Reserved
+        );
+        // The attempt after a crash finds the note: adopted, not counted again.
+        assert_eq!(
+            l.reserve(&lines, FEE, &a).await.expect("reserve"),
+            Reservation::Adopted
+        );
+        assert_eq!(spent().await, FEE);
+        l.refund(&lines, FEE, &a).await.expect("refund");
+        l.refund(&lines, FEE, &a).await.expect("refund again");
+        assert_eq!(spent().await, 0, "given back once");
+        assert_eq!(
+            l.reserve(&lines, FEE, &b).await.expect("reserve"),
+            Reservation::Reserved
+        );
+        l.keep(&b).await.expect("keep");
+        l.refund(&lines, FEE, &b)
+            .await
+            .expect("a refund after keep");
+        assert_eq!(spent().await, FEE, "a kept reservation stays counted");
+        assert_eq!(
+            l.reserve(&lines, FEE, &a).await.expect("reserve"),
+            Reservation::Reserved
+        );
+        assert!(matches!(
+            l.reserve(&lines, FEE, &c).await.expect("reserve"),
+            Reservation::Exhausted { kind: "payer", .. }
+        ));
+        assert_eq!(spent().await, 2 * FEE);
+        assert_eq!(
+            db.count("SELECT count(*) FROM budget_counters WHERE kind = 'hold' AND subject = 'c'")
+                .await,
+            0,
+            "a refused reservation leaves no note"
+        );
+    }
+}
