@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::postgres::PgListener;
 
-use super::settlements::{ClaimToken, SettlementRecord, SettlementState};
+use super::settlements::{ClaimToken, SettlementRecord, SettlementState, placeholders};
 use super::{Backend, Ledger, LedgerError, Transition, ms_after, now_ms};
 
 /// Channel on which a hand-off is announced (payload: the network).
@@ -100,12 +100,6 @@ impl Ledger {
         }
         let now = now_ms();
         let mut db = self.pool.begin().await?;
-        let placeholders = |from: usize, n: usize| {
-            (from..from + n)
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let network_list = placeholders(3, networks.len());
         let pinned = if signers.is_empty() {
             String::new()

@@ -838,12 +838,8 @@ impl Ledger {
              ORDER BY lease_until LIMIT $2",
             placeholders(3, networks.len())
         );
-        let mut q = sqlx::query(&sql).bind(now_ms()).bind(limit);
-        for n in networks {
-            q = q.bind(n);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter().map(SettlementRecord::decode).collect()
+        let q = sqlx::query(&sql).bind(now_ms()).bind(limit);
+        self.records_on(q, networks).await
     }
 
     /// Failed rows of `networks` that recorded transactions, failed within the last hour, whose
@@ -861,15 +857,11 @@ impl Ledger {
              WHERE t.replay_key = s.replay_key) ORDER BY retry_at, updated_at LIMIT $3",
             placeholders(4, networks.len())
         );
-        let mut q = sqlx::query(&sql)
+        let q = sqlx::query(&sql)
             .bind(now)
             .bind(now - 3_600_000)
             .bind(limit);
-        for n in networks {
-            q = q.bind(n);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter().map(SettlementRecord::decode).collect()
+        self.records_on(q, networks).await
     }
 
     /// Settled rows of `networks` whose transaction is not yet past the reorg depth, oldest
@@ -885,10 +877,19 @@ impl Ledger {
              ORDER BY settled_at LIMIT $1",
             placeholders(3, networks.len())
         );
-        let mut q = sqlx::query(&sql).bind(limit).bind(now_ms());
-        for n in networks {
-            q = q.bind(n);
-        }
+        let q = sqlx::query(&sql).bind(limit).bind(now_ms());
+        self.records_on(q, networks).await
+    }
+
+    /// Runs one of the background work lists (`stale`, `failed_to_recheck`, `unfinal`): `q`
+    /// has bound every parameter before the `network IN (…)` list that [`placeholders`] wrote,
+    /// and the networks come last.
+    async fn records_on<'q>(
+        &self,
+        q: AnyQuery<'q>,
+        networks: &'q [String],
+    ) -> Result<Vec<SettlementRecord>, LedgerError> {
+        let q = networks.iter().fold(q, |q, n| q.bind(n));
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(SettlementRecord::decode).collect()
     }
@@ -992,7 +993,7 @@ impl Ledger {
 
 /// `$start, $start+1, …` for `n` values (at least one placeholder, so `IN ()` never appears;
 /// with no values it binds nothing and matches nothing).
-fn placeholders(start: usize, n: usize) -> String {
+pub(super) fn placeholders(start: usize, n: usize) -> String {
     if n == 0 {
         return "NULL".into();
     }
@@ -1002,12 +1003,15 @@ fn placeholders(start: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// A statement with its arguments, on either backend.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 fn bind_claim<'q>(
-    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    q: AnyQuery<'q>,
     claim: &'q NewClaim,
     token: &ClaimToken,
     lease: Duration,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+) -> AnyQuery<'q> {
     q.bind(&claim.replay_key)
         .bind(&claim.network)
         .bind(&claim.scheme)
