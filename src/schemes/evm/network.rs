@@ -11,11 +11,11 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use alloy::eips::eip1559::Eip1559Estimation;
-use alloy::primitives::{Address, Bytes};
+use alloy::primitives::Address;
 use alloy::providers::Provider;
 use tracing::{info, warn};
 
-use super::chain::{Chain, RpcFailure};
+use super::chain::Chain;
 use super::keeper;
 use super::options::EvmOptions;
 use super::signers::SignerPool;
@@ -59,17 +59,6 @@ impl EvmNetwork {
             .addresses()
             .map(|a| self.lease_key(a))
             .collect()
-    }
-
-    /// `eth_call` from `from` (contracts that check `msg.sender`, e.g. the upto proxy).
-    pub async fn call_from(
-        &self,
-        deadline: Deadline,
-        from: Option<Address>,
-        to: Address,
-        data: Bytes,
-    ) -> Result<Bytes, RpcFailure> {
-        self.chain.eth_call_from(deadline, from, to, data).await
     }
 }
 

@@ -405,7 +405,7 @@ pub async fn simulate(
     let (to, data) = p.call(net);
     let from = p.sender().or_else(|| net.signers.addresses().next());
     let payer = p.authorization.from.to_checksum(None);
-    match net.call_from(deadline, from, to, data).await {
+    match net.chain.eth_call_from(deadline, from, to, data).await {
         Ok(_) => Ok(()),
         Err(failure @ RpcFailure::Node(_)) => Err(super::diagnose(net, p, &failure, deadline)
             .await?
