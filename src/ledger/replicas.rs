@@ -127,7 +127,7 @@ impl Ledger {
             .collect::<Result<_, _>>()?;
         let mut taken = Vec::with_capacity(keys.len());
         for key in keys {
-            let token = ClaimToken::new_token();
+            let token = ClaimToken::new();
             sqlx::query(
                 "UPDATE settlements SET claim_token = $2, lease_until = $3, updated_at = $4 \
                  WHERE replay_key = $1",

@@ -203,12 +203,9 @@ pub struct Included<'a> {
 pub struct ClaimToken(pub String);
 
 impl ClaimToken {
-    fn new() -> Self {
+    /// A fresh token, for a claim or a take-over (here and in the hand-off queue).
+    pub(super) fn new() -> Self {
         ClaimToken(uuid::Uuid::new_v4().simple().to_string())
-    }
-
-    pub(super) fn new_token() -> Self {
-        Self::new()
     }
 }
 
@@ -505,44 +502,31 @@ impl Ledger {
         s: &Submission<'_>,
     ) -> Result<Transition, LedgerError> {
         let now = now_ms();
-        let mut db = self.pool.begin().await?;
-        let done = match s.fence {
-            None => {
-                sqlx::query(
-                    "UPDATE settlements SET state = 'submitted', tx_id = $3, raw_tx = $4, \
-                     signer = $5, updated_at = $6, pending_reported = 1 WHERE replay_key = $1 \
-                     AND claim_token = $2 AND state IN ('claimed', 'submitted')",
-                )
-                .bind(replay_key)
-                .bind(&token.0)
-                .bind(s.tx_id)
-                .bind(s.raw_tx)
-                .bind(s.signer)
-                .bind(now)
-                .execute(&mut *db)
-                .await?
-            }
-            Some(fence) => {
-                sqlx::query(
-                    "UPDATE settlements SET state = 'submitted', tx_id = $3, raw_tx = $4, \
-                     signer = $5, updated_at = $6, pending_reported = 1 WHERE replay_key = $1 \
-                     AND claim_token = $2 AND state IN ('claimed', 'submitted') AND EXISTS (SELECT 1 FROM \
-                     signer_leases WHERE signer = $7 AND holder = $8 AND fence = $9 \
-                     AND expires_at > $6)",
-                )
-                .bind(replay_key)
-                .bind(&token.0)
-                .bind(s.tx_id)
-                .bind(s.raw_tx)
-                .bind(s.signer)
-                .bind(now)
-                .bind(&fence.signer)
-                .bind(&fence.holder)
-                .bind(fence.fence)
-                .execute(&mut *db)
-                .await?
+        // A leased signer's transaction is recorded only while its lease ($7–$9) is live.
+        let live_fence = match s.fence {
+            None => "",
+            Some(_) => {
+                " AND EXISTS (SELECT 1 FROM signer_leases WHERE signer = $7 AND holder = $8 \
+                 AND fence = $9 AND expires_at > $6)"
             }
         };
+        let sql = format!(
+            "UPDATE settlements SET state = 'submitted', tx_id = $3, raw_tx = $4, signer = $5, \
+             updated_at = $6, pending_reported = 1 WHERE replay_key = $1 AND claim_token = $2 \
+             AND state IN ('claimed', 'submitted'){live_fence}"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(replay_key)
+            .bind(&token.0)
+            .bind(s.tx_id)
+            .bind(s.raw_tx)
+            .bind(s.signer)
+            .bind(now);
+        if let Some(fence) = s.fence {
+            q = q.bind(&fence.signer).bind(&fence.holder).bind(fence.fence);
+        }
+        let mut db = self.pool.begin().await?;
+        let done = q.execute(&mut *db).await?;
         let done = Transition::of(done);
         if done.applied() {
             sqlx::query(
