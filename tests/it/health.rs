@@ -141,6 +141,9 @@ async fn ready_turns_503_while_postgres_refuses_and_back() {
     })
     .await;
     db.refuse_connections(true).await;
+    // Past the access gate's cache of "were keys ever created" (auth.cache_ms, 500 ms): the
+    // gate must not turn the ledger's absence into a 500 before /ready can say 503.
+    tokio::time::sleep(Duration::from_millis(700)).await;
     until("503 without the ledger", || async {
         ready(&app).await.0 == StatusCode::SERVICE_UNAVAILABLE
     })
@@ -150,6 +153,61 @@ async fn ready_turns_503_while_postgres_refuses_and_back() {
     db.refuse_connections(false).await;
     until("ready again", || async {
         ready(&app).await.0 == StatusCode::OK
+    })
+    .await;
+    app.stop().await;
+}
+
+/// The same with API keys on, asked by the operator's admin key: the gate judges the key by
+/// its last lookup while the ledger is away, so the prober reads 503, not a 500 from the gate.
+#[tokio::test]
+async fn ready_with_an_admin_key_turns_503_while_postgres_refuses_and_back() {
+    let chain = Chain::start().await;
+    let db = Db::postgres().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_x402-facilitator"))
+        .args(["keys", "create", "--name", "ops", "--scopes", "admin"])
+        .env("X402__DATABASE__URL", db.url())
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let app = harness::spawn_with(
+        &chain,
+        &db,
+        Options::default().env("X402__HEALTH__INTERVAL_MS", "200"),
+    )
+    .await;
+    let admin_ready = || async {
+        let r = app
+            .http
+            .get(format!("{}/ready", app.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent");
+        let status = r.status();
+        let body: Value = r.json().await.expect("JSON");
+        (status, body)
+    };
+    assert_eq!(app.get("/ready").await.0, StatusCode::UNAUTHORIZED);
+    until("ready", || async {
+        admin_ready().await.0 == StatusCode::OK
+    })
+    .await;
+    db.refuse_connections(true).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (status, body) = admin_ready().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["checks"]["ledger"], "unreachable", "{body}");
+    // No key at all is still refused (the last answer was "keys exist").
+    assert_eq!(app.get("/ready").await.0, StatusCode::UNAUTHORIZED);
+    db.refuse_connections(false).await;
+    until("ready again", || async {
+        admin_ready().await.0 == StatusCode::OK
     })
     .await;
     app.stop().await;
