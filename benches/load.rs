@@ -50,6 +50,8 @@ struct Options {
     solana: bool,
     /// Only the Solana point (to compare it across a change without the EVM points' cost).
     only_solana: bool,
+    /// Only the identical-replicas point (Postgres).
+    only_replicas: bool,
     db: String,
     seconds: u64,
     settles: usize,
@@ -57,6 +59,8 @@ struct Options {
     upto_settles: usize,
     replica_settles: usize,
     reference: bool,
+    /// The cost curve: `/verify` at 1 to 1 024 connections, `/settle` with 1, 4 and 16 keys.
+    scaling: bool,
     /// Ours without the access gate, budgets and discovery (`--bare`), to see what they cost.
     bare: bool,
 }
@@ -70,6 +74,7 @@ fn options() -> Options {
     let mut o = Options {
         solana: true,
         only_solana: false,
+        only_replicas: false,
         db: "sqlite".into(),
         seconds: 5,
         settles: 500,
@@ -77,6 +82,7 @@ fn options() -> Options {
         upto_settles: 500,
         replica_settles: 300,
         reference: true,
+        scaling: true,
         bare: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -97,12 +103,14 @@ fn options() -> Options {
             }
             "--no-reference" => o.reference = false,
             "--bare" => o.bare = true,
+            "--no-scaling" => o.scaling = false,
             "--no-solana" => o.solana = false,
             "--only-solana" => o.only_solana = true,
+            "--only-replicas" => o.only_replicas = true,
             "--bench" => {}
             "--help" | "-h" => {
                 println!(
-                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--upto-settles N] [--replica-settles N] [--no-reference] [--no-solana] [--bare]"
+                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--upto-settles N] [--replica-settles N] [--no-reference] [--no-solana] [--no-scaling] [--bare] [--only-solana] [--only-replicas]"
                 );
                 std::process::exit(0);
             }
@@ -727,11 +735,14 @@ fn print_rows(title: &str, rows: &[Row], ours_rss: (u64, u64), theirs_rss: Optio
             );
         }
     }
-    println!(
-        "\nRSS ours: idle {:.1} MiB, peak {:.1} MiB",
-        ours_rss.0 as f64 / 1024.0,
-        ours_rss.1 as f64 / 1024.0
-    );
+    // (0, 0): several processes or instances, no one figure to give.
+    if ours_rss != (0, 0) {
+        println!(
+            "\nRSS ours: idle {:.1} MiB, peak {:.1} MiB",
+            ours_rss.0 as f64 / 1024.0,
+            ours_rss.1 as f64 / 1024.0
+        );
+    }
     if let Some((idle, peak)) = theirs_rss {
         println!(
             "RSS reference: idle {:.1} MiB, peak {:.1} MiB",
@@ -828,6 +839,53 @@ async fn upto_point(o: &Options, dir: &Path) -> (Row, (u64, u64)) {
     (row, (idle, status_kb(ours.pid(), "VmHWM:")))
 }
 
+/// The cost curve, ours only: `/verify` throughput and latency from 1 to 1 024 connections on
+/// the running instance, then `/settle` of `o.settles` distinct payments at c=16 through a fresh
+/// instance holding 1, 4 and 16 signer keys (each key is its own nonce lane).
+async fn scaling_points(
+    o: &Options,
+    chain: &Chain,
+    ours: &Target,
+    payers: &[PrivateKeySigner],
+    valid_file: &Path,
+    dir: &Path,
+) {
+    let mut rows = Vec::new();
+    for conns in [1u32, 16, 64, 256, 1024] {
+        rows.push(Row {
+            label: format!("verify valid c={conns}"),
+            ours: drive(ours, "/verify", Some(valid_file), conns, o.seconds, 0).await,
+            theirs: None,
+        });
+        eprintln!("done: scaling verify c={conns}");
+    }
+    let mut notes = Vec::new();
+    for keys in [1usize, 4, 16] {
+        let db = if o.db == "postgres" {
+            Db::postgres().await
+        } else {
+            Db::sqlite()
+        };
+        let signers = gas_keys(chain, keys).await;
+        let target = start_ours(chain, &db, &signers).await;
+        let (m, moved) = settle_point(chain, &target, payers, o.settles, 16, dir).await;
+        notes.push(format!(
+            "{keys} keys: moved money for {moved}/{}",
+            o.settles
+        ));
+        rows.push(Row {
+            label: format!("settle {} distinct c=16, {keys} keys", o.settles),
+            ours: m,
+            theirs: None,
+        });
+        eprintln!("done: scaling settle {keys} keys");
+    }
+    print_rows(&format!("cost curve, ledger {}", o.db), &rows, (0, 0), None);
+    for n in notes {
+        println!("\n{n}");
+    }
+}
+
 /// Settles through 2 and 3 identical replicas sharing two signer keys on one Postgres: with 2,
 /// each holds one key; with 3, one holds none and hands its settles to a key holder. Reports
 /// the share of settles handed off (from the replicas' `/metrics`).
@@ -871,12 +929,17 @@ async fn replica_points(o: &Options, dir: &Path) {
     }
 }
 
-/// Waits until the replicas hold every key between them (their `/ready` reports).
+/// Waits until the replicas hold every key between them in fair shares (none holds more than
+/// ⌈K/N⌉, per their `/ready`): right after start-up the first replica holds every key and the
+/// others get theirs only once it has drained its excess, and a run started before that would
+/// measure hand-offs the steady state does not have.
 async fn balanced(target: &Target, keys: usize) {
+    let share = keys.div_ceil(target.replicas.len().max(1));
     let started = Instant::now();
     loop {
-        let mut held = 0;
+        let mut held = Vec::new();
         for base in &target.replicas {
+            let mut n = 0;
             if let Ok(r) = authed(
                 reqwest::Client::new().get(format!("{base}/ready")),
                 &target.token,
@@ -885,13 +948,23 @@ async fn balanced(target: &Target, keys: usize) {
             .await
                 && let Ok(v) = r.json::<Value>().await
             {
-                held += v["signers"]
+                n = v["signers"]
                     .as_object()
                     .map(|s| s.values().filter(|v| v["draining"] == false).count())
                     .unwrap_or(0);
             }
+            held.push(n);
         }
-        if held == keys || started.elapsed() > Duration::from_secs(60) {
+        let fair = held.iter().sum::<usize>() == keys && held.iter().all(|n| *n <= share);
+        if fair {
+            eprintln!(
+                "replicas hold {held:?} of {keys} keys after {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            eprintln!("replicas still hold {held:?} of {keys} keys after 120 s; measuring anyway");
             return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1017,6 +1090,10 @@ async fn solana_point(o: &Options, dir: &Path) {
 
 async fn run(o: Options) {
     let dir = tempfile::tempdir().expect("tempdir");
+    if o.only_replicas {
+        replica_points(&o, dir.path()).await;
+        return;
+    }
     if o.solana || o.only_solana {
         solana_point(&o, dir.path()).await;
     }
@@ -1179,6 +1256,9 @@ async fn run(o: Options) {
         theirs_settle.as_ref().map(|(_, m)| *m).unwrap_or(0),
         o.settles
     );
+    if o.scaling {
+        scaling_points(&o, &chain, &ours, &payers, &valid_file, dir.path()).await;
+    }
     drop(ours);
     drop(theirs);
 

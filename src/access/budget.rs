@@ -35,6 +35,10 @@ struct Caps {
 pub struct Held {
     lines: Vec<BudgetLine>,
     amount: i64,
+    /// The payment's note that it holds the reservation (kind `hold`, its replay key): what a
+    /// later attempt of the same payment adopts if this one never ends (a crash), instead of
+    /// reserving again.
+    hold: Option<BudgetLine>,
 }
 
 pub struct Budgets {
@@ -115,11 +119,27 @@ impl Budgets {
         };
         self.refuse_failing(meta).await?;
         let lines = self.lines(caps, meta, caller);
-        match self.ledger.reserve(&lines, caps.fee).await? {
-            Reservation::Reserved => Ok(Held {
-                lines,
-                amount: caps.fee,
-            }),
+        let hold = BudgetLine {
+            network: meta.network.as_str().to_string(),
+            kind: "hold",
+            subject: meta.replay_key.clone(),
+            period: now_ms() / DAY_MS,
+            cap: 0,
+        };
+        match self.ledger.reserve(&lines, caps.fee, &hold).await? {
+            found @ (Reservation::Reserved | Reservation::Adopted) => {
+                if found == Reservation::Adopted {
+                    tracing::info!(
+                        replay_key = %meta.replay_key,
+                        "adopted the budget reservation of an earlier attempt that never ended"
+                    );
+                }
+                Ok(Held {
+                    lines,
+                    amount: caps.fee,
+                    hold: Some(hold),
+                })
+            }
             Reservation::Exhausted { kind, spent } => Err(Refused::Reject(Rejection::new(
                 reasons::BUDGET_EXHAUSTED,
             )
@@ -139,8 +159,17 @@ impl Budgets {
 
     /// Gives a reservation back (the settle sent nothing).
     pub async fn refund(&self, held: Held) {
-        if let Err(e) = self.ledger.refund(&held.lines, held.amount).await {
+        let Some(hold) = &held.hold else { return };
+        if let Err(e) = self.ledger.refund(&held.lines, held.amount, hold).await {
             tracing::warn!(error = %e, "cannot give a budget reservation back");
+        }
+    }
+
+    /// Keeps a reservation (the settle recorded a transaction: the fee is spent).
+    pub async fn keep(&self, held: Held) {
+        let Some(hold) = &held.hold else { return };
+        if let Err(e) = self.ledger.keep(hold).await {
+            tracing::warn!(error = %e, "cannot note a budget reservation as spent");
         }
     }
 

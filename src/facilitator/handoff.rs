@@ -16,10 +16,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::settle::{Settle, plugin_deadline, revive_stored};
+use super::reconcile::{Revived, payment_of};
+use super::settle::{Settle, plugin_deadline};
 use super::{Facilitator, SettleWatch};
 use crate::ledger::{ClaimToken, HANDOFF_CHANNEL, OUTCOME_CHANNEL, SettlementRecord, now_ms};
-use crate::protocol::parse_request;
 use crate::scheme::Deadline;
 
 /// How often the taker looks for queued hand-offs without being told.
@@ -114,18 +114,14 @@ async fn take(fac: Arc<Facilitator>, stop: CancellationToken) {
 /// Settles a payment another replica claimed, as the holder of its row.
 async fn settle_for_another(fac: &Facilitator, row: SettlementRecord, token: ClaimToken) {
     let key = row.replay_key.clone();
-    let Ok(request) = parse_request(row.request.as_bytes()) else {
-        warn!(replay_key = %key, "a handed-off request is unreadable; it is left to the reconciler");
-        return;
-    };
-    let Ok(handler) = fac.handler(&request) else {
-        warn!(replay_key = %key, "no handler for a handed-off request");
-        return;
-    };
-    let payment = match revive_stored(handler.as_ref(), &row.request) {
-        Ok((_, payment)) => payment,
-        Err(e) => {
-            warn!(replay_key = %key, error = %e, "a handed-off request no longer parses");
+    let Revived {
+        handler,
+        request,
+        payment,
+    } = match payment_of(fac, &row) {
+        Ok(revived) => revived,
+        Err(why) => {
+            warn!(replay_key = %key, %why, "a handed-off payment cannot be revived; it is left to the reconciler");
             return;
         }
     };

@@ -12,11 +12,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::settle::{Settle, current, hex_encode, plugin_deadline, revive_stored};
+use super::settle::{Settle, current, hex_encode, plugin_deadline};
 use super::{Facilitator, SettleWatch};
 use crate::ledger::{
     ClaimToken, Included, SettlementRecord, SettlementState, Submission, Transition,
 };
+use crate::protocol::PaymentRequest;
 use crate::scheme::{
     Broadcast, CheckedPayment, Deadline, Finality, Inclusion, RecordedTx, SchemeHandler, TxStatus,
 };
@@ -109,15 +110,15 @@ async fn recheck_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool, 
     else {
         return Ok(false);
     };
-    let (handler, _) = match payment_of(fac, row) {
+    let Revived {
+        handler, request, ..
+    } = match payment_of(fac, row) {
         Ok(found) => found,
         Err(why) => {
             let _ = fac.ledger.defer(&row.replay_key, &token, MAX_BACKOFF).await;
             return Err(why);
         }
     };
-    let request = crate::protocol::parse_request(row.request.as_bytes())
-        .map_err(|e| format!("stored request unreadable: {e:?}"))?;
     let watch = SettleWatch::unwatched();
     let job = Settle {
         fac,
@@ -143,18 +144,29 @@ async fn recheck_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool, 
     Ok(repaired)
 }
 
-/// The handler and payment of a stored row.
-fn payment_of(
-    fac: &Facilitator,
-    row: &SettlementRecord,
-) -> Result<(Arc<dyn SchemeHandler>, CheckedPayment), String> {
+/// A stored row's payment as the settle machinery needs it: its request (parsed once), the
+/// handler that serves it, and the payment revived from it (no clock, no chain).
+pub(super) struct Revived {
+    pub handler: Arc<dyn SchemeHandler>,
+    pub request: PaymentRequest,
+    pub payment: CheckedPayment,
+}
+
+/// Revives a stored row (reconciler, failed-row recheck, reorg watch, hand-offs).
+pub(super) fn payment_of(fac: &Facilitator, row: &SettlementRecord) -> Result<Revived, String> {
     let request = crate::protocol::parse_request(row.request.as_bytes())
         .map_err(|e| format!("stored request unreadable: {e:?}"))?;
     let handler = fac
         .handler(&request)
         .map_err(|r| format!("no handler for the stored request: {}", r.reason))?;
-    let (_, payment) = revive_stored(handler.as_ref(), &row.request).map_err(|e| e.to_string())?;
-    Ok((handler, payment))
+    let payment = handler
+        .revive(&request)
+        .map_err(|r| format!("the stored request no longer parses: {}", r.reason))?;
+    Ok(Revived {
+        handler,
+        request,
+        payment,
+    })
 }
 
 /// `Ok(true)` when the row reached a final state (or was released).
@@ -198,7 +210,9 @@ async fn reconcile_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool
             Err(e) => return give_back(e.to_string()).await,
         }
     }
-    let (handler, payment) = match payment_of(fac, row) {
+    let Revived {
+        handler, payment, ..
+    } = match payment_of(fac, row) {
         Ok(found) => found,
         Err(why) => return give_back(why).await,
     };
@@ -303,7 +317,7 @@ async fn replace_stuck(
 /// A settled row whose transaction is not yet final: final → stop watching; gone in a reorg →
 /// back to `submitted`, to be reconciled from the chain again.
 async fn watch_row(fac: &Facilitator, row: &SettlementRecord) -> Result<(), String> {
-    let (handler, _) = payment_of(fac, row)?;
+    let handler = payment_of(fac, row)?.handler;
     let Some(tx) = row.tx_id.clone() else {
         return Ok(());
     };

@@ -452,9 +452,12 @@ impl Settle<'_> {
                 };
             }
         };
+        fault_point("after_reserve");
         self.sent.store(false, std::sync::atomic::Ordering::Relaxed);
         let answer = self.submit_budgeted(payment, token, txs).await;
-        if !self.sent.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.sent.load(std::sync::atomic::Ordering::Relaxed) {
+            guard.budgets.keep(held).await;
+        } else {
             guard.budgets.refund(held).await;
         }
         answer

@@ -122,8 +122,11 @@ pub(super) async fn settle(
             .map_err(|e| ApiError::fault(Endpoint::Settle, task_network, e))
     };
     let mut task = state.settles.spawn(work.in_current_span());
+    let hung_up = HangUp(Some(watch.clone()));
     let cutoff = arrived + state.request_timeout.saturating_sub(ANSWER_RESERVE);
-    match tokio::time::timeout_at(cutoff.into(), &mut task).await {
+    let waited = tokio::time::timeout_at(cutoff.into(), &mut task).await;
+    hung_up.answered();
+    match waited {
         Ok(Ok(answer)) => answer,
         Ok(Err(join)) => Err(ApiError::fault(
             Endpoint::Settle,
@@ -133,6 +136,27 @@ pub(super) async fn settle(
             ))),
         )),
         Err(_) => Ok(cut_off(&state, &watch, &network, payment_id, arrived).await?),
+    }
+}
+
+/// Dropped with the handler when the client hangs up before its settle answered (axum drops a
+/// handler whose connection closed): the settle task goes on, and must then know that nobody
+/// waits for its answer, or it would hand its success to a closed connection and clear the
+/// answer the client's retry is owed (the retry would be refused as a replay of a payment it
+/// paid). The same as the server's cut-off, minus the answer: the outcome stays owed.
+struct HangUp(Option<Arc<SettleWatch>>);
+
+impl HangUp {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for HangUp {
+    fn drop(&mut self) {
+        if let Some(watch) = self.0.take() {
+            let _ = watch.abandon();
+        }
     }
 }
 

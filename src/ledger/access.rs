@@ -51,7 +51,13 @@ pub struct BudgetLine {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
     Reserved,
-    Exhausted { kind: &'static str, spent: i64 },
+    /// The payment already held a reservation (an attempt that stopped, e.g. with a crash,
+    /// before it could keep or give it back): it is this attempt's, nothing was added again.
+    Adopted,
+    Exhausted {
+        kind: &'static str,
+        spent: i64,
+    },
 }
 
 type KeyRow = (
@@ -160,16 +166,36 @@ impl Ledger {
         Ok(super::Transition::of(done))
     }
 
-    /// Adds `amount` to every line's counter, or to none if one would pass its cap.
+    /// Adds `amount` to every line's counter, or to none if one would pass its cap, and notes
+    /// the reservation under `hold` (one payment's row of kind `hold`, in the same
+    /// transaction). When the payment already holds one — its earlier attempt stopped between
+    /// reserving and keeping or giving back, e.g. killed — that one is adopted and nothing is
+    /// counted twice.
     pub async fn reserve(
         &self,
         lines: &[BudgetLine],
         amount: i64,
+        hold: &BudgetLine,
     ) -> Result<Reservation, LedgerError> {
         if lines.is_empty() || amount <= 0 {
             return Ok(Reservation::Reserved);
         }
         let mut db = self.pool.begin().await?;
+        let noted = sqlx::query(
+            "INSERT INTO budget_counters (network, kind, subject, period, spent) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (network, kind, subject, period) DO NOTHING",
+        )
+        .bind(&hold.network)
+        .bind(hold.kind)
+        .bind(&hold.subject)
+        .bind(hold.period)
+        .bind(amount)
+        .execute(&mut *db)
+        .await?;
+        if noted.rows_affected() == 0 {
+            db.commit().await?;
+            return Ok(Reservation::Adopted);
+        }
         for line in lines {
             if amount > line.cap {
                 return Ok(Reservation::Exhausted {
@@ -205,12 +231,22 @@ impl Ledger {
         Ok(Reservation::Reserved)
     }
 
-    /// Gives back a reservation whose work never cost anything (no transaction was sent).
-    pub async fn refund(&self, lines: &[BudgetLine], amount: i64) -> Result<(), LedgerError> {
+    /// Gives back a reservation whose work never cost anything (no transaction was sent), once:
+    /// only the transaction that removes its `hold` gives the amount back.
+    pub async fn refund(
+        &self,
+        lines: &[BudgetLine],
+        amount: i64,
+        hold: &BudgetLine,
+    ) -> Result<(), LedgerError> {
         if lines.is_empty() || amount <= 0 {
             return Ok(());
         }
         let mut db = self.pool.begin().await?;
+        let released = Self::drop_hold(&mut db, hold).await?;
+        if released == 0 {
+            return Ok(());
+        }
         for line in lines {
             sqlx::query(
                 "UPDATE budget_counters SET spent = CASE WHEN spent > $5 THEN spent - $5 ELSE 0 END \
@@ -226,6 +262,31 @@ impl Ledger {
         }
         db.commit().await?;
         Ok(())
+    }
+
+    /// A reservation was spent (a transaction was recorded): its `hold` goes, the counters
+    /// keep the amount.
+    pub async fn keep(&self, hold: &BudgetLine) -> Result<(), LedgerError> {
+        let mut db = self.pool.begin().await?;
+        Self::drop_hold(&mut db, hold).await?;
+        db.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a payment's hold rows (of any period); how many there were.
+    async fn drop_hold(
+        db: &mut sqlx::Transaction<'_, sqlx::Any>,
+        hold: &BudgetLine,
+    ) -> Result<u64, LedgerError> {
+        let done = sqlx::query(
+            "DELETE FROM budget_counters WHERE network = $1 AND kind = $2 AND subject = $3",
+        )
+        .bind(&hold.network)
+        .bind(hold.kind)
+        .bind(&hold.subject)
+        .execute(&mut **db)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Adds to a counter that has no cap (e.g. failed landings), returning its new value.

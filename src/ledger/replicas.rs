@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::postgres::PgListener;
 
-use super::settlements::{ClaimToken, SettlementRecord, SettlementState};
+use super::settlements::{ClaimToken, SettlementRecord, SettlementState, placeholders};
 use super::{Backend, Ledger, LedgerError, Transition, ms_after, now_ms};
 
 /// Channel on which a hand-off is announced (payload: the network).
@@ -100,12 +100,6 @@ impl Ledger {
         }
         let now = now_ms();
         let mut db = self.pool.begin().await?;
-        let placeholders = |from: usize, n: usize| {
-            (from..from + n)
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let network_list = placeholders(3, networks.len());
         let pinned = if signers.is_empty() {
             String::new()
@@ -133,7 +127,7 @@ impl Ledger {
             .collect::<Result<_, _>>()?;
         let mut taken = Vec::with_capacity(keys.len());
         for key in keys {
-            let token = ClaimToken::new_token();
+            let token = ClaimToken::new();
             sqlx::query(
                 "UPDATE settlements SET claim_token = $2, lease_until = $3, updated_at = $4 \
                  WHERE replay_key = $1",

@@ -203,12 +203,9 @@ pub struct Included<'a> {
 pub struct ClaimToken(pub String);
 
 impl ClaimToken {
-    fn new() -> Self {
+    /// A fresh token, for a claim or a take-over (here and in the hand-off queue).
+    pub(super) fn new() -> Self {
         ClaimToken(uuid::Uuid::new_v4().simple().to_string())
-    }
-
-    pub(super) fn new_token() -> Self {
-        Self::new()
     }
 }
 
@@ -505,44 +502,31 @@ impl Ledger {
         s: &Submission<'_>,
     ) -> Result<Transition, LedgerError> {
         let now = now_ms();
-        let mut db = self.pool.begin().await?;
-        let done = match s.fence {
-            None => {
-                sqlx::query(
-                    "UPDATE settlements SET state = 'submitted', tx_id = $3, raw_tx = $4, \
-                     signer = $5, updated_at = $6, pending_reported = 1 WHERE replay_key = $1 \
-                     AND claim_token = $2 AND state IN ('claimed', 'submitted')",
-                )
-                .bind(replay_key)
-                .bind(&token.0)
-                .bind(s.tx_id)
-                .bind(s.raw_tx)
-                .bind(s.signer)
-                .bind(now)
-                .execute(&mut *db)
-                .await?
-            }
-            Some(fence) => {
-                sqlx::query(
-                    "UPDATE settlements SET state = 'submitted', tx_id = $3, raw_tx = $4, \
-                     signer = $5, updated_at = $6, pending_reported = 1 WHERE replay_key = $1 \
-                     AND claim_token = $2 AND state IN ('claimed', 'submitted') AND EXISTS (SELECT 1 FROM \
-                     signer_leases WHERE signer = $7 AND holder = $8 AND fence = $9 \
-                     AND expires_at > $6)",
-                )
-                .bind(replay_key)
-                .bind(&token.0)
-                .bind(s.tx_id)
-                .bind(s.raw_tx)
-                .bind(s.signer)
-                .bind(now)
-                .bind(&fence.signer)
-                .bind(&fence.holder)
-                .bind(fence.fence)
-                .execute(&mut *db)
-                .await?
+        // A leased signer's transaction is recorded only while its lease ($7–$9) is live.
+        let live_fence = match s.fence {
+            None => "",
+            Some(_) => {
+                " AND EXISTS (SELECT 1 FROM signer_leases WHERE signer = $7 AND holder = $8 \
+                 AND fence = $9 AND expires_at > $6)"
             }
         };
+        let sql = format!(
+            "UPDATE settlements SET state = 'submitted', tx_id = $3, raw_tx = $4, signer = $5, \
+             updated_at = $6, pending_reported = 1 WHERE replay_key = $1 AND claim_token = $2 \
+             AND state IN ('claimed', 'submitted'){live_fence}"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(replay_key)
+            .bind(&token.0)
+            .bind(s.tx_id)
+            .bind(s.raw_tx)
+            .bind(s.signer)
+            .bind(now);
+        if let Some(fence) = s.fence {
+            q = q.bind(&fence.signer).bind(&fence.holder).bind(fence.fence);
+        }
+        let mut db = self.pool.begin().await?;
+        let done = q.execute(&mut *db).await?;
         let done = Transition::of(done);
         if done.applied() {
             sqlx::query(
@@ -838,12 +822,8 @@ impl Ledger {
              ORDER BY lease_until LIMIT $2",
             placeholders(3, networks.len())
         );
-        let mut q = sqlx::query(&sql).bind(now_ms()).bind(limit);
-        for n in networks {
-            q = q.bind(n);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter().map(SettlementRecord::decode).collect()
+        let q = sqlx::query(&sql).bind(now_ms()).bind(limit);
+        self.records_on(q, networks).await
     }
 
     /// Failed rows of `networks` that recorded transactions, failed within the last hour, whose
@@ -861,15 +841,11 @@ impl Ledger {
              WHERE t.replay_key = s.replay_key) ORDER BY retry_at, updated_at LIMIT $3",
             placeholders(4, networks.len())
         );
-        let mut q = sqlx::query(&sql)
+        let q = sqlx::query(&sql)
             .bind(now)
             .bind(now - 3_600_000)
             .bind(limit);
-        for n in networks {
-            q = q.bind(n);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter().map(SettlementRecord::decode).collect()
+        self.records_on(q, networks).await
     }
 
     /// Settled rows of `networks` whose transaction is not yet past the reorg depth, oldest
@@ -885,10 +861,19 @@ impl Ledger {
              ORDER BY settled_at LIMIT $1",
             placeholders(3, networks.len())
         );
-        let mut q = sqlx::query(&sql).bind(limit).bind(now_ms());
-        for n in networks {
-            q = q.bind(n);
-        }
+        let q = sqlx::query(&sql).bind(limit).bind(now_ms());
+        self.records_on(q, networks).await
+    }
+
+    /// Runs one of the background work lists (`stale`, `failed_to_recheck`, `unfinal`): `q`
+    /// has bound every parameter before the `network IN (…)` list that [`placeholders`] wrote,
+    /// and the networks come last.
+    async fn records_on<'q>(
+        &self,
+        q: AnyQuery<'q>,
+        networks: &'q [String],
+    ) -> Result<Vec<SettlementRecord>, LedgerError> {
+        let q = networks.iter().fold(q, |q, n| q.bind(n));
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(SettlementRecord::decode).collect()
     }
@@ -992,7 +977,7 @@ impl Ledger {
 
 /// `$start, $start+1, …` for `n` values (at least one placeholder, so `IN ()` never appears;
 /// with no values it binds nothing and matches nothing).
-fn placeholders(start: usize, n: usize) -> String {
+pub(super) fn placeholders(start: usize, n: usize) -> String {
     if n == 0 {
         return "NULL".into();
     }
@@ -1002,12 +987,15 @@ fn placeholders(start: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// A statement with its arguments, on either backend.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 fn bind_claim<'q>(
-    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    q: AnyQuery<'q>,
     claim: &'q NewClaim,
     token: &ClaimToken,
     lease: Duration,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+) -> AnyQuery<'q> {
     q.bind(&claim.replay_key)
         .bind(&claim.network)
         .bind(&claim.scheme)

@@ -14,6 +14,7 @@ mod evm_rejections;
 mod evm_settle;
 mod exactly_once;
 mod health;
+mod hostile;
 mod http_surface;
 mod interop_suite;
 mod ledger_contract;

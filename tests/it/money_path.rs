@@ -10,6 +10,7 @@ use alloy::primitives::Bytes;
 use alloy::signers::local::PrivateKeySigner;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::task::JoinHandle;
 
 use crate::harness::proxy::{Mode, RpcProxy};
 use crate::harness::{self, Chain, Db, Options, Payment, TestApp, spawn_with};
@@ -47,6 +48,34 @@ fn stranger_body(p: &Payment, tamper: &dyn Fn(&mut Payment) -> Bytes) -> Value {
     evil.to = thief;
     let signature = tamper(&mut evil);
     evil.body_with_signature(&signature)
+}
+
+/// Starts a settle of `body` (on a chain that does not mine) and returns once its transaction
+/// is recorded, so that the test can fault what the settle does next; the handle yields the
+/// settle's answer.
+async fn settle_until_submitted(
+    app: &TestApp,
+    db: &Db,
+    body: Value,
+) -> JoinHandle<(StatusCode, Value)> {
+    let url = format!("{}/settle", app.base);
+    let in_flight = tokio::spawn(async move {
+        let r = reqwest::Client::new()
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        (r.status(), r.json::<Value>().await.expect("json"))
+    });
+    eventually(
+        db,
+        "SELECT count(*) FROM settlements WHERE state = 'submitted'",
+        1,
+        10,
+    )
+    .await;
+    in_flight
 }
 
 async fn receipt(app: &TestApp, tx: &str) -> (StatusCode, Value) {
@@ -253,26 +282,9 @@ async fn a_settle_cut_off_by_the_server_timeout_still_answers_from_the_chain() {
     let app = spawn_with(&chain, &db, options).await;
     let p = harness::funded_payment(&chain).await;
     chain.set_automine(false).await;
-    let url = format!("{}/settle", app.base);
-    let body = p.body();
-    let in_flight = tokio::spawn(async move {
-        let r = reqwest::Client::new()
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .expect("sent");
-        (r.status(), r.json::<Value>().await.expect("json"))
-    });
     // Once the transaction is recorded, lock the table, so that recording its outcome waits;
     // then mine it.
-    eventually(
-        &db,
-        "SELECT count(*) FROM settlements WHERE state = 'submitted'",
-        1,
-        10,
-    )
-    .await;
+    let in_flight = settle_until_submitted(&app, &db, p.body()).await;
     let lock = db
         .hold_lock("LOCK TABLE settlements IN EXCLUSIVE MODE")
         .await;
@@ -315,24 +327,7 @@ async fn a_ledger_fault_after_the_chain_confirmed_still_answers_success() {
     .await;
     let p = harness::funded_payment(&chain).await;
     chain.set_automine(false).await;
-    let url = format!("{}/settle", app.base);
-    let body = p.body();
-    let in_flight = tokio::spawn(async move {
-        let r = reqwest::Client::new()
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .expect("sent");
-        (r.status(), r.json::<Value>().await.expect("json"))
-    });
-    eventually(
-        &db,
-        "SELECT count(*) FROM settlements WHERE state = 'submitted'",
-        1,
-        10,
-    )
-    .await;
+    let in_flight = settle_until_submitted(&app, &db, p.body()).await;
     db.refuse_connections(true).await;
     chain.mine().await;
     let (status, answer) = in_flight.await.expect("joined");

@@ -31,7 +31,9 @@ fn requirements(chain: &Chain, pay_to: Address, amount: u64) -> Value {
     })
 }
 
-async fn funded_payer(chain: &Chain, approve: bool) -> PrivateKeySigner {
+/// A payer holding 1 000 000 of the Permit2-only token, with its allowance to Permit2 when
+/// `approve` (else only an EIP-2612 permit can pay).
+pub async fn funded_payer(chain: &Chain, approve: bool) -> PrivateKeySigner {
     let payer = PrivateKeySigner::random();
     chain
         .mint(
@@ -46,7 +48,8 @@ async fn funded_payer(chain: &Chain, approve: bool) -> PrivateKeySigner {
     payer
 }
 
-fn nonce_of(body: &Value) -> U256 {
+/// The Permit2 nonce a signed body spends (`exact` and `upto` alike).
+pub fn nonce_of(body: &Value) -> U256 {
     body["paymentPayload"]["payload"]["permit2Authorization"]["nonce"]
         .as_str()
         .and_then(|n| n.parse().ok())
@@ -185,8 +188,8 @@ async fn without_allowance_or_extension_the_payer_must_approve_permit2() {
     app.stop().await;
 }
 
-/// Verifies `body` and expects `reason` with the payer named.
-async fn refused(app: &TestApp, body: &Value, reason: &str, case: &str) {
+/// Verifies `body` and expects `reason` with the payer named (`case` says which check).
+pub async fn refused(app: &TestApp, body: &Value, reason: &str, case: &str) {
     let verdict = app.verify(body).await;
     assert_eq!(
         verdict["invalidReason"].as_str(),

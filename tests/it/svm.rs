@@ -28,7 +28,7 @@ struct Setup {
 }
 
 /// The settings an operator gives to serve the local chain (through `rpc_urls`) on `db`.
-fn sol_env(
+pub(crate) fn sol_env(
     db: &Db,
     rpc_urls: &str,
     fee_payer: &TestKey,

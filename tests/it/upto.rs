@@ -12,8 +12,8 @@ use crate::harness::chain::{EXACT_PROXY, UPTO_PROXY};
 use crate::harness::db::both;
 use crate::harness::payment::now;
 use crate::harness::permit2::{Kind, Permit2Payment};
-use crate::harness::{self, Chain, Db, TestApp, sdk, spawn_with};
-use crate::permit2_exact::permit2_options;
+use crate::harness::{self, Chain, Db, sdk, spawn_with};
+use crate::permit2_exact::{funded_payer, nonce_of, permit2_options, refused};
 
 /// The seller's `upto` requirements with a maximum of `max`, naming our `facilitator`.
 fn requirements(chain: &Chain, pay_to: Address, max: u64, facilitator: Address) -> Value {
@@ -36,24 +36,9 @@ fn charging(body: &Value, charge: u64) -> Value {
     body
 }
 
-fn nonce_of(body: &Value) -> U256 {
-    body["paymentPayload"]["payload"]["permit2Authorization"]["nonce"]
-        .as_str()
-        .and_then(|n| n.parse().ok())
-        .expect("a decimal nonce")
-}
-
 /// A funded, approved payer and an SDK-signed `upto` payment of at most 2 500 to a fresh payee.
 async fn sdk_payment(chain: &Chain, facilitator: Address) -> (PrivateKeySigner, Address, Value) {
-    let payer = PrivateKeySigner::random();
-    chain
-        .mint(
-            chain.permit_token,
-            payer.address(),
-            U256::from(1_000_000u64),
-        )
-        .await;
-    chain.approve_permit2(&payer, chain.permit_token).await;
+    let payer = funded_payer(chain, true).await;
     let pay_to = PrivateKeySigner::random().address();
     let body = sdk::sign(
         &payer,
@@ -185,15 +170,6 @@ async fn upto_settles_what_is_charged_sqlite() {
 #[tokio::test]
 async fn upto_settles_what_is_charged_postgres() {
     settles_what_is_charged(Db::postgres().await).await;
-}
-
-async fn refused(app: &TestApp, body: &Value, reason: &str, case: &str) {
-    let verdict = app.verify(body).await;
-    assert_eq!(
-        verdict["invalidReason"].as_str(),
-        Some(reason),
-        "{case}: {verdict}"
-    );
 }
 
 #[tokio::test]

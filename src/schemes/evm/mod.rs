@@ -36,10 +36,8 @@ use self::chain::RpcFailure;
 pub use self::network::Networks;
 use self::network::{EvmNetwork, Opened};
 use self::onchain::{OnChain, Reasons, Transfer};
-use self::options::EvmOptions;
 use self::permit2::{Contracts, Permit2Payment, Phase, Proxy};
 use self::settle::Unprepared;
-use self::signers::SignerPool;
 pub use self::upto::EvmUptoFactory;
 use crate::config::NetworkSettings;
 use crate::protocol::network::caip2_to_v1;
@@ -465,12 +463,8 @@ impl Scheme for EvmHandler {
 }
 
 /// Offline validation shared by the EVM factories.
-fn validate_network(slug: &str, settings: &NetworkSettings) -> Result<EvmOptions, String> {
-    let network = settings.network_id().map_err(|e| e.to_string())?;
-    let options = EvmOptions::parse(&settings.options, &network)
-        .map_err(|e| format!("networks.{slug}: {e}"))?;
-    let keys = settings.load_signer_keys().map_err(|e| e.to_string())?;
-    let pool = SignerPool::from_keys(&keys).map_err(|e| format!("networks.{slug}: {e}"))?;
+fn validate_network(slug: &str, settings: &NetworkSettings) -> Result<(), String> {
+    let (_, options, pool) = network::configured(slug, settings)?;
     if let Some(chosen) = options.upto_facilitator
         && pool.index_of(chosen).is_none()
     {
@@ -478,7 +472,7 @@ fn validate_network(slug: &str, settings: &NetworkSettings) -> Result<EvmOptions
             "networks.{slug}.upto_facilitator {chosen} is not one of the network's signer keys"
         ));
     }
-    Ok(options)
+    Ok(())
 }
 
 /// Whether Permit2 and a proxy are in place at start-up: `Ok(())`, or why not (for the log).
@@ -548,7 +542,7 @@ impl SchemeFactory for EvmExactFactory {
     }
 
     fn validate(&self, slug: &str, settings: &NetworkSettings) -> Result<(), String> {
-        validate_network(slug, settings).map(|_| ())
+        validate_network(slug, settings)
     }
 
     async fn build(

@@ -11,11 +11,11 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use alloy::eips::eip1559::Eip1559Estimation;
-use alloy::primitives::{Address, Bytes};
+use alloy::primitives::Address;
 use alloy::providers::Provider;
 use tracing::{info, warn};
 
-use super::chain::{Chain, RpcFailure};
+use super::chain::Chain;
 use super::keeper;
 use super::options::EvmOptions;
 use super::signers::SignerPool;
@@ -60,17 +60,6 @@ impl EvmNetwork {
             .map(|a| self.lease_key(a))
             .collect()
     }
-
-    /// `eth_call` from `from` (contracts that check `msg.sender`, e.g. the upto proxy).
-    pub async fn call_from(
-        &self,
-        deadline: Deadline,
-        from: Option<Address>,
-        to: Address,
-        data: Bytes,
-    ) -> Result<Bytes, RpcFailure> {
-        self.chain.eth_call_from(deadline, from, to, data).await
-    }
 }
 
 /// What opening a network gave.
@@ -98,11 +87,7 @@ impl Networks {
         if let Some(net) = opened.get(slug).and_then(Weak::upgrade) {
             return Ok(Opened::Ready(net));
         }
-        let network = settings.network_id().map_err(|e| e.to_string())?;
-        let options = EvmOptions::parse(&settings.options, &network)
-            .map_err(|e| format!("networks.{slug}: {e}"))?;
-        let keys = settings.load_signer_keys().map_err(|e| e.to_string())?;
-        let signers = SignerPool::from_keys(&keys).map_err(|e| format!("networks.{slug}: {e}"))?;
+        let (network, options, signers) = configured(slug, settings)?;
         if signers.is_empty() {
             return Ok(Opened::NotServed(format!(
                 "no signer key: set X402__NETWORKS__{}__SIGNER_KEYS or networks.{slug}.signer_key_file",
@@ -129,6 +114,21 @@ impl Networks {
         opened.insert(slug.to_string(), Arc::downgrade(&net));
         Ok(Opened::Ready(net))
     }
+}
+
+/// A network's settings parsed offline: its id, its options and its signer keys. Start-up
+/// ([`Networks::open`]) and `check-config` (the factories' `validate`) both read them here, so
+/// the two cannot disagree about what is valid.
+pub(super) fn configured(
+    slug: &str,
+    settings: &NetworkSettings,
+) -> Result<(NetworkId, EvmOptions, SignerPool), String> {
+    let network = settings.network_id().map_err(|e| e.to_string())?;
+    let options = EvmOptions::parse(&settings.options, &network)
+        .map_err(|e| format!("networks.{slug}: {e}"))?;
+    let keys = settings.load_signer_keys().map_err(|e| e.to_string())?;
+    let signers = SignerPool::from_keys(&keys).map_err(|e| format!("networks.{slug}: {e}"))?;
+    Ok((network, options, signers))
 }
 
 impl EvmNetwork {

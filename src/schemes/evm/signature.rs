@@ -12,7 +12,7 @@ use super::payload::{self, Deployment};
 use crate::scheme::{Deadline, SchemeError};
 
 /// What `isValidSignature` returns for an accepted signature (ERC-1271).
-const ERC1271_MAGIC: [u8; 4] = [0x16, 0x26, 0xba, 0x7e];
+pub(super) const ERC1271_MAGIC: [u8; 4] = [0x16, 0x26, 0xba, 0x7e];
 
 /// secp256k1 n / 2: tokens reject signatures with a larger `s` (EIP-2).
 const SECP256K1N_HALF: U256 =
@@ -58,6 +58,16 @@ pub async fn classify(
     Ok(SignatureKind::Unrecognised {
         long: sig.len() > 65,
     })
+}
+
+/// `sig` as fingerprints see it: a 65-byte signature's `v` spelled 27/28, since 0/1 is the
+/// same signature and must not make another payment of it.
+pub(super) fn with_v_27_28(sig: &[u8]) -> Vec<u8> {
+    let mut sig = sig.to_vec();
+    if sig.len() == 65 && sig[64] < 27 {
+        sig[64] += 27;
+    }
+    sig
 }
 
 /// The address that signed `hash` with the 65-byte `r‖s‖v` signature, by libsecp256k1.

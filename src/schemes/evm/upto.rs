@@ -61,7 +61,7 @@ impl SchemeFactory for EvmUptoFactory {
     }
 
     fn validate(&self, slug: &str, settings: &NetworkSettings) -> Result<(), String> {
-        validate_network(slug, settings).map(|_| ())
+        validate_network(slug, settings)
     }
 
     async fn build(

@@ -113,10 +113,7 @@ fn fingerprint(
 ) -> String {
     use sha2::{Digest, Sha256};
     let a = &parsed.authorization;
-    let mut signature = parsed.signature.to_vec();
-    if signature.len() == 65 && signature[64] < 27 {
-        signature[64] += 27;
-    }
+    let signature = signature::with_v_27_28(&parsed.signature);
     let deployment = parsed
         .deployment
         .as_ref()
@@ -546,7 +543,8 @@ pub(super) fn rpc(failure: RpcFailure) -> SchemeError {
     SchemeError::Rpc(failure.message())
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the unix epoch, as authorizations count time (0 for a clock before 1970).
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

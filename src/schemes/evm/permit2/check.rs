@@ -10,8 +10,6 @@
 //! a payer with code must answer EIP-1271; no ERC-6492 deployment) → the EIP-2612 extension →
 //! the proxy has code. Cost for an EOA: cached `eth_getCode`s, then one `eth_call` at verify.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::sol_types::SolCall;
 
@@ -25,11 +23,8 @@ use crate::schemes::evm::network::EvmNetwork;
 use crate::schemes::evm::onchain::OnChain;
 use crate::schemes::evm::payload::{Deployment, parse_address, parse_decimal};
 use crate::schemes::evm::reason;
-use crate::schemes::evm::signature::recover;
-use crate::schemes::evm::verify::rpc;
-
-/// EIP-1271 `isValidSignature` answer of a wallet that accepts.
-const ERC1271_MAGIC: [u8; 4] = [0x16, 0x26, 0xba, 0x7e];
+use crate::schemes::evm::signature::{ERC1271_MAGIC, recover, with_v_27_28};
+use crate::schemes::evm::verify::{rpc, unix_now};
 
 /// What the request says, parsed, with no chain access and no clock.
 struct Parsed {
@@ -182,10 +177,7 @@ struct Terms {
 fn fingerprint(chain_id: u64, p: &Permit2Payment, terms: &Terms) -> String {
     use sha2::{Digest, Sha256};
     let a = &p.authorization;
-    let mut signature = p.signature.to_vec();
-    if signature.len() == 65 && signature[64] < 27 {
-        signature[64] += 27;
-    }
+    let signature = with_v_27_28(&p.signature);
     let permit = p
         .permit2612
         .as_ref()
@@ -405,7 +397,7 @@ pub async fn simulate(
     let (to, data) = p.call(net);
     let from = p.sender().or_else(|| net.signers.addresses().next());
     let payer = p.authorization.from.to_checksum(None);
-    match net.call_from(deadline, from, to, data).await {
+    match net.chain.eth_call_from(deadline, from, to, data).await {
         Ok(_) => Ok(()),
         Err(failure @ RpcFailure::Node(_)) => Err(super::diagnose(net, p, &failure, deadline)
             .await?
@@ -413,11 +405,4 @@ pub async fn simulate(
             .into()),
         Err(transport) => Err(rpc(transport).into()),
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
