@@ -25,7 +25,7 @@ use x402_facilitator::schemes::svm::wire;
 
 use crate::harness::app::{base_env, spawn_env};
 use crate::harness::chain::{TOKEN_NAME, TOKEN_VERSION};
-use crate::harness::solana::{DEVNET, SolanaChain, TestKey};
+use crate::harness::solana::{self, DEVNET, SolanaChain, TestKey};
 use crate::harness::{Chain, Db, TestApp, spawn};
 
 const PRICE: u64 = 2500;
@@ -838,21 +838,7 @@ async fn solana_world(token2022: bool, db: Db) -> SolanaWorld {
     chain.mint_to(&mint, &poor.pubkey(), PRICE - 1).await;
     chain.create_ata(&mint, &pay_to).await;
     let mut env = base_env(&db);
-    env.extend([
-        (
-            "X402__NETWORKS__SOL__NETWORK".to_string(),
-            DEVNET.to_string(),
-        ),
-        ("X402__NETWORKS__SOL__RPC_URLS".into(), chain.url.clone()),
-        (
-            "X402__NETWORKS__SOL__SIGNER_KEYS".into(),
-            fee_payer.secret_base58(),
-        ),
-        ("X402__NETWORKS__SOL__CONFIRM_POLL_MS".into(), "50".into()),
-        // The local chain runs as devnet, whose preset knows only devnet USDC: the test mints
-        // need the asset list open.
-        ("X402__NETWORKS__SOL__POLICY__ASSETS".into(), "any".into()),
-    ]);
+    env.extend(solana::network_env(&chain.url, &fee_payer));
     let app = spawn_env(env, Vec::new()).await;
     SolanaWorld {
         chain,

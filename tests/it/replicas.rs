@@ -266,8 +266,8 @@ async fn replicas_join_and_die_under_load_and_every_payment_settles_once() {
 async fn two_solana_replicas_with_the_same_fee_payer_both_settle() {
     use crate::harness::app::{base_env, spawn_env};
     use crate::harness::solana::{
-        self, DEVNET, SolanaChain, TestKey, compute_limit, compute_price, memo, message,
-        requirements, signed_base64, transfer,
+        self, SolanaChain, TestKey, compute_limit, compute_price, memo, message, requirements,
+        signed_base64, transfer,
     };
     const AMOUNT: u64 = 1_000;
     let chain = SolanaChain::start().await;
@@ -280,14 +280,7 @@ async fn two_solana_replicas_with_the_same_fee_payer_both_settle() {
     chain.mint_to(&mint, &payer.pubkey(), 1_000_000).await;
     chain.create_ata(&mint, &pay_to).await;
     let mut env = base_env(&db);
-    env.push(("X402__NETWORKS__SOL__NETWORK".into(), DEVNET.into()));
-    env.push(("X402__NETWORKS__SOL__RPC_URLS".into(), chain.url.clone()));
-    env.push((
-        "X402__NETWORKS__SOL__SIGNER_KEYS".into(),
-        fee_payer.secret_base58(),
-    ));
-    env.push(("X402__NETWORKS__SOL__CONFIRM_POLL_MS".into(), "50".into()));
-    env.push(("X402__NETWORKS__SOL__POLICY__ASSETS".into(), "any".into()));
+    env.extend(solana::network_env(&chain.url, &fee_payer));
     let a = spawn_env(env.clone(), Vec::new()).await;
     let b = spawn_env(env, Vec::new()).await;
     let reqs = requirements(&mint, &pay_to, AMOUNT, &fee_payer.pubkey());

@@ -424,3 +424,217 @@ async fn sessions_are_off_by_default() {
     assert_eq!(status, 404);
     app.stop().await;
 }
+
+/// The README's seller-side block (between `README "Sessions", the seller's side {` and `// }`
+/// in tests/interop/e2e-siwx.mjs), as the e2e test runs it.
+fn seller_side_block() -> String {
+    let script = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/e2e-siwx.mjs"
+    ))
+    .expect("e2e-siwx.mjs");
+    let lines: Vec<&str> = script.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "// README \"Sessions\", the seller's side {")
+        .expect("the block's opening marker");
+    let len = lines[start..]
+        .iter()
+        .position(|l| l.trim() == "// }")
+        .expect("the block's closing marker");
+    // The block's lines, their common indentation removed.
+    let block = &lines[start + 1..start + len];
+    let indent = block
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    block
+        .iter()
+        .map(|l| l.get(indent..).unwrap_or("").trim_end())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_readme_shows_the_seller_side_the_e2e_test_runs() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let block = seller_side_block();
+    assert!(block.contains("/sessions/verify"), "{block}");
+    assert!(
+        readme.contains(&format!("```js\n{block}\n```")),
+        "README.md's seller-side snippet differs from tests/interop/e2e-siwx.mjs; it should be:\n{block}"
+    );
+}
+
+/// #18 end to end with the official SDKs (tests/interop/e2e-siwx.mjs): an `@x402/express` seller
+/// is paid once by the `@x402/fetch` buyer through us; then the buyer signs in with the official
+/// `@x402/extensions` client and the seller, asking our `POST /sessions/verify` (proof and
+/// entitlement in one call), lets it in with no second payment; the spent proof, and a stranger's
+/// valid proof, are refused. On chain: one transfer; in the ledger: one settled row.
+#[tokio::test]
+async fn an_sdk_seller_paid_once_lets_the_payer_sign_in_through_us_and_no_one_else() {
+    const PRICE: u64 = 2500;
+    const FUNDS: u64 = 1_000_000;
+    let chain = Chain::start().await;
+    let db = Db::sqlite();
+    let app = on(&chain, &db).await;
+    let buyer = PrivateKeySigner::random();
+    let stranger = PrivateKeySigner::random();
+    let pay_to = PrivateKeySigner::random().address();
+    chain
+        .mint(
+            chain.token,
+            buyer.address(),
+            alloy::primitives::U256::from(FUNDS),
+        )
+        .await;
+    let job = json!({
+        "facilitatorUrl": app.base,
+        "chainId": chain.chain_id,
+        "token": format!("{:#x}", chain.token),
+        "tokenName": crate::harness::chain::TOKEN_NAME,
+        "tokenVersion": crate::harness::chain::TOKEN_VERSION,
+        "privateKey": key_hex(&buyer),
+        "strangerKey": key_hex(&stranger),
+        "payTo": format!("{pay_to:#x}"),
+        "amount": PRICE.to_string(),
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/e2e-siwx.mjs");
+    let out = crate::harness::script::run_json("node", &[script.to_string()], Some(&job)).await;
+    let net = evm(&chain);
+    let payer = buyer.address().to_checksum(None);
+    let calls = |case: &Value, op: &str| {
+        case["facilitatorCalls"]
+            .as_array()
+            .map_or(0, |c| c.iter().filter(|c| c["op"] == op).count())
+    };
+    // One verdict of ours per case that sent a proof; what the seller asked and what we said.
+    let only_verdict = |name: &str| -> Value {
+        let case = &out[name];
+        let verdicts = case["verdicts"].as_array().cloned().unwrap_or_default();
+        assert_eq!(verdicts.len(), 1, "{name}: {case:#}");
+        let v = &verdicts[0];
+        assert_eq!(v["status"], 200, "{name}: {v}");
+        assert_eq!(v["asked"]["resource"], out["sellerUrl"], "{name}: {v}");
+        assert_eq!(v["asked"]["within"], 86400, "{name}: {v}");
+        assert_eq!(v["asked"]["chains"], json!([net]), "{name}: {v}");
+        v["verdict"].clone()
+    };
+    // A case the seller refused: 402, its handler never ran, nothing verified or settled.
+    let refused_402 = |name: &str| {
+        let case = &out[name];
+        assert_eq!(case["status"], 402, "{name}: {case:#}");
+        assert_eq!(case["handlerRuns"], 0, "{name}: {case:#}");
+        assert_eq!(
+            calls(case, "verify") + calls(case, "settle"),
+            0,
+            "{name}: {case:#}"
+        );
+    };
+    // A case the seller let in on a proof: 200, the resource, no payment asked or made.
+    let signed_in = |name: &str| {
+        let case = &out[name];
+        assert_eq!(case["status"], 200, "{name}: {case:#}");
+        assert_eq!(case["body"]["weather"], "sunny", "{name}: {case:#}");
+        assert_eq!(case["handlerRuns"], 1, "{name}: {case:#}");
+        assert!(case["paymentResponse"].is_null(), "{name}: {case:#}");
+        assert_eq!(
+            calls(case, "verify") + calls(case, "settle"),
+            0,
+            "{name}: {case:#}"
+        );
+        assert!(case["sentProof"].is_string(), "{name}: {case:#}");
+    };
+
+    // The 402 carries the price and the official SIWX challenge for this chain.
+    let unpaid = &out["unpaid"];
+    assert_eq!(unpaid["status"], 402, "{unpaid:#}");
+    let challenge = &unpaid["paymentRequired"]["extensions"]["sign-in-with-x"];
+    assert_eq!(
+        challenge["supportedChains"][0]["chainId"],
+        json!(net),
+        "{unpaid:#}"
+    );
+    assert!(challenge["info"]["nonce"].is_string(), "{unpaid:#}");
+    assert!(unpaid["verdicts"].as_array().is_some_and(Vec::is_empty));
+
+    // Before paying, the buyer's valid proof entitles it to nothing.
+    refused_402("earlySignIn");
+    let early = only_verdict("earlySignIn");
+    assert_eq!(early["valid"], true, "{early}");
+    assert_eq!(early["address"], json!(payer), "{early}");
+    assert_eq!(early["entitled"], false, "{early}");
+    assert_eq!(early["payment"], Value::Null, "{early}");
+
+    // The one payment: verified and settled through us.
+    let paid = &out["paid"];
+    assert_eq!(paid["status"], 200, "{paid:#}");
+    assert_eq!(paid["handlerRuns"], 1, "{paid:#}");
+    assert_eq!(calls(paid, "settle"), 1, "{paid:#}");
+    assert_eq!(paid["paymentResponse"]["success"], true, "{paid:#}");
+    let tx = paid["paymentResponse"]["transaction"]
+        .as_str()
+        .expect("a transaction")
+        .to_string();
+
+    // Signed in on that payment, twice with fresh proofs.
+    for name in ["signIn", "again"] {
+        signed_in(name);
+        let v = only_verdict(name);
+        assert_eq!(v["valid"], true, "{name}: {v}");
+        assert_eq!(v["address"], json!(payer), "{name}: {v}");
+        assert_eq!(v["entitled"], true, "{name}: {v}");
+        assert_eq!(v["payment"]["transaction"], json!(tx), "{name}: {v}");
+        assert_eq!(
+            v["payment"]["amount"],
+            json!(PRICE.to_string()),
+            "{name}: {v}"
+        );
+    }
+    assert_ne!(out["signIn"]["sentProof"], out["again"]["sentProof"]);
+
+    // The spent proof again: refused by its nonce.
+    refused_402("replay");
+    let replay = only_verdict("replay");
+    assert_eq!(replay["valid"], false, "{replay}");
+    assert_eq!(replay["reason"], "invalid_siwx_nonce", "{replay}");
+
+    // Another wallet's valid proof: not entitled.
+    refused_402("stranger");
+    let other = only_verdict("stranger");
+    assert_eq!(other["valid"], true, "{other}");
+    assert_eq!(
+        other["address"],
+        json!(stranger.address().to_checksum(None)),
+        "{other}"
+    );
+    assert_eq!(other["entitled"], false, "{other}");
+    assert_eq!(other["payment"], Value::Null, "{other}");
+
+    // Money moved once: one transfer from the buyer, the price at the payee; one ledger row.
+    assert_eq!(chain.transfers_from(chain.token, buyer.address()).await, 1);
+    assert_eq!(
+        chain.balance(chain.token, pay_to).await,
+        alloy::primitives::U256::from(PRICE)
+    );
+    assert_eq!(
+        chain.balance(chain.token, buyer.address()).await,
+        alloy::primitives::U256::from(FUNDS - PRICE)
+    );
+    assert_eq!(
+        chain.transfers_from(chain.token, stranger.address()).await,
+        0
+    );
+    assert_eq!(db.count("SELECT count(*) FROM settlements").await, 1);
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM settlements WHERE state = 'settled' AND tx_id = '{tx}'"
+        ))
+        .await,
+        1
+    );
+    app.stop().await;
+}

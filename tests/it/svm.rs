@@ -35,16 +35,7 @@ pub(crate) fn sol_env(
     extra_env: &[(&str, &str)],
 ) -> Vec<(String, String)> {
     let mut env = base_env(db);
-    env.push(("X402__NETWORKS__SOL__NETWORK".into(), DEVNET.into()));
-    env.push(("X402__NETWORKS__SOL__RPC_URLS".into(), rpc_urls.into()));
-    env.push((
-        "X402__NETWORKS__SOL__SIGNER_KEYS".into(),
-        fee_payer.secret_base58(),
-    ));
-    env.push(("X402__NETWORKS__SOL__CONFIRM_POLL_MS".into(), "50".into()));
-    // The local chain runs as devnet, whose preset knows only devnet USDC: the test mints need
-    // the asset list open.
-    env.push(("X402__NETWORKS__SOL__POLICY__ASSETS".into(), "any".into()));
+    env.extend(solana::network_env(rpc_urls, fee_payer));
     for (k, v) in extra_env {
         env.push((k.to_string(), v.to_string()));
     }

@@ -60,6 +60,25 @@ impl TestKey {
     }
 }
 
+/// The settings an operator gives to serve the local chain (through `rpc_urls`, comma-separated)
+/// with `fee_payer`, under the slug `sol` (to add to `harness::app::base_env`).
+pub fn network_env(rpc_urls: &str, fee_payer: &TestKey) -> Vec<(String, String)> {
+    [
+        ("X402__NETWORKS__SOL__NETWORK", DEVNET.to_string()),
+        ("X402__NETWORKS__SOL__RPC_URLS", rpc_urls.to_string()),
+        (
+            "X402__NETWORKS__SOL__SIGNER_KEYS",
+            fee_payer.secret_base58(),
+        ),
+        ("X402__NETWORKS__SOL__CONFIRM_POLL_MS", "50".to_string()),
+        // The local chain runs as devnet, whose preset knows only devnet USDC: the test mints
+        // need the asset list open.
+        ("X402__NETWORKS__SOL__POLICY__ASSETS", "any".to_string()),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .to_vec()
+}
+
 impl SolanaChain {
     pub async fn start() -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/solana-chain/server.mjs");
