@@ -175,14 +175,12 @@ impl KeyCache {
         }
         let any = match self.ledger.keys_created().await {
             Ok(n) => n > 0,
-            // While the ledger does not answer, its last answer stands: `true` never goes
-            // back, and a `false` is what it was before the outage (nothing creates a key
-            // without the ledger). Without this, every request would turn into a 500 and
-            // `/ready` could not say 503 "ledger unreachable". Nothing that moves money can
-            // pass without the ledger anyway.
+            // A `true` never goes back (revoked keys still count), so it stays exact while the
+            // ledger does not answer; a `false` might be out of date (another replica may have
+            // created a key meanwhile), so it is not trusted past `ttl`: fail closed.
             Err(e) => match self.live.lock().ok().and_then(|l| *l) {
-                Some((_, any)) => return Ok(any),
-                None => return Err(e),
+                Some((_, true)) => return Ok(true),
+                _ => return Err(e),
             },
         };
         if let Ok(mut live) = self.live.lock() {
@@ -209,16 +207,7 @@ impl KeyCache {
         {
             return Ok(key.clone());
         }
-        let key = match self.ledger.key_by_hash(&hash.0).await {
-            Ok(key) => key,
-            // As for `any_created`: a stale answer serves while the ledger cannot give a
-            // fresh one (a revocation cannot be written then either), so that an admin's
-            // `/ready` says 503 instead of failing in the gate.
-            Err(e) => match self.peek(hash) {
-                Some((key, _)) => return Ok(key),
-                None => return Err(e),
-            },
-        };
+        let key = self.ledger.key_by_hash(&hash.0).await?;
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= MAX_ENTRIES {
                 // Misses first (a stranger cycling tokens fills the map with them), so that

@@ -147,7 +147,10 @@ async fn gate(
             .keys
             .any_created()
             .await
-            .map_err(|e| ApiError::Internal(format!("cannot read API keys: {e}")))?;
+            .map_err(|e| ApiError::LedgerUnavailable {
+                endpoint: endpoint(path),
+                detail: format!("cannot read API keys: {e}"),
+            })?;
     // The legacy receipts token still opens the receipts, with or without keys.
     if scope == Scope::Settlements
         && let (Some(legacy), Some(given)) = (&access.receipts_token, &token)
@@ -175,7 +178,10 @@ async fn gate(
             .keys
             .lookup(&hash)
             .await
-            .map_err(|e| ApiError::Internal(format!("cannot read API keys: {e}")))?,
+            .map_err(|e| ApiError::LedgerUnavailable {
+                endpoint: endpoint(path),
+                detail: format!("cannot read API keys: {e}"),
+            })?,
     };
     let Some(key) = key else {
         return Err(denied(

@@ -28,6 +28,8 @@ pub const RATE_LIMITED: &str = "rate_limited";
 /// Reasons sent with HTTP 401 (no or unknown API key) and 403 (a key without the scope).
 pub const UNAUTHORIZED: &str = "unauthorized";
 pub const FORBIDDEN: &str = "forbidden";
+/// Reason sent with HTTP 503 outside `/verify` and `/settle` when the ledger does not answer.
+pub const LEDGER_UNAVAILABLE: &str = "ledger_unavailable";
 
 /// Which endpoint failed, so that the fault body has that endpoint's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +73,13 @@ pub enum ApiError {
     },
     /// The request ran past the server's own bound (503); the endpoint shapes the body.
     TimedOut(Option<Endpoint>),
+    /// The ledger does not answer where the request needs it before any handler runs (the
+    /// access gate's key lookups): 503 with `Retry-After`, logged with its id, so that a
+    /// prober reads "not ready" rather than a 500.
+    LedgerUnavailable {
+        endpoint: Option<Endpoint>,
+        detail: String,
+    },
     /// A fault of ours anywhere else; the text is logged, never sent.
     Internal(String),
 }
@@ -111,7 +120,9 @@ impl ApiError {
                 FacilitatorError::Scheme(SchemeError::Rpc(_)) => StatusCode::BAD_GATEWAY,
                 _ => StatusCode::SERVICE_UNAVAILABLE,
             },
-            ApiError::Overloaded { .. } | ApiError::TimedOut(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded { .. }
+            | ApiError::TimedOut(_)
+            | ApiError::LedgerUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -214,6 +225,21 @@ impl ApiError {
                         log: Some(message.into()),
                     },
                     None,
+                )
+            }
+            ApiError::LedgerUnavailable { endpoint, detail } => {
+                let reason = match endpoint {
+                    Some(Endpoint::Verify) => reason::UNEXPECTED_VERIFY_ERROR,
+                    Some(Endpoint::Settle) => reason::UNEXPECTED_SETTLE_ERROR,
+                    None => LEDGER_UNAVAILABLE,
+                };
+                let body = shaped(endpoint, reason, "the ledger is unavailable", "");
+                (
+                    ParkedError {
+                        body,
+                        log: Some(detail),
+                    },
+                    Some(Duration::from_secs(1)),
                 )
             }
             ApiError::Internal(message) => (

@@ -185,7 +185,7 @@ impl utoipa::IntoResponses for Refusals {
             (
                 "503",
                 "ErrorBody",
-                "Overloaded or out of time; retry after `Retry-After`",
+                "Overloaded, out of time, or the ledger unavailable; retry after `Retry-After`",
             ),
         ])
     }
