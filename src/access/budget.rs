@@ -5,7 +5,10 @@
 //! payment, before anything is signed; the reservation is given back when the settle ends
 //! without having recorded a transaction. Because each counter takes the amount only while it
 //! stays under its cap (one conditional upsert, all counters in one transaction), N replicas
-//! stop at the same total one replica would.
+//! stop at the same total one replica would. The reservation belongs to the attempt's claim
+//! (`ledger::Hold`): only its owner gives it back, an attempt that takes the payment over
+//! adopts it, and recording a transaction or releasing the claim spends or returns it in the
+//! same ledger transaction.
 
 use std::collections::HashMap;
 
@@ -13,10 +16,8 @@ use super::Refused;
 use super::keys::Caller;
 use super::policy::reasons;
 use super::settings::{NetworkBudget, nano_units};
-use crate::ledger::{BudgetLine, Reservation, SharedLedger, now_ms};
+use crate::ledger::{BudgetLine, ClaimToken, Hold, Reservation, SharedLedger, now_ms, utc_day};
 use crate::scheme::{PaymentMeta, Rejection};
-
-const DAY_MS: i64 = 86_400_000;
 
 #[derive(Debug, Clone, Default)]
 struct Caps {
@@ -29,16 +30,13 @@ struct Caps {
     failed_window_ms: i64,
 }
 
-/// What a settle holds until it knows whether it spent anything.
+/// What a settle holds until it knows whether it spent anything: the payment's note of the
+/// reservation, owned by this attempt's claim (none when nothing was reserved). The note says
+/// what it charged, so giving it back needs nothing else.
 #[must_use = "a reservation is kept or given back"]
 #[derive(Debug, Clone, Default)]
 pub struct Held {
-    lines: Vec<BudgetLine>,
-    amount: i64,
-    /// The payment's note that it holds the reservation (kind `hold`, its replay key): what a
-    /// later attempt of the same payment adopts if this one never ends (a crash), instead of
-    /// reserving again.
-    hold: Option<BudgetLine>,
+    hold: Option<Hold>,
 }
 
 pub struct Budgets {
@@ -84,9 +82,8 @@ impl Budgets {
         })
     }
 
-    fn lines(&self, caps: &Caps, meta: &PaymentMeta, caller: &Caller) -> Vec<BudgetLine> {
+    fn lines(&self, caps: &Caps, meta: &PaymentMeta, caller: &Caller, day: i64) -> Vec<BudgetLine> {
         let network = meta.network.as_str().to_string();
-        let day = now_ms() / DAY_MS;
         let line = |kind: &'static str, subject: String, cap: i64| BudgetLine {
             network: network.clone(),
             kind,
@@ -112,33 +109,45 @@ impl Budgets {
 
     /// Refuses a payer with too many failed landings, then reserves one settle's fee on every
     /// counter that applies, or refuses with the budget that has no room left. Called where
-    /// gas would be spent (before signing), never on `/verify`: both read the ledger.
-    pub async fn reserve(&self, meta: &PaymentMeta, caller: &Caller) -> Result<Held, Refused> {
+    /// gas would be spent (before signing), never on `/verify`: both read the ledger. `claim`
+    /// is the token under which this attempt holds the payment: the reservation's owner.
+    pub async fn reserve(
+        &self,
+        meta: &PaymentMeta,
+        caller: &Caller,
+        claim: &ClaimToken,
+    ) -> Result<Held, Refused> {
         let Some(caps) = self.networks.get(meta.network.as_str()) else {
             return Ok(Held::default());
         };
         self.refuse_failing(meta).await?;
-        let lines = self.lines(caps, meta, caller);
-        let hold = BudgetLine {
+        let day = utc_day(now_ms());
+        let lines = self.lines(caps, meta, caller, day);
+        if lines.is_empty() || caps.fee <= 0 {
+            return Ok(Held::default());
+        }
+        let hold = Hold {
+            replay_key: meta.replay_key.clone(),
             network: meta.network.as_str().to_string(),
-            kind: "hold",
-            subject: meta.replay_key.clone(),
-            period: now_ms() / DAY_MS,
-            cap: 0,
+            owner: claim.clone(),
+            period: day,
         };
         match self.ledger.reserve(&lines, caps.fee, &hold).await? {
-            found @ (Reservation::Reserved | Reservation::Adopted) => {
-                if found == Reservation::Adopted {
-                    tracing::info!(
-                        replay_key = %meta.replay_key,
-                        "adopted the budget reservation of an earlier attempt that never ended"
-                    );
-                }
-                Ok(Held {
-                    lines,
-                    amount: caps.fee,
-                    hold: Some(hold),
-                })
+            Reservation::Reserved => Ok(Held { hold: Some(hold) }),
+            Reservation::Adopted => {
+                tracing::info!(
+                    replay_key = %meta.replay_key,
+                    "adopted the budget reservation of an earlier attempt that never ended"
+                );
+                Ok(Held { hold: Some(hold) })
+            }
+            Reservation::Superseded => {
+                // Its record will be refused: the new holder spends or gives back the fee.
+                tracing::info!(
+                    replay_key = %meta.replay_key,
+                    "the payment was taken over before this attempt reserved its fee"
+                );
+                Ok(Held::default())
             }
             Reservation::Exhausted { kind, spent } => Err(Refused::Reject(Rejection::new(
                 reasons::BUDGET_EXHAUSTED,
@@ -157,10 +166,10 @@ impl Budgets {
         }
     }
 
-    /// Gives a reservation back (the settle sent nothing).
+    /// Gives a reservation back (the settle sent nothing), if it is still this attempt's.
     pub async fn refund(&self, held: Held) {
         let Some(hold) = &held.hold else { return };
-        if let Err(e) = self.ledger.refund(&held.lines, held.amount, hold).await {
+        if let Err(e) = self.ledger.refund(hold).await {
             tracing::warn!(error = %e, "cannot give a budget reservation back");
         }
     }

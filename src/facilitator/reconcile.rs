@@ -63,6 +63,14 @@ pub async fn pass(fac: &Facilitator) -> usize {
             }
         }
     }
+    // Reservation notes of earlier days are never adopted again: their fee stays on its day.
+    if let Err(e) = fac
+        .ledger
+        .prune_holds(crate::ledger::utc_day(crate::ledger::now_ms()))
+        .await
+    {
+        warn!(error = %e, "cannot prune old budget reservation notes");
+    }
     match fac.ledger.unfinal(&networks, BATCH).await {
         Ok(rows) => {
             for row in rows {

@@ -439,7 +439,11 @@ impl Settle<'_> {
             Some(guard) if !self.handed_off && !payment.meta.moves_nothing() => guard,
             _ => return self.submit_budgeted(payment, token, txs).await,
         };
-        let held = match guard.budgets.reserve(&payment.meta, self.caller).await {
+        let held = match guard
+            .budgets
+            .reserve(&payment.meta, self.caller, token)
+            .await
+        {
             Ok(held) => held,
             Err(refused) => {
                 self.give_up(payment, token).await?;

@@ -52,6 +52,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "sessions",
         include_str!("../../migrations/postgres/0008_sessions.sql"),
     ),
+    (
+        9,
+        "budget_holds",
+        include_str!("../../migrations/postgres/0009_budget_holds.sql"),
+    ),
 ];
 
 const SQLITE: &[(i64, &str, &str)] = &[
@@ -94,6 +99,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         8,
         "sessions",
         include_str!("../../migrations/sqlite/0008_sessions.sql"),
+    ),
+    (
+        9,
+        "budget_holds",
+        include_str!("../../migrations/sqlite/0009_budget_holds.sql"),
     ),
 ];
 

@@ -13,12 +13,13 @@
 //! `failed` row may be claimed again because the chain did not consume the authorization.
 //!
 //! Files: [`settlements`] (the payment rows, their recorded transactions, payment
-//! identifiers), [`signers`] (signer leases), [`access`] (API keys, abuse budgets),
+//! identifiers), [`signers`] (signer leases), [`access`] (API keys), [`budgets`] (abuse budgets),
 //! [`replicas`] (heartbeats, the hand-off queue, notifications), [`catalog`] (the bazaar
 //! discovery catalog), `console` (read-only aggregates for the operator console), `sessions`
 //! (sign-in nonces, entitlements), `migrate` (the schema, per backend).
 
 mod access;
+mod budgets;
 pub mod catalog;
 mod console;
 mod migrate;
@@ -33,7 +34,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::{AnyPool, Executor};
 
-pub use access::{BudgetLine, NewKey, Reservation, StoredKey};
+pub use access::{NewKey, StoredKey};
+pub use budgets::{BudgetLine, Hold, Reservation, utc_day};
 pub use catalog::{
     ListingAccept, ListingFilter, ListingOrder, ListingPayment, ListingQuery, ListingRow,
     NewListing, PriceRange, PruneReport, UpsertOutcome,

@@ -151,12 +151,14 @@ impl Ledger {
     }
 
     /// The hander-off takes back a hand-off nobody took by its deadline: the row (with nothing
-    /// recorded under it) is deleted, so the payment may be settled later.
+    /// recorded under it) is deleted, so the payment may be settled later, and its fee
+    /// reservation is given back with it (as `release` does).
     pub async fn withdraw_handoff(
         &self,
         replay_key: &str,
         token: &ClaimToken,
     ) -> Result<Transition, LedgerError> {
+        let mut db = self.pool.begin().await?;
         let done = sqlx::query(
             "DELETE FROM settlements WHERE replay_key = $1 AND claim_token = $2 \
              AND state = 'claimed' AND handoff_at IS NOT NULL AND NOT EXISTS \
@@ -164,9 +166,14 @@ impl Ledger {
         )
         .bind(replay_key)
         .bind(&token.0)
-        .execute(&self.pool)
+        .execute(&mut *db)
         .await?;
-        Ok(Transition::of(done))
+        let done = Transition::of(done);
+        if done.applied() {
+            Self::release_hold(&mut db, replay_key).await?;
+        }
+        db.commit().await?;
+        Ok(done)
     }
 
     /// Announces on `channel` (Postgres); nothing on SQLite, where nobody else listens.

@@ -542,6 +542,9 @@ impl Ledger {
             .bind(now)
             .execute(&mut *db)
             .await?;
+            // The fee reserved for this send is spent with the record, atomically: a crash
+            // before the settle keeps it leaves no reservation for a later attempt to adopt.
+            Self::spend_hold(&mut db, replay_key).await?;
         }
         db.commit().await?;
         Ok(done)
@@ -714,13 +717,15 @@ impl Ledger {
     }
 
     /// Delete a `claimed` row under which no transaction was ever recorded: nothing was
-    /// broadcast, so the payment may be retried. A row with a transaction history is never
-    /// deleted (lost: record it as failed instead).
+    /// broadcast, so the payment may be retried, and its fee reservation, if it holds one, is
+    /// given back in the same transaction (before anyone can claim the payment anew). A row
+    /// with a transaction history is never deleted (lost: record it as failed instead).
     pub async fn release(
         &self,
         replay_key: &str,
         token: &ClaimToken,
     ) -> Result<Transition, LedgerError> {
+        let mut db = self.pool.begin().await?;
         let done = sqlx::query(
             "DELETE FROM settlements WHERE replay_key = $1 AND claim_token = $2 \
              AND state = 'claimed' AND NOT EXISTS (SELECT 1 FROM settlement_txs \
@@ -728,9 +733,14 @@ impl Ledger {
         )
         .bind(replay_key)
         .bind(&token.0)
-        .execute(&self.pool)
+        .execute(&mut *db)
         .await?;
-        Ok(Transition::of(done))
+        let done = Transition::of(done);
+        if done.applied() {
+            Self::release_hold(&mut db, replay_key).await?;
+        }
+        db.commit().await?;
+        Ok(done)
     }
 
     /// Give up the lease early: the client is being answered `settlement_pending`, so its retry

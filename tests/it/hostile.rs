@@ -26,7 +26,7 @@ alloy::sol! {
 }
 
 /// Reservations noted under a payment that has not kept or given them back yet.
-const HOLDS: &str = "SELECT count(*) FROM budget_counters WHERE kind = 'hold'";
+const HOLDS: &str = "SELECT count(*) FROM budget_holds";
 /// One settle's fee in the tests' budgets, in nano-units (0.001 ETH).
 const FEE: i64 = 1_000_000;
 const TIP: u128 = 50_000_000_000;
@@ -1008,66 +1008,403 @@ async fn solana_crash_after_sending_before_the_confirmation() {
 // ---------------------------------------------------------------------------------------------
 
 /// The ledger's side of the crash fix, on Postgres and SQLite: a reservation is counted once
-/// per payment however many attempts reserve it (the second adopts the first's), a refund gives
-/// it back once however many times it is asked, a kept one stays counted, and a full cap still
-/// refuses without leaving a note.
+/// per payment however many attempts reserve it (the attempt that takes a stopped one over
+/// adopts its reservation), only its owner gives it back, once however many times it asks, a
+/// kept one stays counted, and a full cap still refuses without leaving a note.
 #[tokio::test]
 async fn a_reservation_is_counted_once_per_payment_on_both_ledgers() {
-    use x402_facilitator::ledger::{self, BudgetLine, Reservation};
+    use x402_facilitator::ledger::{self, BudgetLine, ClaimOutcome, ClaimToken, Hold, Reservation};
+    const DAY: i64 = 20_000;
     let line = |kind: &'static str, subject: &str, cap: i64| BudgetLine {
         network: "eip155:31337".into(),
         kind,
         subject: subject.into(),
-        period: 20_000,
+        period: DAY,
         cap,
+    };
+    let hold = |key: &str, owner: &ClaimToken| Hold {
+        replay_key: key.into(),
+        network: "eip155:31337".into(),
+        owner: owner.clone(),
+        period: DAY,
     };
     for db in harness::db::both().await {
         let l = ledger::connect(&db.url(), 4, Duration::from_secs(5))
             .await
             .expect("ledger opens");
+        let claimed = async |key: &str, lease: Duration| match l
+            .claim(&crate::ledger_contract::claim(key), lease)
+            .await
+            .expect("claim")
+        {
+            ClaimOutcome::Claimed(token) => token,
+            other => panic!("expected to win the claim: {other:?}"),
+        };
         let lines = [line("payer", "0xp", 2 * FEE)];
-        let (a, b, c) = (
-            line("hold", "a", 0),
-            line("hold", "b", 0),
-            line("hold", "c", 0),
-        );
         let spent = || db.count("SELECT spent FROM budget_counters WHERE kind = 'payer'");
+        let first = claimed("a", Duration::ZERO).await;
         assert_eq!(
-            l.reserve(&lines, FEE, &a).await.expect("reserve"),
+            l.reserve(&lines, FEE, &hold("a", &first))
+                .await
+                .expect("reserve"),
             Reservation::Reserved
         );
-        // The attempt after a crash finds the note: adopted, not counted again.
+        // The attempt after a crash takes the payment over and finds the note: adopted, not
+        // counted again; the stopped attempt has nothing left to give back.
+        let seen = l.find("a").await.expect("find").expect("row");
+        let next = l
+            .take_over(&seen, Duration::from_secs(30))
+            .await
+            .expect("take over")
+            .expect("taken");
         assert_eq!(
-            l.reserve(&lines, FEE, &a).await.expect("reserve"),
+            l.reserve(&lines, FEE, &hold("a", &next))
+                .await
+                .expect("reserve"),
             Reservation::Adopted
         );
         assert_eq!(spent().await, FEE);
-        l.refund(&lines, FEE, &a).await.expect("refund");
-        l.refund(&lines, FEE, &a).await.expect("refund again");
+        l.refund(&hold("a", &first)).await.expect("refund");
+        assert_eq!(spent().await, FEE, "not the stopped attempt's any more");
+        l.refund(&hold("a", &next)).await.expect("refund");
+        l.refund(&hold("a", &next)).await.expect("refund again");
         assert_eq!(spent().await, 0, "given back once");
+        let b = claimed("b", Duration::from_secs(30)).await;
         assert_eq!(
-            l.reserve(&lines, FEE, &b).await.expect("reserve"),
+            l.reserve(&lines, FEE, &hold("b", &b))
+                .await
+                .expect("reserve"),
             Reservation::Reserved
         );
-        l.keep(&b).await.expect("keep");
-        l.refund(&lines, FEE, &b)
-            .await
-            .expect("a refund after keep");
+        l.keep(&hold("b", &b)).await.expect("keep");
+        l.refund(&hold("b", &b)).await.expect("a refund after keep");
         assert_eq!(spent().await, FEE, "a kept reservation stays counted");
         assert_eq!(
-            l.reserve(&lines, FEE, &a).await.expect("reserve"),
+            l.reserve(&lines, FEE, &hold("a", &next))
+                .await
+                .expect("reserve"),
             Reservation::Reserved
         );
+        let c = claimed("c", Duration::from_secs(30)).await;
         assert!(matches!(
-            l.reserve(&lines, FEE, &c).await.expect("reserve"),
+            l.reserve(&lines, FEE, &hold("c", &c))
+                .await
+                .expect("reserve"),
             Reservation::Exhausted { kind: "payer", .. }
         ));
         assert_eq!(spent().await, 2 * FEE);
         assert_eq!(
-            db.count("SELECT count(*) FROM budget_counters WHERE kind = 'hold' AND subject = 'c'")
+            db.count("SELECT count(*) FROM budget_holds WHERE replay_key = 'c'")
                 .await,
             0,
             "a refused reservation leaves no note"
         );
+        // Notes of earlier days are pruned; their fee stays on its day.
+        assert_eq!(l.prune_holds(DAY + 1).await.expect("prune"), 1);
+        assert_eq!(db.count(HOLDS).await, 0);
+        assert_eq!(spent().await, 2 * FEE);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whose reservation it is, on both ledgers: the attempts of one payment that overlap (a claim
+// released or taken over while its attempt still runs) and a crash between two of its steps.
+// ---------------------------------------------------------------------------------------------
+
+mod holds {
+    use std::time::Duration;
+
+    use x402_facilitator::ledger::{
+        self, BudgetLine, ClaimOutcome, ClaimToken, Hold, Reservation, SharedLedger, Submission,
+    };
+
+    use super::FEE;
+    use crate::harness::{self, Db};
+    use crate::ledger_contract::claim;
+
+    const NET: &str = "eip155:31337";
+    const LEASE: Duration = Duration::from_secs(30);
+
+    fn today() -> i64 {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis();
+        i64::try_from(ms / 86_400_000).expect("a day number")
+    }
+
+    fn line(kind: &'static str, subject: &str, cap: i64) -> BudgetLine {
+        BudgetLine {
+            network: NET.into(),
+            kind,
+            subject: subject.into(),
+            period: today(),
+            cap,
+        }
+    }
+
+    fn hold(key: &str, owner: &ClaimToken) -> Hold {
+        Hold {
+            replay_key: key.into(),
+            network: NET.into(),
+            owner: owner.clone(),
+            period: today(),
+        }
+    }
+
+    async fn reserve(
+        l: &SharedLedger,
+        lines: &[BudgetLine],
+        amount: i64,
+        key: &str,
+        owner: &ClaimToken,
+    ) -> Reservation {
+        l.reserve(lines, amount, &hold(key, owner))
+            .await
+            .expect("reserve")
+    }
+
+    /// What an attempt gives back when it sent nothing (the note says how much, and where).
+    async fn refund(
+        l: &SharedLedger,
+        _lines: &[BudgetLine],
+        _amount: i64,
+        key: &str,
+        owner: &ClaimToken,
+    ) {
+        l.refund(&hold(key, owner)).await.expect("refund");
+    }
+
+    async fn keep(l: &SharedLedger, key: &str, owner: &ClaimToken) {
+        l.keep(&hold(key, owner)).await.expect("keep");
+    }
+
+    async fn holds(db: &Db) -> i64 {
+        db.count(super::HOLDS).await
+    }
+
+    async fn open(db: &Db) -> SharedLedger {
+        ledger::connect(&db.url(), 4, Duration::from_secs(5))
+            .await
+            .expect("ledger opens")
+    }
+
+    async fn claimed(l: &SharedLedger, key: &str, lease: Duration) -> ClaimToken {
+        match l.claim(&claim(key), lease).await.expect("claim") {
+            ClaimOutcome::Claimed(token) => token,
+            other => panic!("expected to win the claim: {other:?}"),
+        }
+    }
+
+    /// The claim taken over by a new attempt (its holder's lease ran out).
+    async fn taken_over(l: &SharedLedger, key: &str) -> ClaimToken {
+        let seen = l.find(key).await.expect("find").expect("row");
+        l.take_over(&seen, LEASE)
+            .await
+            .expect("take over")
+            .expect("the lease ran out")
+    }
+
+    async fn record(l: &SharedLedger, key: &str, token: &ClaimToken, tx: &str) -> bool {
+        let s = Submission {
+            tx_id: tx,
+            raw_tx: "02f8",
+            signer: "0xsigner",
+            fence: None,
+        };
+        l.record_submitted(key, token, &s)
+            .await
+            .expect("record_submitted")
+            .applied()
+    }
+
+    /// What a counter holds now.
+    async fn counted(db: &Db, kind: &str, subject: &str) -> i64 {
+        db.count(&format!(
+            "SELECT COALESCE(MAX(spent), 0) FROM budget_counters \
+             WHERE kind = '{kind}' AND subject = '{subject}'"
+        ))
+        .await
+    }
+
+    /// Attempt A reserves and its prepare fails (an estimate that reverts, an RPC error): its
+    /// claim is released, and before A gives its reservation back the client's retry B claims
+    /// the payment anew and reserves. A's late refund must not take B's fee off the counters:
+    /// B sends a transaction, so one fee is counted.
+    #[tokio::test]
+    async fn a_late_refund_after_the_claim_was_released_leaves_the_next_attempts_fee_counted() {
+        for db in harness::db::both().await {
+            let l = open(&db).await;
+            let lines = [line("payer", "0xp", 10 * FEE)];
+            let a = claimed(&l, "p", LEASE).await;
+            assert_eq!(
+                reserve(&l, &lines, FEE, "p", &a).await,
+                Reservation::Reserved
+            );
+            assert!(l.release("p", &a).await.expect("release").applied());
+            let b = claimed(&l, "p", LEASE).await;
+            let _ = reserve(&l, &lines, FEE, "p", &b).await;
+            refund(&l, &lines, FEE, "p", &a).await;
+            assert!(
+                record(&l, "p", &b, "0xb").await,
+                "B records its transaction"
+            );
+            keep(&l, "p", &b).await;
+            assert_eq!(
+                counted(&db, "payer", "0xp").await,
+                FEE,
+                "B sent a transaction: its fee is counted"
+            );
+            assert_eq!(holds(&db).await, 0);
+        }
+    }
+
+    /// A's lease runs out while A is alive; B takes the payment over and adopts A's reservation.
+    /// A's record comes back lost and A gives back what it reserved: B's fee must stay counted.
+    /// And an attempt that reserves only after it lost its claim cannot make the reservation
+    /// its own (it would then give back the fee of the attempt that sends).
+    #[tokio::test]
+    async fn an_attempt_that_lost_its_claim_cannot_give_back_the_new_holders_fee() {
+        for db in harness::db::both().await {
+            let l = open(&db).await;
+            // Reserved, then taken over.
+            let lines = [line("payer", "0xq", 10 * FEE)];
+            let a = claimed(&l, "q", Duration::ZERO).await;
+            assert_eq!(
+                reserve(&l, &lines, FEE, "q", &a).await,
+                Reservation::Reserved
+            );
+            let b = taken_over(&l, "q").await;
+            assert_eq!(
+                reserve(&l, &lines, FEE, "q", &b).await,
+                Reservation::Adopted
+            );
+            assert!(!record(&l, "q", &a, "0xa").await, "A lost the claim");
+            refund(&l, &lines, FEE, "q", &a).await;
+            assert!(record(&l, "q", &b, "0xb").await);
+            keep(&l, "q", &b).await;
+            assert_eq!(counted(&db, "payer", "0xq").await, FEE, "taken over");
+
+            // Taken over, then reserved late by the attempt that lost it.
+            let lines = [line("payer", "0xs", 10 * FEE)];
+            let a = claimed(&l, "s", Duration::ZERO).await;
+            let b = taken_over(&l, "s").await;
+            assert_eq!(
+                reserve(&l, &lines, FEE, "s", &b).await,
+                Reservation::Reserved
+            );
+            assert_eq!(
+                reserve(&l, &lines, FEE, "s", &a).await,
+                Reservation::Superseded
+            );
+            refund(&l, &lines, FEE, "s", &a).await;
+            assert!(record(&l, "s", &b, "0xb2").await);
+            keep(&l, "s", &b).await;
+            assert_eq!(
+                counted(&db, "payer", "0xs").await,
+                FEE,
+                "reserved late by the loser"
+            );
+            assert_eq!(holds(&db).await, 0);
+        }
+    }
+
+    /// A crash between recording a transaction and keeping the reservation: the transaction
+    /// reverts, and the payer's next attempt (the failed row claimed again) sends another one,
+    /// so two fees are counted. Recording spends the reservation in its own transaction.
+    #[tokio::test]
+    async fn a_crash_between_recording_and_keeping_leaves_no_reservation_to_adopt() {
+        for db in harness::db::both().await {
+            let l = open(&db).await;
+            let lines = [line("payer", "0xf", 10 * FEE)];
+            let a = claimed(&l, "f", LEASE).await;
+            assert_eq!(
+                reserve(&l, &lines, FEE, "f", &a).await,
+                Reservation::Reserved
+            );
+            assert!(record(&l, "f", &a, "0xf1").await);
+            // Killed here, before keep.
+            assert_eq!(holds(&db).await, 0, "recorded: the reservation is spent");
+            assert!(
+                l.record_failed("f", &a, "invalid_exact_evm_transaction_failed")
+                    .await
+                    .expect("failed")
+                    .applied()
+            );
+            let t = taken_over(&l, "f").await;
+            let ClaimOutcome::Claimed(c) =
+                l.reclaim(&claim("f"), &t, LEASE).await.expect("reclaim")
+            else {
+                panic!("the failed row is claimed again")
+            };
+            assert_eq!(
+                reserve(&l, &lines, FEE, "f", &c).await,
+                Reservation::Reserved,
+                "a new transaction, a new fee"
+            );
+            assert!(record(&l, "f", &c, "0xf2").await);
+            assert_eq!(counted(&db, "payer", "0xf").await, 2 * FEE);
+        }
+    }
+
+    /// A settle killed between reserving and signing, and the reconciler releases its claim
+    /// (the payment is never retried): nothing was sent, so the fee is given back, and no note
+    /// stays behind.
+    #[tokio::test]
+    async fn the_reconciler_releasing_an_abandoned_claim_gives_its_reservation_back() {
+        for db in harness::db::both().await {
+            let l = open(&db).await;
+            let lines = [line("payer", "0xr", 10 * FEE)];
+            let a = claimed(&l, "r", Duration::ZERO).await;
+            assert_eq!(
+                reserve(&l, &lines, FEE, "r", &a).await,
+                Reservation::Reserved
+            );
+            let t = taken_over(&l, "r").await;
+            assert!(l.release("r", &t).await.expect("release").applied());
+            assert_eq!(counted(&db, "payer", "0xr").await, 0);
+            assert_eq!(holds(&db).await, 0);
+        }
+    }
+
+    /// The crashed attempt reserved on its own counters (its API key, the fee then configured);
+    /// the payment's next attempt comes through another key after the operator raised the fee.
+    /// The new attempt is counted on its own counters at its own fee, and giving it back leaves
+    /// every counter at nothing: the earlier attempt's key is not charged for ever, and no
+    /// counter loses what it never took.
+    #[tokio::test]
+    async fn an_adopted_reservation_is_counted_and_given_back_on_the_lines_it_charged() {
+        for db in harness::db::both().await {
+            let l = open(&db).await;
+            let a = claimed(&l, "m", Duration::ZERO).await;
+            let first = [line("payer", "0xm", 10 * FEE), line("key", "k1", 10 * FEE)];
+            assert_eq!(
+                reserve(&l, &first, FEE, "m", &a).await,
+                Reservation::Reserved
+            );
+            let b = taken_over(&l, "m").await;
+            let second = [line("payer", "0xm", 10 * FEE), line("key", "k2", 10 * FEE)];
+            let _ = reserve(&l, &second, 2 * FEE, "m", &b).await;
+            assert_eq!(
+                (
+                    counted(&db, "payer", "0xm").await,
+                    counted(&db, "key", "k1").await,
+                    counted(&db, "key", "k2").await
+                ),
+                (2 * FEE, 0, 2 * FEE),
+                "the attempt that may send is counted, on its own counters"
+            );
+            refund(&l, &second, 2 * FEE, "m", &b).await;
+            assert_eq!(
+                (
+                    counted(&db, "payer", "0xm").await,
+                    counted(&db, "key", "k1").await,
+                    counted(&db, "key", "k2").await
+                ),
+                (0, 0, 0),
+                "given back exactly"
+            );
+            assert_eq!(holds(&db).await, 0);
+        }
     }
 }

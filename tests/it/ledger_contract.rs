@@ -19,7 +19,7 @@ async fn open(db: &Db) -> SharedLedger {
         .expect("ledger opens and migrates")
 }
 
-fn claim(key: &str) -> NewClaim {
+pub(crate) fn claim(key: &str) -> NewClaim {
     NewClaim {
         replay_key: key.into(),
         network: "eip155:31337".into(),
