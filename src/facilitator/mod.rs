@@ -71,6 +71,8 @@ struct Watched {
     amount: Option<String>,
     confirmed: Option<String>,
     abandoned: bool,
+    /// The client hung up unanswered: nobody was told what the watch holds.
+    hung_up: bool,
 }
 
 /// What the cut-off found when the client stopped waiting.
@@ -121,6 +123,23 @@ impl SettleWatch {
         }
         w.confirmed = Some(tx.to_string());
         true
+    }
+
+    /// The client hung up before it was answered (its connection closed): it stops waiting,
+    /// and nobody tells it anything, so the outcome stays owed to its retry. A settle that was
+    /// about to deliver (`deliver` said yes) looks again before it clears what is owed, since
+    /// the ledger writes in between may take seconds (`hung_up`).
+    pub fn hang_up(&self) {
+        if let Ok(mut w) = self.state.lock() {
+            w.abandoned = true;
+            w.hung_up = true;
+        }
+    }
+
+    /// Whether the client hung up unanswered; a poisoned lock counts as gone (the answer then
+    /// stays owed, which costs at most a repeated success for the same transaction).
+    fn hung_up(&self) -> bool {
+        self.state.lock().map_or(true, |w| w.hung_up)
     }
 
     /// The client stops waiting; what to tell it.

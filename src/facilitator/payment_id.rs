@@ -64,7 +64,9 @@ pub(super) fn conflict(id: Option<&str>) -> FacilitatorError {
 }
 
 /// The stored success when this id and this payment settled before; a conflict when the id
-/// belongs to another live payment of the same payer and payee.
+/// belongs to another live payment of the same payer and payee. It clears nothing (the id is
+/// answered every time), so a client that hangs up here loses nothing and needs no
+/// `SettleWatch`: its retry with the id is answered the same.
 pub(super) async fn answered(
     fac: &Facilitator,
     handler: &dyn SchemeHandler,

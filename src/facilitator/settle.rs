@@ -202,6 +202,81 @@ impl Settle<'_> {
         )
     }
 
+    /// A settled payment presented again by anyone not owed its outcome.
+    fn replayed(&self, payment: &CheckedPayment, tx: &str) -> SettleResponse {
+        self.fail(
+            payment,
+            Rejection::new(payment.meta.replay_reason)
+                .with_message(format!("payment already settled in transaction {tx}")),
+            "",
+        )
+    }
+
+    /// The answer of a settle whose client stopped waiting (hung up, or answered by the HTTP
+    /// layer's cut-off): nobody reads it, and what the client is owed stays in the ledger.
+    fn unheard(&self, payment: &CheckedPayment, tx: &str) -> SettleResponse {
+        self.fail(payment, Rejection::new(reason::SETTLEMENT_PENDING), tx)
+    }
+
+    /// The same payment, settled in `tx`, presented again (docs/ledger.md, "Owed answers"): the
+    /// client that was not given the outcome (told `settlement_pending`, cut off, hung up, or
+    /// gone with a crash) is owed it once; any other replay is refused. With a
+    /// payment-identifier, only a request carrying it collects. Collecting takes a ledger
+    /// write, during which this client may hang up too (seconds on a slow ledger): then the
+    /// answer is owed again, for its next retry.
+    async fn settled_again(
+        &self,
+        payment: &CheckedPayment,
+        key: &str,
+        tx: &str,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let ledger = &self.fac.ledger;
+        if !ledger
+            .take_owed_answer(key, self.payment_id.as_deref())
+            .await?
+            .applied()
+        {
+            return Ok(self.replayed(payment, tx));
+        }
+        if self.watch.deliver(tx) {
+            return Ok(self.success(payment, tx));
+        }
+        if let Err(e) = ledger.owe_again(key).await {
+            warn!(replay_key = %key, error = %e, "cannot owe an answer again to a client that left");
+        }
+        Ok(self.unheard(payment, tx))
+    }
+
+    /// Clears the answer owed to this request's client, which this request is about to give
+    /// the success (`SettleWatch::deliver` said it still waits): `false` when the client hung
+    /// up meanwhile. `deliver` is asked at the chain's confirmation, so that a cut-off can
+    /// answer the chain's word while the ledger writes that follow are slow; a hang-up during
+    /// those writes told the client nothing, so the answer stays owed to its retry (looked at
+    /// before and after clearing it). A ledger fault is logged: the success is still the
+    /// chain's.
+    async fn clear_owed(&self, key: &str) -> bool {
+        if self.watch.hung_up() {
+            return false;
+        }
+        let ledger = &self.fac.ledger;
+        match ledger
+            .take_owed_answer(key, self.payment_id.as_deref())
+            .await
+        {
+            Ok(Transition::Applied) if self.watch.hung_up() => {
+                if let Err(e) = ledger.owe_again(key).await {
+                    warn!(replay_key = %key, error = %e, "cannot owe an answer again to a client that left");
+                }
+                false
+            }
+            Ok(_) => true,
+            Err(e) => {
+                warn!(replay_key = %key, error = %e, "cannot clear an owed answer");
+                true
+            }
+        }
+    }
+
     /// A transition lost here means another holder took the row over while this settle ran
     /// (its lease ran out): the answer still says what this settle saw, and the new holder
     /// records the outcome from the chain.
@@ -279,26 +354,12 @@ impl Settle<'_> {
         let same = stored.meta.fingerprint == self.fingerprint;
         let key = row.replay_key.clone();
         match row.state {
-            // The client that was not given the outcome (told `settlement_pending`, cut off, or
-            // gone with a crash) is owed it once; any other replay of a settled payment is
-            // refused. With a payment-identifier, only a request carrying it collects. A charge
-            // of 0 moved nothing, so repeating its success is harmless.
-            SettlementState::Settled
-                if same
-                    && (stored.meta.moves_nothing()
-                        || ledger
-                            .take_owed_answer(&key, self.payment_id.as_deref())
-                            .await?
-                            .applied()) =>
-            {
+            // A charge of 0 moved nothing, so repeating its success is harmless.
+            SettlementState::Settled if same && stored.meta.moves_nothing() => {
                 Ok(self.success(&stored, &tx))
             }
-            SettlementState::Settled => Ok(self.fail(
-                &stored,
-                Rejection::new(stored.meta.replay_reason)
-                    .with_message(format!("payment already settled in transaction {tx}")),
-                "",
-            )),
+            SettlementState::Settled if same => self.settled_again(&stored, &key, &tx).await,
+            SettlementState::Settled => Ok(self.replayed(&stored, &tx)),
             SettlementState::Failed => match incoming {
                 Some(payment) => self.revisit_failed(row, payment).await,
                 None => Ok(self.fail(&stored, Rejection::new(stored.meta.replay_reason), "")),
@@ -791,14 +852,7 @@ impl Settle<'_> {
             {
                 return Ok(Some(self.success(&paid, &inclusion.tx_id)));
             }
-            return Ok(Some(self.fail(
-                &paid,
-                Rejection::new(paid.meta.replay_reason).with_message(format!(
-                    "payment already settled in transaction {}",
-                    inclusion.tx_id
-                )),
-                "",
-            )));
+            return Ok(Some(self.replayed(&paid, &inclusion.tx_id)));
         }
         Ok(None)
     }
@@ -906,14 +960,13 @@ impl Settle<'_> {
         };
         Ok(match row.state {
             SettlementState::Settled => {
-                // The taker delivers to nobody: this request does, and clears what is owed.
-                if let Err(e) = self
-                    .fac
-                    .ledger
-                    .take_owed_answer(&row.replay_key, self.payment_id.as_deref())
-                    .await
-                {
-                    warn!(replay_key = %row.replay_key, error = %e, "cannot clear an owed answer");
+                // The taker delivers to nobody: this request does, and clears what is owed, if
+                // its client still waits (review F4); otherwise the answer stays owed to the
+                // client's retry.
+                self.watch
+                    .recorded(&row.replay_key, &tx, payment.meta.charged());
+                if !self.watch.deliver(&tx) || !self.clear_owed(&row.replay_key).await {
+                    return Ok(Some(self.unheard(payment, &tx)));
                 }
                 Some(self.success(payment, &tx))
             }
@@ -1038,32 +1091,28 @@ impl Settle<'_> {
                 if !waiting {
                     return Ok(cut_off());
                 }
+                if own {
+                    // The client may have hung up during the write above (review F5).
+                    if !self.clear_owed(key).await {
+                        return Ok(cut_off());
+                    }
+                    return Ok(self.success(payment, &inclusion.tx_id));
+                }
                 let owed = ledger
                     .take_owed_answer(key, self.payment_id.as_deref())
                     .await;
-                match (own, owed) {
-                    (true, result) => {
-                        recorded("take_owed_answer", result.map(|_| Transition::Applied));
-                        Ok(self.success(payment, &inclusion.tx_id))
-                    }
+                match owed {
                     // Following an earlier request's transaction: the success is this client's
                     // only if the answer was owed, and only if it still waits for it.
-                    (false, Ok(Transition::Applied)) if self.watch.deliver(&inclusion.tx_id) => {
+                    Ok(Transition::Applied) if self.watch.deliver(&inclusion.tx_id) => {
                         Ok(self.success(payment, &inclusion.tx_id))
                     }
-                    (false, Ok(Transition::Applied)) => {
+                    Ok(Transition::Applied) => {
                         recorded("owe_again", ledger.owe_again(key).await);
                         Ok(cut_off())
                     }
-                    (false, Ok(Transition::Lost)) => Ok(self.fail(
-                        payment,
-                        Rejection::new(payment.meta.replay_reason).with_message(format!(
-                            "payment already settled in transaction {}",
-                            inclusion.tx_id
-                        )),
-                        "",
-                    )),
-                    (false, Err(e)) => Err(e.into()),
+                    Ok(Transition::Lost) => Ok(self.replayed(payment, &inclusion.tx_id)),
+                    Err(e) => Err(e.into()),
                 }
             }
             Ok(TxStatus::Failed(rejection)) => {

@@ -143,7 +143,8 @@ pub(super) async fn settle(
 /// handler whose connection closed): the settle task goes on, and must then know that nobody
 /// waits for its answer, or it would hand its success to a closed connection and clear the
 /// answer the client's retry is owed (the retry would be refused as a replay of a payment it
-/// paid). The same as the server's cut-off, minus the answer: the outcome stays owed.
+/// paid). The same as the server's cut-off, minus the answer: the outcome stays owed, also
+/// when the settle had already been told to deliver it (`SettleWatch::hang_up`).
 struct HangUp(Option<Arc<SettleWatch>>);
 
 impl HangUp {
@@ -155,7 +156,7 @@ impl HangUp {
 impl Drop for HangUp {
     fn drop(&mut self) {
         if let Some(watch) = self.0.take() {
-            let _ = watch.abandon();
+            watch.hang_up();
         }
     }
 }

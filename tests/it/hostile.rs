@@ -674,6 +674,226 @@ async fn an_upto_client_that_gives_up_is_owed_the_outcome_once() {
     app.stop().await;
 }
 
+/// Review F4: an `upto` client that gives up on replica A while A waits for replica B, the one
+/// holding the key the payment names (two identical replicas, both keys, one held by each; a
+/// hand-off; B's RPC lags behind its loopback proxy). A learns B's outcome after its client has
+/// gone: it must leave the success owed (it cleared it, and the retry was told
+/// `permit2_invalid_nonce`, a replay, for a payment that moved money). The retry gets the
+/// success with B's transaction, once; one transfer, from the key named.
+#[tokio::test]
+async fn an_upto_client_that_gives_up_during_a_hand_off_is_owed_the_outcome_once() {
+    let chain = Chain::start().await;
+    let db = Db::postgres().await;
+    let keys = signers(&chain, 2, false).await;
+    let proxies = [
+        RpcProxy::start(&chain.url).await,
+        RpcProxy::start(&chain.url).await,
+    ];
+    let mut procs = Vec::new();
+    for proxy in &proxies {
+        let mut env = env_for(&chain, &proxy.url, &db, &keys);
+        for (k, v) in [
+            ("X402__NETWORKS__LOCAL__SCHEMES", "exact,upto"),
+            ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "10000"),
+            ("X402__SETTLEMENT__SIGNER_LEASE_TTL_MS", "1200"),
+        ] {
+            env.push((k.into(), v.into()));
+        }
+        procs.push(Proc::start(&env).await);
+    }
+    let bases: Vec<&str> = procs.iter().map(|p| p.base.as_str()).collect();
+    crate::replicas::balanced(&bases, 2, 1).await;
+    let named = keys[1].address();
+    let lease = format!("eip155:{}/{named:#x}", chain.chain_id);
+    let mut holder = None;
+    for (i, base) in bases.iter().enumerate() {
+        let ready = crate::replicas::ready(base).await.expect("ready");
+        if ready["signers"]
+            .as_object()
+            .is_some_and(|s| s.contains_key(&lease))
+        {
+            holder = Some(i);
+        }
+    }
+    let holder = holder.expect("a replica holds the key named");
+    let a = bases[1 - holder];
+    proxies[holder].set(Mode::Delay(Duration::from_millis(300)));
+    let p = harness::funded_permit2(&chain, Kind::Upto, named, true).await;
+    let body = p.settle_body(U256::from(1200u64));
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("client");
+    let gave_up = impatient
+        .post(format!("{a}/settle"))
+        .json(&body)
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client gave up: {gave_up:?}");
+    // B settles; A's requester reads the row (it polls every 100 ms, or B notifies it).
+    crate::money_path::eventually(
+        &db,
+        "SELECT count(*) FROM settlements WHERE state = 'settled'",
+        1,
+        20,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    proxies[holder].set(Mode::Forward);
+    let tx = db
+        .text("SELECT tx_id FROM settlements WHERE state = 'settled'")
+        .await;
+    assert_eq!(
+        chain.sender_of(&tx).await,
+        named,
+        "B sent it, from the key named"
+    );
+    let (status, retry) = post(a, "/settle", &body).await;
+    assert_eq!(status, StatusCode::OK, "{retry}");
+    assert_eq!(
+        retry["success"], true,
+        "the retry is owed the outcome: {retry}"
+    );
+    assert_eq!(retry["transaction"], tx.as_str(), "{retry}");
+    assert_eq!(retry["amount"], "1200", "{retry}");
+    assert_eq!(chain.transfers_from(chain.permit_token, p.from).await, 1);
+    assert_eq!(
+        chain.balance(chain.permit_token, p.pay_to).await,
+        U256::from(1200u64)
+    );
+    let (_, replay) = post(a, "/settle", &body).await;
+    assert_eq!(replay["errorReason"], "permit2_invalid_nonce", "{replay}");
+    assert_eq!(chain.transfers_from(chain.permit_token, p.from).await, 1);
+}
+
+/// A `/settle` of `body` in flight; aborting the handle hangs up (the connection closes with
+/// the request unanswered).
+fn settle_in_flight(base: &str, body: &Value) -> tokio::task::JoinHandle<()> {
+    let url = format!("{base}/settle");
+    let body = body.clone();
+    tokio::spawn(async move {
+        let answer = reqwest::Client::new().post(url).json(&body).send().await;
+        panic!("the test hangs up before the answer: {answer:?}");
+    })
+}
+
+/// Waits until the app's ledger statement starting with `statement` waits for the lock a test
+/// session holds.
+async fn a_ledger_write_waits_for_the_lock(db: &Db, statement: &str) {
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock' AND query LIKE '{}%'",
+        statement.replace('\'', "''")
+    );
+    crate::money_path::eventually(db, &waiting, 1, 20).await;
+}
+
+/// Hangs up on `in_flight` and gives the server a moment to see the connection close.
+async fn hang_up(in_flight: tokio::task::JoinHandle<()>) {
+    in_flight.abort();
+    assert!(in_flight.await.is_err_and(|e| e.is_cancelled()), "hung up");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// Review F5: the client hangs up after the chain confirmed its transaction, while the settle
+/// records that (the settlements table locked by another session: a slow ledger, for real; the
+/// hang-up is a real closed connection). The settle had counted the success as delivered at the
+/// confirmation and cleared the owed answer after the write; it looks again before clearing it:
+/// the retry gets the success, once.
+#[tokio::test]
+async fn a_client_that_hangs_up_while_the_confirmation_is_recorded_is_owed_the_outcome() {
+    let chain = Chain::start().await;
+    let db = Db::postgres().await;
+    let options = Options::default()
+        .env("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "8000")
+        .env("X402__SETTLEMENT__RECONCILE_INTERVAL_MS", "600000");
+    let app = spawn_with(&chain, &db, options).await;
+    let p = harness::funded_payment(&chain).await;
+    chain.set_automine(false).await;
+    let in_flight = settle_in_flight(&app.base, &p.body());
+    crate::money_path::eventually(
+        &db,
+        "SELECT count(*) FROM settlements WHERE state = 'submitted'",
+        1,
+        10,
+    )
+    .await;
+    let lock = db
+        .hold_lock("LOCK TABLE settlements IN EXCLUSIVE MODE")
+        .await;
+    chain.mine().await;
+    a_ledger_write_waits_for_the_lock(&db, "UPDATE settlements SET state = 'settled'").await;
+    hang_up(in_flight).await;
+    drop(lock);
+    crate::money_path::eventually(
+        &db,
+        "SELECT count(*) FROM settlements WHERE state = 'settled'",
+        1,
+        15,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    chain.set_automine(true).await;
+    let tx = db
+        .text("SELECT tx_id FROM settlements WHERE state = 'settled'")
+        .await;
+    let retry = app.settle(&p.body()).await;
+    assert_eq!(
+        retry["success"], true,
+        "the retry is owed the outcome: {retry}"
+    );
+    assert_eq!(retry["transaction"], tx.as_str(), "{retry}");
+    let replay = app.settle(&p.body()).await;
+    assert_eq!(
+        replay["errorReason"], "invalid_exact_evm_nonce_already_used",
+        "{replay}"
+    );
+    assert_eq!(chain.transfers_from(chain.token, p.from).await, 1);
+    app.stop().await;
+}
+
+/// Review F5, the retry's side: a client owed its success (told `settlement_pending`; the
+/// reconciler then recorded the confirmation) retries, and hangs up while the retry's ledger
+/// writes wait (the settlements table locked, for real). The retry collected the owed answer
+/// for a closed connection; now it owes it again: the next retry gets the success, once.
+#[tokio::test]
+async fn a_retry_that_hangs_up_while_collecting_its_owed_answer_leaves_it_owed() {
+    let chain = Chain::start().await;
+    let db = Db::postgres().await;
+    let options = Options::default().env("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "1000");
+    let app = spawn_with(&chain, &db, options).await;
+    let p = harness::funded_payment(&chain).await;
+    chain.set_automine(false).await;
+    let pending = app.settle(&p.body()).await;
+    assert_eq!(pending["errorReason"], "settlement_pending", "{pending}");
+    chain.mine().await;
+    let owed = "SELECT count(*) FROM settlements WHERE state = 'settled' AND pending_reported = 1";
+    crate::money_path::eventually(&db, owed, 1, 15).await;
+    chain.set_automine(true).await;
+    let lock = db
+        .hold_lock("LOCK TABLE settlements IN EXCLUSIVE MODE")
+        .await;
+    let in_flight = settle_in_flight(&app.base, &p.body());
+    a_ledger_write_waits_for_the_lock(&db, "INSERT INTO settlements").await;
+    hang_up(in_flight).await;
+    drop(lock);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    crate::money_path::eventually(&db, owed, 1, 5).await;
+    let retry = app.settle(&p.body()).await;
+    assert_eq!(
+        retry["success"], true,
+        "the retry is owed the outcome: {retry}"
+    );
+    assert_eq!(retry["transaction"], pending["transaction"], "{retry}");
+    let replay = app.settle(&p.body()).await;
+    assert_eq!(
+        replay["errorReason"], "invalid_exact_evm_nonce_already_used",
+        "{replay}"
+    );
+    assert_eq!(chain.transfers_from(chain.token, p.from).await, 1);
+    app.stop().await;
+}
+
 /// The same Permit2 `exact` payload sent 30 times at once, half to each of two replicas (each
 /// with its own key) on one Postgres, with fee budgets on: one transfer, one row, every other
 /// answer `duplicate_settlement` or the replay reason, and exactly one fee counted — the losers

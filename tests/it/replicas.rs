@@ -30,7 +30,7 @@ fn replica_env(
     env
 }
 
-async fn ready(base: &str) -> Option<Value> {
+pub(crate) async fn ready(base: &str) -> Option<Value> {
     let r = reqwest::get(format!("{base}/ready")).await.ok()?;
     r.json().await.ok()
 }
@@ -50,7 +50,7 @@ async fn shares(bases: &[&str]) -> Vec<usize> {
 }
 
 /// Waits until the replicas hold `total` keys between them, none more than `most`.
-async fn balanced(bases: &[&str], total: usize, most: usize) {
+pub(crate) async fn balanced(bases: &[&str], total: usize, most: usize) {
     let started = Instant::now();
     loop {
         let s = shares(bases).await;
