@@ -269,7 +269,11 @@ impl Settle<'_> {
                 }
                 false
             }
-            Ok(_) => true,
+            Ok(Transition::Applied) => true,
+            // Another request of the same payment collected the success between the record and
+            // this clear (the same payload sent twice at once): one success per payment, so
+            // this one is not a second.
+            Ok(_) => false,
             Err(e) => {
                 warn!(replay_key = %key, error = %e, "cannot clear an owed answer");
                 true
@@ -842,13 +846,13 @@ impl Settle<'_> {
                 tx = %inclusion.tx_id,
                 "repaired a payment recorded as failed: the chain shows its transaction paid"
             );
+            // Only a settle whose client still waits for this payment clears what is owed:
+            // the reconciler's (unwatched) look, or a settle whose client hung up, leaves the
+            // success owed to the client's retry (before, the reconciler's repair cleared it
+            // for nobody, and the buyer who had paid was told its payment was a replay).
             if paid.meta.fingerprint == self.fingerprint
-                && self
-                    .fac
-                    .ledger
-                    .take_owed_answer(&claim.replay_key, self.payment_id.as_deref())
-                    .await?
-                    .applied()
+                && self.watch.deliver(&inclusion.tx_id)
+                && self.clear_owed(&claim.replay_key).await
             {
                 return Ok(Some(self.success(&paid, &inclusion.tx_id)));
             }

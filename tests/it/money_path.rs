@@ -882,6 +882,46 @@ async fn a_misjudged_failed_row_is_repaired_without_any_retry() {
     app.stop().await;
 }
 
+/// The reconciler's repair of a misjudged failed row leaves the success owed to the payer's
+/// retry: the buyer was told "failed" although the money moved, and when it settles again it
+/// must hear success with that transaction, not "already settled" (a replay refusal would
+/// make the seller refuse a buyer who paid). Found in review: the reconciler's look cleared
+/// the owed answer for nobody.
+#[tokio::test]
+async fn a_repair_by_the_reconciler_leaves_the_success_owed_to_the_payers_retry() {
+    let chain = Chain::start().await;
+    let db = Db::postgres().await;
+    let app = spawn_with(&chain, &db, Options::default()).await;
+    let p = harness::funded_payment(&chain).await;
+    let settled = app.settle(&p.body()).await;
+    assert_eq!(settled["success"], true, "{settled}");
+    let tx = settled["transaction"]
+        .as_str()
+        .expect("a transaction")
+        .to_string();
+    // The misjudgment the buyer was told (written directly: today's code does not make one).
+    db.execute(
+        "UPDATE settlements SET state = 'failed', error_reason = 'invalid_exact_evm_transaction_failed', \
+         settled_at = NULL, retry_at = 0, pending_reported = 0",
+    )
+    .await;
+    eventually(
+        &db,
+        "SELECT count(*) FROM settlements WHERE state = 'settled'",
+        1,
+        20,
+    )
+    .await;
+    let again = app.settle(&p.body()).await;
+    assert_eq!(again["success"], true, "{again}");
+    assert_eq!(again["transaction"], tx.as_str(), "{again}");
+    // Collected once: a further replay is refused, and the money moved once.
+    let replay = app.settle(&p.body()).await;
+    assert_eq!(replay["success"], false, "{replay}");
+    assert_eq!(chain.transfers_from(chain.token, p.from).await, 1);
+    app.stop().await;
+}
+
 /// Review of #10, M-2: a settle whose ledger write is held up past the server's bound before
 /// it recorded anything is answered "nothing was sent" (503) — and then nothing is ever sent:
 /// the late record finds its deadline gone and the transaction never leaves the process.
