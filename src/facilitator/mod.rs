@@ -142,6 +142,12 @@ impl SettleWatch {
         self.state.lock().map_or(true, |w| w.hung_up)
     }
 
+    /// Whether a client still waits on this settle: not the reconciler's or a hand-off
+    /// taker's (`unwatched`), not one cut off or hung up.
+    fn waits(&self) -> bool {
+        self.state.lock().is_ok_and(|w| !w.abandoned)
+    }
+
     /// The client stops waiting; what to tell it.
     pub fn abandon(&self) -> CutOff {
         let Ok(mut w) = self.state.lock() else {

@@ -269,11 +269,7 @@ impl Settle<'_> {
                 }
                 false
             }
-            Ok(Transition::Applied) => true,
-            // Another request of the same payment collected the success between the record and
-            // this clear (the same payload sent twice at once): one success per payment, so
-            // this one is not a second.
-            Ok(_) => false,
+            Ok(_) => true,
             Err(e) => {
                 warn!(replay_key = %key, error = %e, "cannot clear an owed answer");
                 true
@@ -846,15 +842,27 @@ impl Settle<'_> {
                 tx = %inclusion.tx_id,
                 "repaired a payment recorded as failed: the chain shows its transaction paid"
             );
-            // Only a settle whose client still waits for this payment clears what is owed:
-            // the reconciler's (unwatched) look, or a settle whose client hung up, leaves the
-            // success owed to the client's retry (before, the reconciler's repair cleared it
-            // for nobody, and the buyer who had paid was told its payment was a replay).
+            // Only a settle whose client still waits for this payment collects what is owed:
+            // the reconciler's (unwatched) look leaves the success owed to the client's retry
+            // (before, its repair cleared it for nobody, and the buyer who had paid was told
+            // its payment was a replay). Collected as a retry collects (`settled_again`): the
+            // owed answer is taken first (a fault is the caller's to handle, the row stays
+            // owed), then the watch asked, and owed again if the client left meanwhile.
             if paid.meta.fingerprint == self.fingerprint
-                && self.watch.deliver(&inclusion.tx_id)
-                && self.clear_owed(&claim.replay_key).await
+                && self.watch.waits()
+                && self
+                    .fac
+                    .ledger
+                    .take_owed_answer(&claim.replay_key, self.payment_id.as_deref())
+                    .await?
+                    .applied()
             {
-                return Ok(Some(self.success(&paid, &inclusion.tx_id)));
+                if self.watch.deliver(&inclusion.tx_id) {
+                    return Ok(Some(self.success(&paid, &inclusion.tx_id)));
+                }
+                if let Err(e) = self.fac.ledger.owe_again(&claim.replay_key).await {
+                    warn!(replay_key = %claim.replay_key, error = %e, "cannot owe an answer again to a client that left");
+                }
             }
             return Ok(Some(self.replayed(&paid, &inclusion.tx_id)));
         }
