@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::harness::app::{env_for, signers};
 use crate::harness::permit2::Kind;
-use crate::harness::process::Proc;
+use crate::harness::process::{Proc, holds_a_key};
 use crate::harness::proxy::{Mode, RpcProxy};
 use crate::harness::{self, Chain, Db, Options, spawn, spawn_with};
 
@@ -215,30 +215,6 @@ async fn case(chain: &Chain, kind: Paid, facilitator: Address) -> Case {
     }
 }
 
-/// Waits until the process at `base` holds a signer lease (`/ready`).
-async fn holds_a_key(base: &str) {
-    let started = Instant::now();
-    loop {
-        let held = match reqwest::get(format!("{base}/ready")).await {
-            Ok(r) => r
-                .json::<Value>()
-                .await
-                .ok()
-                .and_then(|v| v["signers"].as_object().map(|s| s.len()))
-                .unwrap_or(0),
-            Err(_) => 0,
-        };
-        if held > 0 {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "the restarted process never took the key"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Freezes a settle at `point` in one process, SIGKILLs it, starts a fresh process on the same
 /// ledger, and checks that the payment ends settled exactly once.
 async fn crash_at(point: &str, kind: Paid) {
@@ -291,7 +267,7 @@ async fn crash_on(db: Db, point: &str, kind: Paid) {
         // once the new process holds the key (the dead one's lease runs out first; SQLite has
         // no hand-off to wait in).
         eventually(&db, "SELECT count(*) FROM settlements", 0).await;
-        holds_a_key(&second.base).await;
+        holds_a_key(&second.base, Duration::from_secs(15)).await;
         let (status, retry) = post(&second.base, "/settle", &body).await;
         assert_eq!(status, StatusCode::OK, "{retry}");
         assert_eq!(retry["success"], true, "{retry}");

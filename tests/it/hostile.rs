@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::harness::app::{env_for, signers};
 use crate::harness::payment::random_b256;
 use crate::harness::permit2::{Kind, Permit2Payment};
-use crate::harness::process::Proc;
+use crate::harness::process::{Proc, holds_a_key};
 use crate::harness::proxy::{Mode, RpcProxy};
 use crate::harness::{self, Chain, Db, Options, Payment, TestApp, spawn_with};
 
@@ -73,30 +73,6 @@ async fn a_transaction_is_pending(chain: &Chain) {
     }
 }
 
-/// Waits until the process at `base` holds a signer lease (`/ready`).
-async fn holds_a_key(base: &str) {
-    let started = Instant::now();
-    loop {
-        let held = match reqwest::get(format!("{base}/ready")).await {
-            Ok(r) => r
-                .json::<Value>()
-                .await
-                .ok()
-                .and_then(|v| v["signers"].as_object().map(|s| s.len()))
-                .unwrap_or(0),
-            Err(_) => 0,
-        };
-        if held > 0 {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the process never took its key"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. A budget reservation across a crash and two replicas (Postgres).
 // ---------------------------------------------------------------------------------------------
@@ -131,7 +107,7 @@ async fn a_budget_reservation_survives_a_crash_before_signing_without_being_coun
 
     let mut a = Proc::start(&env_a).await;
     let b = Proc::start(&env_b).await;
-    holds_a_key(&b.base).await;
+    holds_a_key(&b.base, Duration::from_secs(20)).await;
 
     let first = harness::funded_payment(&chain).await;
     let body = first.body();
@@ -987,10 +963,10 @@ async fn a_hand_off_taker_killed_before_broadcasting_loses_nothing_and_sends_onc
     let mut taker_env = env(&keys[..1]);
     taker_env.push(("X402_FAULT_PAUSE_AT".into(), "after_record".into()));
     let mut taker = Proc::start(&taker_env).await;
-    holds_a_key(&taker.base).await;
+    holds_a_key(&taker.base, Duration::from_secs(20)).await;
     // R knows both keys but can only take the one H does not hold.
     let requester = Proc::start(&env(&keys)).await;
-    holds_a_key(&requester.base).await;
+    holds_a_key(&requester.base, Duration::from_secs(20)).await;
 
     let p = harness::funded_permit2(&chain, Kind::Upto, named, true).await;
     let (body, moves) = permit2_settle(&p);

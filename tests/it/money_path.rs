@@ -856,6 +856,18 @@ async fn a_front_run_payment_is_settled_not_failed() {
     app.stop().await;
 }
 
+/// Writes the misjudgment today's code never makes: every row recorded failed although its
+/// transaction paid, due for the reconciler's look now; `told` = its client was given that
+/// failure (nothing owed).
+async fn misjudge_as_failed(db: &Db, told: bool) {
+    let owed = if told { ", pending_reported = 0" } else { "" };
+    db.execute(&format!(
+        "UPDATE settlements SET state = 'failed', error_reason = 'invalid_exact_evm_transaction_failed', \
+         settled_at = NULL, retry_at = 0{owed}"
+    ))
+    .await;
+}
+
 /// Review of #10, M-1: a row recorded failed although its transaction paid, and no request
 /// ever comes again: the reconciler's look at recent failed rows repairs it.
 #[tokio::test]
@@ -867,11 +879,7 @@ async fn a_misjudged_failed_row_is_repaired_without_any_retry() {
     let settled = app.settle(&p.body()).await;
     assert_eq!(settled["success"], true, "{settled}");
     // An earlier misjudgment, written directly (the only way to get one on today's code).
-    db.execute(
-        "UPDATE settlements SET state = 'failed', error_reason = 'invalid_exact_evm_transaction_failed', \
-         settled_at = NULL, retry_at = 0",
-    )
-    .await;
+    misjudge_as_failed(&db, false).await;
     eventually(
         &db,
         "SELECT count(*) FROM settlements WHERE state = 'settled'",
@@ -900,11 +908,7 @@ async fn a_repair_by_the_reconciler_leaves_the_success_owed_to_the_payers_retry(
         .expect("a transaction")
         .to_string();
     // The misjudgment the buyer was told (written directly: today's code does not make one).
-    db.execute(
-        "UPDATE settlements SET state = 'failed', error_reason = 'invalid_exact_evm_transaction_failed', \
-         settled_at = NULL, retry_at = 0, pending_reported = 0",
-    )
-    .await;
+    misjudge_as_failed(&db, true).await;
     eventually(
         &db,
         "SELECT count(*) FROM settlements WHERE state = 'settled'",

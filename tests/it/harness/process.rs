@@ -80,3 +80,28 @@ impl Proc {
         self.child.kill().await.expect("SIGKILL delivered");
     }
 }
+
+/// Waits until the process at `base` holds a signer lease (its `/ready` lists one), failing
+/// after `within`.
+pub async fn holds_a_key(base: &str, within: Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        let held = match reqwest::get(format!("{base}/ready")).await {
+            Ok(r) => r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| v["signers"].as_object().map(|s| s.len()))
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
+        if held > 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{base} never took a signer key within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
