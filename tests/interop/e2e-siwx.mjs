@@ -29,7 +29,6 @@
 import express from "express";
 import { paymentMiddleware, x402ResourceServer } from "@x402/express";
 import {
-  HTTPFacilitatorClient,
   decodePaymentRequiredHeader,
   decodePaymentResponseHeader,
 } from "@x402/core/http";
@@ -43,6 +42,7 @@ import {
   wrapFetchWithSIWx,
 } from "@x402/extensions/sign-in-with-x";
 import { privateKeyToAccount } from "viem/accounts";
+import { jsonSafe, RecordingFacilitatorClient } from "./recording.mjs";
 
 const DEADLINE_MS = 90_000;
 
@@ -67,35 +67,6 @@ globalThis.fetch = async (input, init) => {
   verdicts.push({ asked, status: response.status, verdict: await response.clone().json() });
   return response;
 };
-
-const jsonSafe = obj =>
-  obj === undefined
-    ? null
-    : JSON.parse(JSON.stringify(obj, (_, v) => (typeof v === "bigint" ? v.toString() : v)));
-
-/** The SDK's facilitator client, recording what the seller asked of our facilitator. */
-class RecordingFacilitatorClient extends HTTPFacilitatorClient {
-  constructor(config, log) {
-    super(config);
-    this.log = log;
-  }
-  async record(op, call) {
-    try {
-      const answer = await call();
-      this.log.push({ op, answer: jsonSafe(answer) });
-      return answer;
-    } catch (e) {
-      this.log.push({ op, threw: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
-      throw e;
-    }
-  }
-  verify(payload, requirements) {
-    return this.record("verify", () => super.verify(payload, requirements));
-  }
-  settle(payload, requirements) {
-    return this.record("settle", () => super.settle(payload, requirements));
-  }
-}
 
 function decodeHeader(response, name, decode) {
   const raw = response.headers.get(name);

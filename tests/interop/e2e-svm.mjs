@@ -40,7 +40,6 @@ import fs from "node:fs";
 import express from "express";
 import { paymentMiddleware, x402ResourceServer } from "@x402/express";
 import {
-  HTTPFacilitatorClient,
   decodePaymentRequiredHeader,
   decodePaymentResponseHeader,
   decodePaymentSignatureHeader,
@@ -53,6 +52,7 @@ import {
   createKeyPairSignerFromPrivateKeyBytes,
   getBase58Encoder,
 } from "@solana/kit";
+import { jsonSafe, RecordingFacilitatorClient } from "./recording.mjs";
 
 const DEADLINE_MS = 90_000;
 const DEVNET = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1";
@@ -78,11 +78,6 @@ globalThis.fetch = async (input, init) => {
   return realFetch(input, init);
 };
 
-const jsonSafe = obj =>
-  obj === undefined
-    ? null
-    : JSON.parse(JSON.stringify(obj, (_, v) => (typeof v === "bigint" ? v.toString() : v)));
-
 async function readJob() {
   if (process.argv[2]) return JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
   const chunks = [];
@@ -102,33 +97,6 @@ async function signerFromSecret(secret) {
   if (bytes.length === 64) return createKeyPairSignerFromBytes(bytes);
   if (bytes.length === 32) return createKeyPairSignerFromPrivateKeyBytes(bytes);
   throw new Error(`a secret key must be 64 (keypair) or 32 (seed) bytes, got ${bytes.length}`);
-}
-
-/** The SDK's facilitator client, recording what our facilitator answered. */
-class RecordingFacilitatorClient extends HTTPFacilitatorClient {
-  constructor(config, log) {
-    super(config);
-    this.log = log;
-  }
-  async record(op, call) {
-    try {
-      const answer = await call();
-      this.log.push({ op, answer: jsonSafe(answer) });
-      return answer;
-    } catch (e) {
-      this.log.push({ op, threw: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
-      throw e;
-    }
-  }
-  verify(payload, requirements) {
-    return this.record("verify", () => super.verify(payload, requirements));
-  }
-  settle(payload, requirements) {
-    return this.record("settle", () => super.settle(payload, requirements));
-  }
-  getSupported() {
-    return this.record("supported", () => super.getSupported());
-  }
 }
 
 /** A scheme client that lets the official ExactSvmScheme build for `tamper(requirements)`. */

@@ -35,6 +35,7 @@ import { wrapFetchWithPayment, x402Client } from "@x402/fetch";
 import { declareEip2612GasSponsoringExtension } from "@x402/extensions";
 import { createPublicClient, createWalletClient, defineChain, http, erc20Abi } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { jsonSafe } from "./recording.mjs";
 
 const DEADLINE_MS = 90_000;
 
@@ -43,11 +44,6 @@ function fail(message) {
   process.exit(2);
 }
 setTimeout(() => fail(`e2e-upto did not finish within ${DEADLINE_MS} ms`), DEADLINE_MS).unref();
-
-const jsonSafe = obj =>
-  obj === undefined
-    ? null
-    : JSON.parse(JSON.stringify(obj, (_, v) => (typeof v === "bigint" ? v.toString() : v)));
 
 async function readJob() {
   const chunks = [];

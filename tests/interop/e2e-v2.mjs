@@ -32,12 +32,13 @@
 import fs from "node:fs";
 import express from "express";
 import { paymentMiddleware, x402ResourceServer } from "@x402/express";
-import { HTTPFacilitatorClient, decodePaymentRequiredHeader, decodePaymentResponseHeader } from "@x402/core/http";
+import { decodePaymentRequiredHeader, decodePaymentResponseHeader } from "@x402/core/http";
 import { registerExactEvmScheme as registerServerScheme } from "@x402/evm/exact/server";
 import { wrapFetchWithPayment, x402Client } from "@x402/fetch";
 import { ExactEvmScheme, registerExactEvmScheme as registerClientScheme } from "@x402/evm/exact/client";
 import { createPublicClient, http, erc20Abi } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { jsonSafe, RecordingFacilitatorClient } from "./recording.mjs";
 
 const DEADLINE_MS = 90_000;
 
@@ -46,11 +47,6 @@ function fail(message) {
   process.exit(2);
 }
 setTimeout(() => fail(`e2e-v2 did not finish within ${DEADLINE_MS} ms`), DEADLINE_MS).unref();
-
-const jsonSafe = obj =>
-  obj === undefined
-    ? null
-    : JSON.parse(JSON.stringify(obj, (_, v) => (typeof v === "bigint" ? v.toString() : v)));
 
 async function readJob() {
   if (process.argv[2]) return JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
@@ -62,33 +58,6 @@ async function readJob() {
 const versionOf = name =>
   JSON.parse(fs.readFileSync(new URL(`./node_modules/${name}/package.json`, import.meta.url), "utf8"))
     .version;
-
-/** The SDK's facilitator client, recording what our facilitator answered (for diagnosis only). */
-class RecordingFacilitatorClient extends HTTPFacilitatorClient {
-  constructor(config, log) {
-    super(config);
-    this.log = log;
-  }
-  async record(op, call) {
-    try {
-      const answer = await call();
-      this.log.push({ op, answer: jsonSafe(answer) });
-      return answer;
-    } catch (e) {
-      this.log.push({ op, threw: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
-      throw e;
-    }
-  }
-  verify(payload, requirements) {
-    return this.record("verify", () => super.verify(payload, requirements));
-  }
-  settle(payload, requirements) {
-    return this.record("settle", () => super.settle(payload, requirements));
-  }
-  getSupported() {
-    return this.record("supported", () => super.getSupported());
-  }
-}
 
 /** A scheme client that lets the official ExactEvmScheme sign for `tamper(requirements)`. */
 class TamperedScheme {
