@@ -46,11 +46,18 @@ enum Found {
 
 /// The counters a reservation charges, as its note stores them: JSON [network, kind, subject].
 fn charged(lines: &[BudgetLine]) -> String {
-    let lines: Vec<[&str; 3]> = lines
+    // Built as a JSON value, whose text form cannot fail (no `expect` on serialising).
+    let lines = lines
         .iter()
-        .map(|l| [l.network.as_str(), l.kind, l.subject.as_str()])
+        .map(|l| {
+            serde_json::Value::Array(vec![
+                l.network.as_str().into(),
+                l.kind.into(),
+                l.subject.as_str().into(),
+            ])
+        })
         .collect();
-    serde_json::to_string(&lines).expect("strings serialise")
+    serde_json::Value::Array(lines).to_string()
 }
 
 /// Subtracts what a note charged from its counters (never below 0).
