@@ -500,11 +500,15 @@ impl Facilitator {
             // Lost: the settle's own write has not landed yet, or someone collected it.
             for _ in 0..tries {
                 match ledger
-                    .take_owed_answer(&replay_key, payment_id.as_deref())
+                    .take_owed_answer(
+                        &replay_key,
+                        payment_id.as_deref(),
+                        crate::ledger::Collector::Claimer,
+                    )
                     .await
                 {
-                    Ok(crate::ledger::Transition::Applied) => return,
-                    Ok(crate::ledger::Transition::Lost) => {}
+                    Ok(crate::ledger::Collected::Taken) => return,
+                    Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(replay_key = %replay_key, error = %e, "cannot clear an owed answer")
                     }

@@ -238,7 +238,7 @@ async fn reconcile_row(fac: &Facilitator, row: &SettlementRecord) -> Result<bool
                 block_hash: inclusion.block_hash.as_deref(),
             };
             if !ledger
-                .record_settled(key, &token, &included)
+                .record_settled(key, &token, &included, crate::ledger::Answer::Owed)
                 .await
                 .map_err(|e| e.to_string())?
                 .applied()

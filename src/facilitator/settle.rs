@@ -20,8 +20,8 @@ use tracing::{info, warn};
 
 use super::{Facilitator, FacilitatorError, SettleWatch, payment_id, settle_failure};
 use crate::ledger::{
-    ClaimOutcome, ClaimToken, Included, NewClaim, SettlementRecord, SettlementState, Submission,
-    Transition, TxRecord, now_ms,
+    Answer, ClaimOutcome, ClaimToken, Collected, Collector, Included, NewClaim, SettlementRecord,
+    SettlementState, Submission, Transition, TxRecord, now_ms,
 };
 use crate::protocol::{PaymentRequest, SettleResponse, parse_request, reason};
 use crate::scheme::{
@@ -231,20 +231,38 @@ impl Settle<'_> {
         tx: &str,
     ) -> Result<SettleResponse, FacilitatorError> {
         let ledger = &self.fac.ledger;
-        if !ledger
-            .take_owed_answer(key, self.payment_id.as_deref())
+        match ledger
+            .take_owed_answer(key, self.payment_id.as_deref(), Collector::Retry)
             .await?
-            .applied()
         {
-            return Ok(self.replayed(payment, tx));
+            Collected::Taken => {}
+            Collected::Reserved => return Ok(self.reserved(payment, tx)),
+            Collected::NotOwed => return Ok(self.replayed(payment, tx)),
         }
         if self.watch.deliver(tx) {
             return Ok(self.success(payment, tx));
         }
-        if let Err(e) = ledger.owe_again(key).await {
+        self.owe_again(key).await;
+        Ok(self.unheard(payment, tx))
+    }
+
+    /// The answer is owed again: the client this request took it for stopped waiting.
+    async fn owe_again(&self, key: &str) {
+        if let Err(e) = self.fac.ledger.owe_again(key).await {
             warn!(replay_key = %key, error = %e, "cannot owe an answer again to a client that left");
         }
-        Ok(self.unheard(payment, tx))
+    }
+
+    /// The payment's success is kept for the request that handed it to another replica and
+    /// still waits for it (`Collected::Reserved`): this one is told to ask again, not refused.
+    fn reserved(&self, payment: &CheckedPayment, tx: &str) -> SettleResponse {
+        self.fail(
+            payment,
+            Rejection::new(reason::SETTLEMENT_PENDING).with_message(
+                "the payment's first request is being answered; settle again with the same payload",
+            ),
+            tx,
+        )
     }
 
     /// Clears the answer owed to this request's client, which this request is about to give
@@ -260,21 +278,26 @@ impl Settle<'_> {
         }
         let ledger = &self.fac.ledger;
         match ledger
-            .take_owed_answer(key, self.payment_id.as_deref())
+            .take_owed_answer(key, self.payment_id.as_deref(), Collector::Claimer)
             .await
         {
-            Ok(Transition::Applied) if self.watch.hung_up() => {
-                if let Err(e) = ledger.owe_again(key).await {
-                    warn!(replay_key = %key, error = %e, "cannot owe an answer again to a client that left");
-                }
-                false
-            }
+            Ok(Collected::Taken) => self.still_heard(key).await,
             Ok(_) => true,
             Err(e) => {
                 warn!(replay_key = %key, error = %e, "cannot clear an owed answer");
                 true
             }
         }
+    }
+
+    /// After this request stopped the answer being owed (to give it): `false`, owed again,
+    /// when the client hung up meanwhile, which told it nothing.
+    async fn still_heard(&self, key: &str) -> bool {
+        if self.watch.hung_up() {
+            self.owe_again(key).await;
+            return false;
+        }
+        true
     }
 
     /// A transition lost here means another holder took the row over while this settle ran
@@ -848,20 +871,25 @@ impl Settle<'_> {
             // its payment was a replay). Collected as a retry collects (`settled_again`): the
             // owed answer is taken first (a fault is the caller's to handle, the row stays
             // owed), then the watch asked, and owed again if the client left meanwhile.
-            if paid.meta.fingerprint == self.fingerprint
-                && self.watch.waits()
-                && self
+            if paid.meta.fingerprint == self.fingerprint && self.watch.waits() {
+                match self
                     .fac
                     .ledger
-                    .take_owed_answer(&claim.replay_key, self.payment_id.as_deref())
+                    .take_owed_answer(
+                        &claim.replay_key,
+                        self.payment_id.as_deref(),
+                        Collector::Retry,
+                    )
                     .await?
-                    .applied()
-            {
-                if self.watch.deliver(&inclusion.tx_id) {
-                    return Ok(Some(self.success(&paid, &inclusion.tx_id)));
-                }
-                if let Err(e) = self.fac.ledger.owe_again(&claim.replay_key).await {
-                    warn!(replay_key = %claim.replay_key, error = %e, "cannot owe an answer again to a client that left");
+                {
+                    Collected::Taken if self.watch.deliver(&inclusion.tx_id) => {
+                        return Ok(Some(self.success(&paid, &inclusion.tx_id)));
+                    }
+                    Collected::Taken => self.owe_again(&claim.replay_key).await,
+                    Collected::Reserved => {
+                        return Ok(Some(self.reserved(&paid, &inclusion.tx_id)));
+                    }
+                    Collected::NotOwed => {}
                 }
             }
             return Ok(Some(self.replayed(&paid, &inclusion.tx_id)));
@@ -978,6 +1006,10 @@ impl Settle<'_> {
                 self.watch
                     .recorded(&row.replay_key, &tx, payment.meta.charged());
                 if !self.watch.deliver(&tx) || !self.clear_owed(&row.replay_key).await {
+                    // Kept for this request until now: the client's retry may collect it.
+                    if let Err(e) = self.fac.ledger.end_reservation(&row.replay_key).await {
+                        warn!(replay_key = %row.replay_key, error = %e, "cannot end a hand-off's reservation; it ends with its deadline");
+                    }
                     return Ok(Some(self.unheard(payment, &tx)));
                 }
                 Some(self.success(payment, &tx))
@@ -1087,10 +1119,17 @@ impl Settle<'_> {
                     block_number: block,
                     block_hash: inclusion.block_hash.as_deref(),
                 };
-                recorded(
-                    "record_settled",
-                    ledger.record_settled(key, token, &included).await,
-                );
+                // A waiting client of the sender is answered now: the record itself stops the
+                // success being owed, so no copy of the payload can collect it in between.
+                let answer = if own && waiting {
+                    Answer::GivenNow
+                } else {
+                    Answer::Owed
+                };
+                let written = ledger.record_settled(key, token, &included, answer).await;
+                let cleared =
+                    answer == Answer::GivenNow && matches!(written, Ok(Transition::Applied));
+                recorded("record_settled", written);
                 // Whoever delivers the outcome clears what is owed: this request, if its
                 // client still waits; otherwise the answer stays owed to the client's retry.
                 let cut_off = || {
@@ -1104,27 +1143,34 @@ impl Settle<'_> {
                     return Ok(cut_off());
                 }
                 if own {
-                    // The client may have hung up during the write above (review F5).
-                    if !self.clear_owed(key).await {
+                    // The client may have hung up during the write above (review F5). When the
+                    // record could not clear what is owed (it was lost: another holder took the
+                    // row over), this request clears it now.
+                    let heard = if cleared {
+                        self.still_heard(key).await
+                    } else {
+                        self.clear_owed(key).await
+                    };
+                    if !heard {
                         return Ok(cut_off());
                     }
                     return Ok(self.success(payment, &inclusion.tx_id));
                 }
                 let owed = ledger
-                    .take_owed_answer(key, self.payment_id.as_deref())
-                    .await;
+                    .take_owed_answer(key, self.payment_id.as_deref(), Collector::Retry)
+                    .await?;
                 match owed {
                     // Following an earlier request's transaction: the success is this client's
                     // only if the answer was owed, and only if it still waits for it.
-                    Ok(Transition::Applied) if self.watch.deliver(&inclusion.tx_id) => {
+                    Collected::Taken if self.watch.deliver(&inclusion.tx_id) => {
                         Ok(self.success(payment, &inclusion.tx_id))
                     }
-                    Ok(Transition::Applied) => {
+                    Collected::Taken => {
                         recorded("owe_again", ledger.owe_again(key).await);
                         Ok(cut_off())
                     }
-                    Ok(Transition::Lost) => Ok(self.replayed(payment, &inclusion.tx_id)),
-                    Err(e) => Err(e.into()),
+                    Collected::Reserved => Ok(self.reserved(payment, &inclusion.tx_id)),
+                    Collected::NotOwed => Ok(self.replayed(payment, &inclusion.tx_id)),
                 }
             }
             Ok(TxStatus::Failed(rejection)) => {

@@ -44,8 +44,8 @@ pub use console::{LeaseRow, StateCount, VolumeGroup};
 pub use replicas::{HANDOFF_CHANNEL, OUTCOME_CHANNEL};
 pub use sessions::{EntitledPayment, EntitlementLookup};
 pub use settlements::{
-    ClaimOutcome, ClaimToken, Fence, Included, NewClaim, ReceiptQuery, SettlementRecord,
-    SettlementState, Submission, TxRecord,
+    Answer, ClaimOutcome, ClaimToken, Collected, Collector, Fence, HANDOFF_ANSWER_GRACE, Included,
+    NewClaim, ReceiptQuery, SettlementRecord, SettlementState, Submission, TxRecord,
 };
 
 #[derive(Debug, thiserror::Error)]

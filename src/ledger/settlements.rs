@@ -37,6 +37,48 @@ impl SettlementState {
     }
 }
 
+/// Whether a settle recording the chain's confirmation gives its client the success now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// The client of the recording settle waits and is answered at once: the success stops
+    /// being owed in the same statement.
+    GivenNow,
+    /// Nobody is answered by this record (the reconciler, a hand-off's taker, a settle whose
+    /// client left): the success stays owed to the payment's client.
+    Owed,
+}
+
+/// Who collects an owed answer (`Ledger::take_owed_answer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collector {
+    /// The request that claimed the row: its sender, or the requester of its hand-off.
+    Claimer,
+    /// Anyone else presenting the same payment: a retry, or a copy of it.
+    Retry,
+}
+
+/// What taking an owed answer found.
+#[must_use = "only a taken answer may be given as a success: match on it"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collected {
+    /// It was owed and is now this caller's to give.
+    Taken,
+    /// It is owed, and kept for the requester of its hand-off until a little after that
+    /// requester's deadline: ask again later (`settlement_pending`).
+    Reserved,
+    /// Nothing is owed to this caller (given already, or not settled).
+    NotOwed,
+}
+
+/// How long past a hand-off requester's deadline its answer stays kept for it: longer than the
+/// ledger reserve the requester keeps past that deadline (400 ms, facilitator/settle.rs), with
+/// room for a slow ledger write and clock skew between replicas.
+pub const HANDOFF_ANSWER_GRACE: Duration = Duration::from_secs(2);
+
+fn grace_ms() -> i64 {
+    i64::try_from(HANDOFF_ANSWER_GRACE.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// What a settle claims before it does anything on chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewClaim {
@@ -494,7 +536,9 @@ impl Ledger {
 
     /// `claimed | submitted → submitted(tx)`, before the broadcast, only while `fence` is live;
     /// the transaction joins the payment's recorded ones (a replacement keeps the earlier ones,
-    /// any of which may still be mined).
+    /// any of which may still be mined). The attempt's first transaction makes its client owed
+    /// the outcome; a replacement leaves what is owed as it stands (after a reorg re-opened a
+    /// payment whose success was already given, a fee bump must not owe it a second time).
     pub async fn record_submitted(
         &self,
         replay_key: &str,
@@ -512,7 +556,8 @@ impl Ledger {
         };
         let sql = format!(
             "UPDATE settlements SET state = 'submitted', tx_id = $3, raw_tx = $4, signer = $5, \
-             updated_at = $6, pending_reported = 1 WHERE replay_key = $1 AND claim_token = $2 \
+             updated_at = $6, pending_reported = CASE WHEN state = 'claimed' THEN 1 \
+             ELSE pending_reported END WHERE replay_key = $1 AND claim_token = $2 \
              AND state IN ('claimed', 'submitted'){live_fence}"
         );
         let mut q = sqlx::query(&sql)
@@ -552,19 +597,25 @@ impl Ledger {
 
     /// `submitted → settled` by `included`: the transaction the chain mined for the payment
     /// (the newest, one it replaced, or someone else's that executed the same authorization,
-    /// which then joins the payment's transactions so that receipts find it).
+    /// which then joins the payment's transactions so that receipts find it). With
+    /// `Answer::GivenNow` the success stops being owed in the same statement, so that no copy
+    /// of the payload can collect it between the record and the answer (docs/ledger.md, "Owed
+    /// answers").
     pub async fn record_settled(
         &self,
         replay_key: &str,
         token: &ClaimToken,
         included: &Included<'_>,
+        answer: Answer,
     ) -> Result<Transition, LedgerError> {
         let mut db = self.pool.begin().await?;
         adopt_tx(&mut db, replay_key, token, included.tx_id, "('submitted')").await?;
         let done = sqlx::query(
             "UPDATE settlements SET state = 'settled', tx_id = $3, block_number = $4, \
              block_hash = $5, error_reason = NULL, updated_at = $6, settled_at = $6, \
-             lease_until = 0, retry_at = 0, finalized_at = NULL WHERE replay_key = $1 AND claim_token = $2 \
+             lease_until = 0, retry_at = 0, finalized_at = NULL, \
+             pending_reported = CASE WHEN $7 = 1 THEN 0 ELSE pending_reported END \
+             WHERE replay_key = $1 AND claim_token = $2 \
              AND state = 'submitted' AND EXISTS (SELECT 1 FROM settlement_txs t \
              WHERE t.tx_id = $3 AND t.replay_key = $1)",
         )
@@ -574,6 +625,7 @@ impl Ledger {
         .bind(included.block_number)
         .bind(included.block_hash)
         .bind(now_ms())
+        .bind(i64::from(answer == Answer::GivenNow))
         .execute(&mut *db)
         .await?;
         db.commit().await?;
@@ -764,22 +816,68 @@ impl Ledger {
         Ok(Transition::of(done))
     }
 
-    /// Consumes the final answer owed to the payment's client (applied once per such answer).
+    /// Consumes the final answer owed to the payment's client (taken once per such answer).
     /// The caller has checked that the request is the row's payment; a row with a
     /// payment-identifier owes its answer only to a request carrying that id (it is not on
-    /// chain, unlike the rest of a payment).
+    /// chain, unlike the rest of a payment). A handed-off payment's answer is kept for its
+    /// requester, which waits for it on another replica, until a little after the requester's
+    /// deadline (`HANDOFF_ANSWER_GRACE`); anyone else presenting the payment meanwhile is told
+    /// it is reserved, so that one payment never gets two successes.
     pub async fn take_owed_answer(
         &self,
         replay_key: &str,
         payment_id: Option<&str>,
-    ) -> Result<Transition, LedgerError> {
+        by: Collector,
+    ) -> Result<Collected, LedgerError> {
+        // The claimer passes any reservation; anyone else only one that has ended.
+        let reserved_until_before = match by {
+            Collector::Claimer => i64::MAX,
+            Collector::Retry => now_ms().saturating_sub(grace_ms()),
+        };
         let done = sqlx::query(
             "UPDATE settlements SET pending_reported = 0 WHERE replay_key = $1 \
              AND state = 'settled' AND pending_reported = 1 \
-             AND (payment_id IS NULL OR payment_id = $2)",
+             AND (payment_id IS NULL OR payment_id = $2) \
+             AND (handoff_at IS NULL OR COALESCE(handoff_deadline, 0) <= $3)",
         )
         .bind(replay_key)
         .bind(payment_id)
+        .bind(reserved_until_before)
+        .execute(&self.pool)
+        .await?;
+        if Transition::of(done).applied() {
+            return Ok(Collected::Taken);
+        }
+        if by == Collector::Claimer {
+            return Ok(Collected::NotOwed);
+        }
+        let reserved: i64 = sqlx::query(
+            "SELECT count(*) AS n FROM settlements WHERE replay_key = $1 \
+             AND state = 'settled' AND pending_reported = 1 \
+             AND (payment_id IS NULL OR payment_id = $2) \
+             AND handoff_at IS NOT NULL AND COALESCE(handoff_deadline, 0) > $3",
+        )
+        .bind(replay_key)
+        .bind(payment_id)
+        .bind(reserved_until_before)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok(if reserved > 0 {
+            Collected::Reserved
+        } else {
+            Collected::NotOwed
+        })
+    }
+
+    /// A hand-off's requester stops waiting without having given the success (its client left):
+    /// what is owed is no longer kept for it, and the client's retry may collect it at once.
+    pub async fn end_reservation(&self, replay_key: &str) -> Result<Transition, LedgerError> {
+        let done = sqlx::query(
+            "UPDATE settlements SET handoff_deadline = 0 WHERE replay_key = $1 \
+             AND state = 'settled' AND handoff_at IS NOT NULL AND handoff_deadline > 0",
+        )
+        .bind(replay_key)
         .execute(&self.pool)
         .await?;
         Ok(Transition::of(done))

@@ -15,6 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::app::{env_for, signers};
+use crate::harness::link::StallableLink;
 use crate::harness::payment::random_b256;
 use crate::harness::permit2::{Kind, Permit2Payment};
 use crate::harness::process::{Proc, holds_a_key};
@@ -740,6 +741,107 @@ async fn an_upto_client_that_gives_up_during_a_hand_off_is_owed_the_outcome_once
     let (_, replay) = post(a, "/settle", &body).await;
     assert_eq!(replay["errorReason"], "permit2_invalid_nonce", "{replay}");
     assert_eq!(chain.transfers_from(chain.permit_token, p.from).await, 1);
+}
+
+/// The two-successes race of a hand-off, made to happen every time: replica A holds no key the
+/// `upto` payment may be sent from, so it hands the payment to B and waits for B's outcome.
+/// A's link to the ledger stalls (held for real, a lagging network) after B sent the
+/// transaction; B records the confirmation, owed to A's client; a copy of the payload arrives at
+/// B. Before, the copy collected the success and A, its link back, gave its client a second one
+/// for one transfer. The success is kept for A until A's deadline: the copy is told
+/// `settlement_pending`, A's client gets the success, a later replay is refused.
+#[tokio::test]
+async fn a_copy_arriving_while_a_hand_offs_requester_waits_is_not_given_its_success() {
+    let chain = Chain::start().await;
+    let db = Db::postgres().await;
+    let keys = signers(&chain, 2, false).await;
+    let links = [
+        StallableLink::to_postgres(&db.url()).await,
+        StallableLink::to_postgres(&db.url()).await,
+    ];
+    // Both know the key the payment must be sent from; B starts first and holds its lease, so
+    // A holds no key and hands the payment off.
+    let key = &keys[1..];
+    let start = async |link: &StallableLink| {
+        let mut env = env_for(&chain, &chain.url, &db, key);
+        env.retain(|(k, _)| k != "X402__DATABASE__URL");
+        for (k, v) in [
+            ("X402__DATABASE__URL", link.url.as_str()),
+            ("X402__NETWORKS__LOCAL__SCHEMES", "exact,upto"),
+            ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "15000"),
+            ("X402__SETTLEMENT__RECONCILE_INTERVAL_MS", "600000"),
+        ] {
+            env.push((k.into(), v.into()));
+        }
+        Proc::start(&env).await
+    };
+    let named = keys[1].address();
+    let lease = format!("eip155:{}/{named:#x}", chain.chain_id);
+    let b_proc = start(&links[1]).await;
+    let ready = crate::replicas::ready(&b_proc.base).await.expect("ready");
+    assert!(
+        ready["signers"]
+            .as_object()
+            .is_some_and(|s| s.contains_key(&lease)),
+        "B holds the key: {ready}"
+    );
+    let procs = [start(&links[0]).await, b_proc];
+    let bases: Vec<&str> = procs.iter().map(|p| p.base.as_str()).collect();
+    let (a, b) = (0, 1);
+    let p = harness::funded_permit2(&chain, Kind::Upto, named, true).await;
+    let body = p.settle_body(U256::from(1200u64));
+    chain.set_automine(false).await;
+    let first = {
+        let url = format!("{}/settle", bases[a]);
+        let body = body.clone();
+        tokio::spawn(async move {
+            let answer = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("answered");
+            answer.json::<Value>().await.expect("JSON")
+        })
+    };
+    crate::money_path::eventually(
+        &db,
+        "SELECT count(*) FROM settlements WHERE state = 'submitted' AND handoff_at IS NOT NULL",
+        1,
+        20,
+    )
+    .await;
+    links[a].stall();
+    chain.mine().await;
+    crate::money_path::eventually(
+        &db,
+        "SELECT count(*) FROM settlements WHERE state = 'settled' AND pending_reported = 1",
+        1,
+        20,
+    )
+    .await;
+    chain.set_automine(true).await;
+    let (status, copy) = post(bases[b], "/settle", &body).await;
+    assert_eq!(status, StatusCode::OK, "{copy}");
+    assert_eq!(
+        copy["errorReason"], "settlement_pending",
+        "the success is kept for the request that waits for it: {copy}"
+    );
+    links[a].resume();
+    let answer = first.await.expect("the first request ran");
+    let tx = db
+        .text("SELECT tx_id FROM settlements WHERE state = 'settled'")
+        .await;
+    assert_eq!(answer["success"], true, "{answer}");
+    assert_eq!(answer["transaction"], tx.as_str(), "{answer}");
+    for base in &bases {
+        let (_, replay) = post(base, "/settle", &body).await;
+        assert_eq!(replay["errorReason"], "permit2_invalid_nonce", "{replay}");
+    }
+    assert_eq!(chain.transfers_from(chain.permit_token, p.from).await, 1);
+    for proc in procs {
+        proc.kill().await;
+    }
 }
 
 /// A `/settle` of `body` in flight; aborting the handle hangs up (the connection closes with

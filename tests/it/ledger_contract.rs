@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use x402_facilitator::ledger::{
-    self, ClaimOutcome, ClaimToken, Fence, Included, NewClaim, ReceiptQuery, SettlementState,
-    SharedLedger, Submission,
+    self, Answer, ClaimOutcome, ClaimToken, Collected, Collector, Fence, Included, NewClaim,
+    ReceiptQuery, SettlementState, SharedLedger, Submission,
 };
 
 use crate::harness::Db;
@@ -144,7 +144,7 @@ async fn a_payment_settled_by_a_transaction_we_did_not_send_adopts_it() {
         // Someone else executed the same authorization first (a front-run): the chain shows
         // the money moved by their transaction, and receipts must find it.
         assert!(
-            l.record_settled("k", &token, &at("0xtheirs"))
+            l.record_settled("k", &token, &at("0xtheirs"), Answer::Owed)
                 .await
                 .expect("cas")
                 .applied()
@@ -163,7 +163,7 @@ async fn a_payment_settled_by_a_transaction_we_did_not_send_adopts_it() {
         // A stale holder cannot adopt anything.
         let stranger = ClaimToken("not-the-holder".into());
         assert!(
-            !l.record_settled("k", &stranger, &at("0xthird"))
+            !l.record_settled("k", &stranger, &at("0xthird"), Answer::Owed)
                 .await
                 .expect("cas")
                 .applied()
@@ -179,7 +179,7 @@ async fn transitions_follow_the_state_machine() {
         let fence = lease(&l).await;
         let token = claimed(&l, "k").await;
         assert!(
-            !l.record_settled("k", &token, &at("0xabc"))
+            !l.record_settled("k", &token, &at("0xabc"), Answer::Owed)
                 .await
                 .expect("cas")
                 .applied(),
@@ -195,7 +195,7 @@ async fn transitions_follow_the_state_machine() {
             "a submitted row is never released"
         );
         assert!(
-            l.record_settled("k", &token, &at("0xabc"))
+            l.record_settled("k", &token, &at("0xabc"), Answer::Owed)
                 .await
                 .expect("cas")
                 .applied()
@@ -536,24 +536,173 @@ async fn a_pending_report_is_owed_once_and_only_when_settled() {
                 .applied()
         );
         assert!(
-            !l.take_owed_answer("p", None).await.expect("cas").applied(),
+            l.take_owed_answer("p", None, Collector::Retry)
+                .await
+                .expect("cas")
+                == Collected::NotOwed,
             "not settled yet"
         );
         let row = l.find("p").await.expect("find").expect("row");
         let taker = l.take_over(&row, LEASE).await.expect("cas").expect("taken");
         assert!(
-            l.record_settled("p", &taker, &at("0x1"))
+            l.record_settled("p", &taker, &at("0x1"), Answer::Owed)
                 .await
                 .expect("settled")
                 .applied()
         );
-        assert!(l.take_owed_answer("p", None).await.expect("cas").applied());
         assert!(
-            !l.take_owed_answer("p", None).await.expect("cas").applied(),
+            l.take_owed_answer("p", None, Collector::Retry)
+                .await
+                .expect("cas")
+                == Collected::Taken
+        );
+        assert!(
+            l.take_owed_answer("p", None, Collector::Retry)
+                .await
+                .expect("cas")
+                == Collected::NotOwed,
             "owed once"
         );
     })
     .await;
+}
+
+/// The sender whose client waits is answered with the record: the same statement stops the
+/// success being owed, so a copy of the payload arriving before the answer finds nothing to
+/// collect (before, the record left it owed until a second statement, and a copy in between
+/// was given a second success for one transfer). A client that then hangs up is owed it again.
+#[tokio::test]
+async fn a_success_given_with_its_record_leaves_nothing_for_a_copy_to_collect() {
+    for_both(|l| async move {
+        let fence = lease(&l).await;
+        let token = claimed(&l, "g").await;
+        assert!(submit(&l, "g", &token, "0x1", &fence).await);
+        assert!(
+            l.record_settled("g", &token, &at("0x1"), Answer::GivenNow)
+                .await
+                .expect("settled")
+                .applied()
+        );
+        assert_eq!(
+            l.take_owed_answer("g", None, Collector::Retry)
+                .await
+                .expect("take"),
+            Collected::NotOwed,
+            "a copy arriving between the record and the answer collects nothing"
+        );
+        assert!(l.owe_again("g").await.expect("owe").applied());
+        assert_eq!(
+            l.take_owed_answer("g", None, Collector::Retry)
+                .await
+                .expect("take"),
+            Collected::Taken,
+            "the client that left is owed it again"
+        );
+    })
+    .await;
+}
+
+/// A reorg re-opens a settled payment and its transaction is sent again (a replacement
+/// recorded under a new holder): a payment whose success was given is not owed it a second
+/// time (before, every recorded transaction set the row owed again, and a replay collected a
+/// second success); one whose success was never given stays owed.
+#[tokio::test]
+async fn a_transaction_sent_again_after_a_reorg_owes_only_what_was_not_given() {
+    for_both(|l| async move {
+        let fence = lease(&l).await;
+        for (key, answer, after) in [
+            ("answered", Answer::GivenNow, Collected::NotOwed),
+            ("unanswered", Answer::Owed, Collected::Taken),
+        ] {
+            let token = claimed(&l, key).await;
+            assert!(submit(&l, key, &token, &format!("0x{key}1"), &fence).await);
+            assert!(
+                l.record_settled(key, &token, &at(&format!("0x{key}1")), answer)
+                    .await
+                    .expect("settled")
+                    .applied()
+            );
+            let row = l.find(key).await.expect("find").expect("row");
+            assert!(l.unsettle(&row).await.expect("unsettle").applied(), "{key}");
+            let row = l.find(key).await.expect("find").expect("row");
+            let taker = l
+                .take_over(&row, LEASE)
+                .await
+                .expect("cas")
+                .expect("taken over");
+            assert!(submit(&l, key, &taker, &format!("0x{key}2"), &fence).await);
+            assert!(
+                l.record_settled(key, &taker, &at(&format!("0x{key}2")), Answer::Owed)
+                    .await
+                    .expect("settled again")
+                    .applied()
+            );
+            assert_eq!(
+                l.take_owed_answer(key, None, Collector::Retry)
+                    .await
+                    .expect("take"),
+                after,
+                "{key}"
+            );
+        }
+    })
+    .await;
+}
+
+/// A handed-off payment's success is recorded by the taker for nobody: it is kept for the
+/// requester (on another replica) until a little after the requester's deadline. A copy of the
+/// payload meanwhile is told it is reserved, not given it; the requester takes it; once the
+/// requester gives up early (`end_reservation`) or its deadline and the grace have passed, a
+/// retry collects what is still owed.
+#[tokio::test]
+async fn a_hand_offs_success_is_kept_for_its_requester_until_its_deadline() {
+    let db = Db::postgres().await;
+    let l = open(&db).await;
+    let fence = lease(&l).await;
+    let settled_by_a_taker = async |key: &str| {
+        let requester = claimed(&l, key).await;
+        assert!(
+            l.hand_off(key, &requester, ledger_now() + 60_000, None)
+                .await
+                .expect("hand off")
+                .applied()
+        );
+        let (_, taker) = l
+            .take_handoffs(&nets(), &[], LEASE, 1)
+            .await
+            .expect("take")
+            .pop()
+            .expect("taken");
+        assert!(submit(&l, key, &taker, &format!("0x{key}"), &fence).await);
+        assert!(
+            l.record_settled(key, &taker, &at(&format!("0x{key}")), Answer::Owed)
+                .await
+                .expect("settled")
+                .applied()
+        );
+    };
+    let take =
+        async |key: &str, by: Collector| l.take_owed_answer(key, None, by).await.expect("take");
+
+    settled_by_a_taker("waits").await;
+    assert_eq!(take("waits", Collector::Retry).await, Collected::Reserved);
+    assert_eq!(take("waits", Collector::Claimer).await, Collected::Taken);
+    assert_eq!(take("waits", Collector::Retry).await, Collected::NotOwed);
+
+    settled_by_a_taker("left").await;
+    assert_eq!(take("left", Collector::Retry).await, Collected::Reserved);
+    assert!(l.end_reservation("left").await.expect("end").applied());
+    assert_eq!(take("left", Collector::Retry).await, Collected::Taken);
+
+    settled_by_a_taker("gone").await;
+    let grace = i64::try_from(ledger::HANDOFF_ANSWER_GRACE.as_millis()).expect("fits");
+    // The requester's deadline and the grace after it have passed (it crashed, say).
+    db.execute(&format!(
+        "UPDATE settlements SET handoff_deadline = {} WHERE replay_key = 'gone'",
+        ledger_now() - grace - 1
+    ))
+    .await;
+    assert_eq!(take("gone", Collector::Retry).await, Collected::Taken);
 }
 
 /// A payment-identifier belongs to one live payment per scope, and is free again once that
@@ -655,7 +804,7 @@ async fn every_recorded_transaction_is_kept_and_a_row_with_history_is_never_dele
         );
         assert!(txs.iter().all(|t| t.fingerprint.as_deref() == Some("fp-h")));
         assert!(
-            l.record_settled("h", &token, &at("0xfirst"))
+            l.record_settled("h", &token, &at("0xfirst"), Answer::Owed)
                 .await
                 .expect("cas")
                 .applied(),
@@ -718,7 +867,7 @@ async fn receipts_filter_and_paginate() {
             };
             assert!(submit(&l, &key, &token, &format!("0xt{i}"), &fence).await);
             assert!(
-                l.record_settled(&key, &token, &at(&format!("0xt{i}")))
+                l.record_settled(&key, &token, &at(&format!("0xt{i}")), Answer::Owed)
                     .await
                     .expect("settled")
                     .applied()

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod chain;
 pub mod db;
+pub mod link;
 pub mod payment;
 pub mod permit2;
 pub mod process;
