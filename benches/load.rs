@@ -52,6 +52,8 @@ struct Options {
     only_solana: bool,
     /// Only the identical-replicas point (Postgres).
     only_replicas: bool,
+    /// Only the sessions point (and its profile with `X402_BENCH_PROFILE`).
+    only_sessions: bool,
     db: String,
     seconds: u64,
     settles: usize,
@@ -75,6 +77,7 @@ fn options() -> Options {
         solana: true,
         only_solana: false,
         only_replicas: false,
+        only_sessions: false,
         db: "sqlite".into(),
         seconds: 5,
         settles: 500,
@@ -107,10 +110,11 @@ fn options() -> Options {
             "--no-solana" => o.solana = false,
             "--only-solana" => o.only_solana = true,
             "--only-replicas" => o.only_replicas = true,
+            "--only-sessions" => o.only_sessions = true,
             "--bench" => {}
             "--help" | "-h" => {
                 println!(
-                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--upto-settles N] [--replica-settles N] [--no-reference] [--no-solana] [--no-scaling] [--bare] [--only-solana] [--only-replicas]"
+                    "load [--db sqlite|postgres] [--seconds N] [--settles N] [--slow-settles N] [--upto-settles N] [--replica-settles N] [--no-reference] [--no-solana] [--no-scaling] [--bare] [--only-solana] [--only-replicas] [--only-sessions]"
                 );
                 std::process::exit(0);
             }
@@ -596,6 +600,49 @@ async fn drive(
         rpc_per_req: (rpc1 - rpc0) as f64 / n,
         answers: answers.trim().to_string(),
     }
+}
+
+/// Profiles ours with perf (cpu-clock) while `path` is driven at c=16 for `seconds` (at most
+/// `max` requests when not 0), prints the report and returns the measure. The data is kept
+/// under target/ so that it can be read again with other `perf report` options.
+async fn profile(ours: &Target, path: &str, bodies: &Path, seconds: &str, max: usize) -> Measure {
+    let out = PathBuf::from(format!("{ROOT}/target/ours.perf"));
+    let mut perf = Command::new("perf")
+        .args([
+            "record",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "999",
+            "-g",
+            "-p",
+            &ours.pid().to_string(),
+            "-o",
+        ])
+        .arg(&out)
+        .args(["--", "sleep", seconds])
+        .spawn()
+        .expect("perf runs");
+    let secs: u64 = seconds.parse().unwrap_or(5);
+    let m = drive(ours, path, Some(bodies), 16, secs, max).await;
+    let _ = perf.wait().await;
+    let report = Command::new("perf")
+        .args([
+            "report",
+            "--no-children",
+            "--stdio",
+            "--percent-limit",
+            "1.5",
+            "-g",
+            "none",
+            "-i",
+        ])
+        .arg(&out)
+        .output()
+        .await
+        .expect("perf report");
+    println!("{}", String::from_utf8_lossy(&report.stdout));
+    m
 }
 
 /// Distinct sign-in proofs for the sessions point.
@@ -1132,45 +1179,37 @@ async fn run(o: Options) {
     bad.from = payers[0].address();
     let bad_file = write_bodies(dir.path(), "verify-bad.jsonl", &[bad.body()]);
 
+    if o.only_sessions {
+        // Enough distinct proofs for a profile's seconds too (each nonce is single-use).
+        let n = SESSION_PROOFS * 5;
+        let file = write_bodies(
+            dir.path(),
+            "sessions-eoa.jsonl",
+            &session_proofs(chain.chain_id, n),
+        );
+        let m = match std::env::var("X402_BENCH_PROFILE") {
+            Ok(seconds) => profile(&ours, "/sessions/verify", &file, &seconds, n).await,
+            Err(_) => {
+                drive(
+                    &ours,
+                    "/sessions/verify",
+                    Some(&file),
+                    16,
+                    60,
+                    SESSION_PROOFS,
+                )
+                .await
+            }
+        };
+        println!(
+            "sessions/verify EOA c=16 ({}): {:.0} req/s, p99 {:.2} ms, {:.0} µs CPU/req, answers {}",
+            o.db, m.rps, m.p99_ms, m.cpu_us_per_req, m.answers
+        );
+        return;
+    }
     if let Ok(seconds) = std::env::var("X402_BENCH_PROFILE") {
-        // Profile ours under `verify valid c=16` with perf (cpu-clock), then stop.
-        // Kept under target/ so that it can be read again with other `perf report` options.
-        let out = PathBuf::from(format!("{ROOT}/target/ours.perf"));
-        let mut perf = Command::new("perf")
-            .args([
-                "record",
-                "-e",
-                "cpu-clock",
-                "-F",
-                "999",
-                "-g",
-                "-p",
-                &ours.pid().to_string(),
-                "-o",
-            ])
-            .arg(&out)
-            .args(["--", "sleep", &seconds])
-            .spawn()
-            .expect("perf runs");
-        let secs: u64 = seconds.parse().unwrap_or(5);
-        let m = drive(&ours, "/verify", Some(&valid_file), 16, secs, 0).await;
-        let _ = perf.wait().await;
-        let report = Command::new("perf")
-            .args([
-                "report",
-                "--no-children",
-                "--stdio",
-                "--percent-limit",
-                "1.5",
-                "-g",
-                "none",
-                "-i",
-            ])
-            .arg(&out)
-            .output()
-            .await
-            .expect("perf report");
-        println!("{}", String::from_utf8_lossy(&report.stdout));
+        // Profile ours under `verify valid c=16`, then stop.
+        let m = profile(&ours, "/verify", &valid_file, &seconds, 0).await;
         println!(
             "verify valid c=16: {:.0} req/s, {:.0} µs CPU/req",
             m.rps, m.cpu_us_per_req

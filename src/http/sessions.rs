@@ -115,6 +115,7 @@ fn fault(e: SessionError) -> ApiError {
     match e {
         SessionError::Input(m) => bad(m),
         SessionError::Ledger(e) => ApiError::Internal(e.to_string()),
+        SessionError::Nonce(e) => ApiError::Internal(e.to_string()),
     }
 }
 

@@ -32,25 +32,62 @@ pub struct EntitlementLookup<'a> {
 }
 
 impl Ledger {
-    /// Claims a nonce for good until `expires_at` (unix ms): `Applied` for the first claim (or
-    /// the first after the previous one expired), `Lost` for a replay. One statement, so the
-    /// primary key decides between replicas racing on the same proof.
-    pub async fn claim_session_nonce(
+    /// Claims nonces for good until their `expires_at` (unix ms), in one statement (one commit):
+    /// for each, `Applied` when this is its first claim (or the first after the previous one
+    /// expired), `Lost` for a replay, in order.
+    /// A key repeated in `claims` is claimed by its first occurrence, and the others are replays.
+    /// The primary key decides between replicas as for one nonce; batching only shares the
+    /// commit between proofs that arrived together (`sessions::nonces`).
+    pub async fn claim_session_nonces(
         &self,
-        nonce_key: &str,
-        expires_at: i64,
-    ) -> Result<Transition, LedgerError> {
-        let done = sqlx::query(
-            "INSERT INTO session_nonces (nonce_key, expires_at) VALUES ($1, $2) \
+        claims: &[(String, i64)],
+    ) -> Result<Vec<Transition>, LedgerError> {
+        let mut first: Vec<&(String, i64)> = Vec::with_capacity(claims.len());
+        for c in claims {
+            if !first.iter().any(|f| f.0 == c.0) {
+                first.push(c);
+            }
+        }
+        if first.is_empty() {
+            return Ok(Vec::new());
+        }
+        // In key order, so that two replicas' batches sharing keys wait for each other's
+        // uncommitted rows in one order, never in a cycle (a deadlock on Postgres).
+        first.sort_by(|a, b| a.0.cmp(&b.0));
+        let rows = (0..first.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO session_nonces (nonce_key, expires_at) VALUES {rows} \
              ON CONFLICT (nonce_key) DO UPDATE SET expires_at = excluded.expires_at \
-             WHERE session_nonces.expires_at < $3",
-        )
-        .bind(nonce_key)
-        .bind(expires_at)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(Transition::of(done))
+             WHERE session_nonces.expires_at < ${} RETURNING nonce_key",
+            2 * first.len() + 1
+        );
+        let mut q = sqlx::query(&sql);
+        for (key, expires_at) in &first {
+            q = q.bind(key).bind(*expires_at);
+        }
+        let won: Vec<String> = q
+            .bind(now_ms())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>("nonce_key"))
+            .collect::<Result<_, _>>()?;
+        // Each winning key answers its first occurrence only.
+        let mut answered: Vec<&str> = Vec::with_capacity(won.len());
+        Ok(claims
+            .iter()
+            .map(|(key, _)| {
+                if won.iter().any(|w| w == key) && !answered.contains(&key.as_str()) {
+                    answered.push(key);
+                    Transition::Applied
+                } else {
+                    Transition::Lost
+                }
+            })
+            .collect())
     }
 
     /// Deletes nonces that expired before `before` (unix ms), at most `limit` of them, so that

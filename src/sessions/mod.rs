@@ -6,10 +6,12 @@
 //!
 //! - [`proof`]: the payload, its decoding and the checks that need no signature;
 //! - [`message`]: the signed text; [`signature`]: the signature over it;
-//! - [`entitlement`]: the ledger question and the payTo scoping; [`time`]: RFC 3339 dates.
+//! - [`entitlement`]: the ledger question and the payTo scoping; [`time`]: RFC 3339 dates;
+//! - [`nonces`]: single-use nonce claims, batched into one statement per burst.
 
 pub mod entitlement;
 pub mod message;
+pub mod nonces;
 pub mod proof;
 pub mod reason;
 pub mod signature;
@@ -44,6 +46,8 @@ pub enum SessionError {
     Input(String),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Nonce(#[from] nonces::ClaimFailed),
 }
 
 /// A proof check: the proof, what the seller expects, and optionally the entitlement to answer
@@ -75,13 +79,17 @@ pub struct Verdict {
 pub struct Sessions {
     facilitator: Arc<Facilitator>,
     settings: SessionSettings,
+    nonces: nonces::NonceClaims,
 }
 
 impl Sessions {
+    /// Needs a runtime: it starts the nonce claimer (`nonces`).
     pub fn new(facilitator: Arc<Facilitator>, settings: SessionSettings) -> Self {
+        let nonces = nonces::NonceClaims::start(facilitator.ledger().clone());
         Sessions {
             facilitator,
             settings,
+            nonces,
         }
     }
 
@@ -194,11 +202,7 @@ impl Sessions {
         }
         let ceiling = (MAX_AGE_CEILING_SECS * 1000) as i64;
         let expires = issued.saturating_add(ceiling + 1);
-        let claimed = self
-            .facilitator
-            .ledger()
-            .claim_session_nonce(&nonce_key(p), expires)
-            .await?;
+        let claimed = self.nonces.claim(nonce_key(p), expires).await?;
         Ok(if claimed.applied() {
             Ok(())
         } else {

@@ -705,6 +705,53 @@ async fn a_hand_offs_success_is_kept_for_its_requester_until_its_deadline() {
     assert_eq!(take("gone", Collector::Retry).await, Collected::Taken);
 }
 
+/// Sign-in nonces claimed in one statement: each first use wins once, a key repeated in the
+/// batch and a key claimed before are replays, and an expired nonce may be claimed anew; two
+/// ledgers (replicas) claiming overlapping batches at once give each key to one of them.
+#[tokio::test]
+async fn session_nonces_claimed_together_are_each_first_used_once() {
+    for_both(|l| async move {
+        let now = ledger_now();
+        let (live, gone) = (now + 60_000, now - 1);
+        assert_eq!(
+            l.claim_session_nonces(&[("old".into(), gone), ("kept".into(), live)])
+                .await
+                .expect("claim"),
+            vec![ledger::Transition::Applied; 2]
+        );
+        let batch = [
+            ("new".to_string(), live),
+            ("kept".to_string(), live),
+            ("new".to_string(), live),
+            ("old".to_string(), live),
+        ];
+        use ledger::Transition::{Applied, Lost};
+        assert_eq!(
+            l.claim_session_nonces(&batch).await.expect("claim"),
+            vec![Applied, Lost, Lost, Applied],
+            "first use wins, a copy in the batch and a used nonce are replays, an expired one is free"
+        );
+        assert!(l.claim_session_nonces(&[]).await.expect("claim").is_empty());
+    })
+    .await;
+    let db = Db::postgres().await;
+    let (x, y) = (open(&db).await, open(&db).await);
+    let keys: Vec<(String, i64)> = (0..200)
+        .map(|i| (format!("n{i}"), ledger_now() + 60_000))
+        .collect();
+    let mut reversed = keys.clone();
+    reversed.reverse();
+    let (a, b) = tokio::join!(
+        x.claim_session_nonces(&keys),
+        y.claim_session_nonces(&reversed)
+    );
+    let (a, mut b) = (a.expect("claim"), b.expect("claim"));
+    b.reverse();
+    for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+        assert!(p.applied() != q.applied(), "n{i}: {p:?} {q:?}");
+    }
+}
+
 /// A payment-identifier belongs to one live payment per scope, and is free again once that
 /// payment failed.
 #[tokio::test]

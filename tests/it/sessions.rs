@@ -333,6 +333,44 @@ async fn a_nonce_is_accepted_by_one_replica_only() {
     b.stop().await;
 }
 
+/// Nonce claims are batched (proofs checked together share one statement): a burst of five
+/// distinct proofs, each sent three times, spread over two replicas at once, so that copies of
+/// one proof meet inside one batch and across two replicas' batches. Every proof is valid
+/// exactly once, and every other copy is refused as a replay.
+#[tokio::test]
+async fn a_burst_of_proofs_and_their_copies_is_accepted_once_per_nonce() {
+    let chain = Chain::start().await;
+    let db = Db::postgres().await;
+    let (a, b) = (on(&chain, &db).await, on(&chain, &db).await);
+    let net = evm(&chain);
+    let mut bodies = Vec::new();
+    for _ in 0..5 {
+        let eoa = json!({ "kind": "eoa", "privateKey": key_hex(&PrivateKeySigner::random()) });
+        let proof = sign(eoa, &net, challenge(), json!({})).await;
+        bodies.push(check(&proof, &[&net]));
+    }
+    let sends = (0..15).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let (proof, body) = (i % 5, bodies[i % 5].clone());
+        async move { (proof, verdict(app, &body).await) }
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    for proof in 0..5 {
+        let mine: Vec<&Value> = answers
+            .iter()
+            .filter(|(p, _)| *p == proof)
+            .map(|(_, v)| v)
+            .collect();
+        let valid = mine.iter().filter(|v| v["valid"] == true).count();
+        assert_eq!(valid, 1, "proof {proof}: {mine:?}");
+        for v in mine.iter().filter(|v| v["valid"] != true) {
+            assert_eq!(v["reason"], "invalid_siwx_nonce", "{v}");
+        }
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
 async fn entitlement(app: &TestApp, payer: &str, resource: &str, within: u64) -> Value {
     let resource: String = url::form_urlencoded::byte_serialize(resource.as_bytes()).collect();
     let (status, body) = app
