@@ -253,6 +253,14 @@ impl Settle<'_> {
         }
     }
 
+    /// This request handed the payment off and stops waiting without giving the success: the
+    /// client's retry may collect it at once rather than after the reservation runs out.
+    async fn end_reservation(&self, key: &str) {
+        if let Err(e) = self.fac.ledger.end_reservation(key).await {
+            warn!(replay_key = %key, error = %e, "cannot end a hand-off's reservation; it ends with its deadline");
+        }
+    }
+
     /// The payment's success is kept for the request that handed it to another replica and
     /// still waits for it (`Collected::Reserved`): this one is told to ask again, not refused.
     fn reserved(&self, payment: &CheckedPayment, tx: &str) -> SettleResponse {
@@ -267,22 +275,23 @@ impl Settle<'_> {
 
     /// Clears the answer owed to this request's client, which this request is about to give
     /// the success (`SettleWatch::deliver` said it still waits): `false` when the client hung
-    /// up meanwhile. `deliver` is asked at the chain's confirmation, so that a cut-off can
-    /// answer the chain's word while the ledger writes that follow are slow; a hang-up during
-    /// those writes told the client nothing, so the answer stays owed to its retry (looked at
-    /// before and after clearing it). A ledger fault is logged: the success is still the
-    /// chain's.
-    async fn clear_owed(&self, key: &str) -> bool {
+    /// up meanwhile, or when the answer was not owed and `if_not_owed` is false. `deliver` is
+    /// asked at the chain's confirmation, so that a cut-off can answer the chain's word while
+    /// the ledger writes that follow are slow; a hang-up during those writes told the client
+    /// nothing, so the answer stays owed to its retry (looked at before and after clearing it).
+    /// A ledger fault is logged: the success is still the chain's.
+    async fn clear_owed(&self, key: &str, if_not_owed: bool) -> bool {
         if self.watch.hung_up() {
             return false;
         }
-        let ledger = &self.fac.ledger;
-        match ledger
+        match self
+            .fac
+            .ledger
             .take_owed_answer(key, self.payment_id.as_deref(), Collector::Claimer)
             .await
         {
             Ok(Collected::Taken) => self.still_heard(key).await,
-            Ok(_) => true,
+            Ok(_) => if_not_owed,
             Err(e) => {
                 warn!(replay_key = %key, error = %e, "cannot clear an owed answer");
                 true
@@ -396,6 +405,11 @@ impl Settle<'_> {
                 "",
             )),
             _ if row.lease_active(now_ms()) => Ok(self.duplicate(&stored, &tx)),
+            // Queued for a replica holding a key (lease given up for the taker): its requester
+            // waits for it, and a copy must not take it over.
+            SettlementState::Claimed if row.handoff_live(now_ms()) => {
+                Ok(self.duplicate(&stored, &tx))
+            }
             // The holder stopped before recording anything (crash or lost connection).
             SettlementState::Claimed => match ledger.take_over(&row, self.lease()).await? {
                 Some(token) => self.submit(&stored, &token, Vec::new()).await,
@@ -1003,16 +1017,30 @@ impl Settle<'_> {
                 // The taker delivers to nobody: this request does, and clears what is owed, if
                 // its client still waits (review F4); otherwise the answer stays owed to the
                 // client's retry.
+                // The success is given only once taken (as a retry collects it): if another
+                // request took it (a copy, after the reservation ran out while this replica's
+                // ledger lagged), this one is a replay, not a second success.
                 self.watch
                     .recorded(&row.replay_key, &tx, payment.meta.charged());
-                if !self.watch.deliver(&tx) || !self.clear_owed(&row.replay_key).await {
-                    // Kept for this request until now: the client's retry may collect it.
-                    if let Err(e) = self.fac.ledger.end_reservation(&row.replay_key).await {
-                        warn!(replay_key = %row.replay_key, error = %e, "cannot end a hand-off's reservation; it ends with its deadline");
-                    }
+                let key = row.replay_key.as_str();
+                if !self.watch.waits() {
+                    self.end_reservation(key).await;
                     return Ok(Some(self.unheard(payment, &tx)));
                 }
-                Some(self.success(payment, &tx))
+                match self
+                    .fac
+                    .ledger
+                    .take_owed_answer(key, self.payment_id.as_deref(), Collector::Claimer)
+                    .await?
+                {
+                    Collected::Taken if self.watch.deliver(&tx) => Some(self.success(payment, &tx)),
+                    Collected::Taken => {
+                        self.owe_again(key).await;
+                        self.end_reservation(key).await;
+                        Some(self.unheard(payment, &tx))
+                    }
+                    Collected::Reserved | Collected::NotOwed => Some(self.replayed(payment, &tx)),
+                }
             }
             SettlementState::Failed => {
                 let reason = row
@@ -1127,8 +1155,10 @@ impl Settle<'_> {
                     Answer::Owed
                 };
                 let written = ledger.record_settled(key, token, &included, answer).await;
-                let cleared =
-                    answer == Answer::GivenNow && matches!(written, Ok(Transition::Applied));
+                let written_as = match &written {
+                    Ok(done) => Some(*done),
+                    Err(_) => None,
+                };
                 recorded("record_settled", written);
                 // Whoever delivers the outcome clears what is owed: this request, if its
                 // client still waits; otherwise the answer stays owed to the client's retry.
@@ -1143,13 +1173,18 @@ impl Settle<'_> {
                     return Ok(cut_off());
                 }
                 if own {
-                    // The client may have hung up during the write above (review F5). When the
-                    // record could not clear what is owed (it was lost: another holder took the
-                    // row over), this request clears it now.
-                    let heard = if cleared {
-                        self.still_heard(key).await
-                    } else {
-                        self.clear_owed(key).await
+                    // The client may have hung up during the write above (review F5). A record
+                    // lost to another holder (this settle's lease ran out during a slow write)
+                    // left what is owed to that holder's record: this request gives the success
+                    // only if it takes it, since the other holder may be a copy of the payload
+                    // that collects it. A record that failed (a ledger fault) leaves the chain's
+                    // word as the answer.
+                    let heard = match written_as {
+                        Some(Transition::Applied) if answer == Answer::GivenNow => {
+                            self.still_heard(key).await
+                        }
+                        Some(_) => self.clear_owed(key, false).await,
+                        None => self.clear_owed(key, true).await,
                     };
                     if !heard {
                         return Ok(cut_off());

@@ -202,6 +202,12 @@ impl Ledger {
 }
 
 impl SettlementRecord {
+    /// A hand-off queued (or taken) whose requester's deadline has not passed: nobody but a
+    /// taker may take the row over.
+    pub fn handoff_live(&self, now: i64) -> bool {
+        self.handoff_at.is_some() && self.handoff_deadline.is_some_and(|d| d > now)
+    }
+
     /// A hand-off queued and not yet taken by anyone.
     pub fn handoff_waiting(&self, token: &ClaimToken) -> bool {
         self.state == SettlementState::Claimed

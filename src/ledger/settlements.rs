@@ -510,7 +510,9 @@ impl Ledger {
 
     /// Take over the row `seen` (as read) once its lease has expired, provided nobody changed it
     /// since it was read (same state, holder and transaction): acting on an outdated copy could
-    /// judge the wrong transaction. The new token replaces the old holder's.
+    /// judge the wrong transaction. The new token replaces the old holder's. A claimed row queued
+    /// for a hand-off is only taken by a key holder (`take_handoffs`) until its requester's
+    /// deadline: its lease was given up for that taker, not for a copy of the payload.
     pub async fn take_over(
         &self,
         seen: &SettlementRecord,
@@ -520,7 +522,9 @@ impl Ledger {
         let done = sqlx::query(
             "UPDATE settlements SET claim_token = $3, lease_until = $4, updated_at = $5 \
              WHERE replay_key = $1 AND state = $2 AND lease_until <= $5 AND claim_token = $6 \
-             AND (tx_id = $7 OR (tx_id IS NULL AND $7 IS NULL))",
+             AND (tx_id = $7 OR (tx_id IS NULL AND $7 IS NULL)) \
+             AND NOT (state = 'claimed' AND handoff_at IS NOT NULL \
+             AND COALESCE(handoff_deadline, 0) > $5)",
         )
         .bind(&seen.replay_key)
         .bind(seen.state.as_str())
@@ -851,15 +855,16 @@ impl Ledger {
         if by == Collector::Claimer {
             return Ok(Collected::NotOwed);
         }
+        // Still owed but not taken: reserved, or its reservation ended (or it was owed again)
+        // between the two statements; either way it is owed, so the answer is "ask again",
+        // never the replay refusal.
         let reserved: i64 = sqlx::query(
             "SELECT count(*) AS n FROM settlements WHERE replay_key = $1 \
              AND state = 'settled' AND pending_reported = 1 \
-             AND (payment_id IS NULL OR payment_id = $2) \
-             AND handoff_at IS NOT NULL AND COALESCE(handoff_deadline, 0) > $3",
+             AND (payment_id IS NULL OR payment_id = $2)",
         )
         .bind(replay_key)
         .bind(payment_id)
-        .bind(reserved_until_before)
         .fetch_one(&self.pool)
         .await?
         .try_get("n")?;

@@ -743,6 +743,84 @@ async fn an_upto_client_that_gives_up_during_a_hand_off_is_owed_the_outcome_once
     assert_eq!(chain.transfers_from(chain.permit_token, p.from).await, 1);
 }
 
+/// Two replicas on one Postgres, each through its own stallable ledger link: B (started first)
+/// holds the lease of the one key both know, so A holds none and hands `upto` payments naming
+/// that key to B. Returns `[A, B]` and their links.
+async fn a_requester_and_a_key_holder(
+    chain: &Chain,
+    db: &Db,
+    confirm_timeout_ms: &str,
+) -> ([Proc; 2], [StallableLink; 2], Address) {
+    let keys = signers(chain, 2, false).await;
+    let links = [
+        StallableLink::to_postgres(&db.url()).await,
+        StallableLink::to_postgres(&db.url()).await,
+    ];
+    let key = &keys[1..];
+    let start = async |link: &StallableLink| {
+        let mut env = env_for(chain, &chain.url, db, key);
+        env.retain(|(k, _)| k != "X402__DATABASE__URL");
+        for (k, v) in [
+            ("X402__DATABASE__URL", link.url.as_str()),
+            ("X402__NETWORKS__LOCAL__SCHEMES", "exact,upto"),
+            ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", confirm_timeout_ms),
+            ("X402__SETTLEMENT__RECONCILE_INTERVAL_MS", "600000"),
+        ] {
+            env.push((k.into(), v.into()));
+        }
+        Proc::start(&env).await
+    };
+    let named = keys[1].address();
+    let lease = format!("eip155:{}/{named:#x}", chain.chain_id);
+    let b = start(&links[1]).await;
+    let ready = crate::replicas::ready(&b.base).await.expect("ready");
+    assert!(
+        ready["signers"]
+            .as_object()
+            .is_some_and(|s| s.contains_key(&lease)),
+        "B holds the key: {ready}"
+    );
+    let a = start(&links[0]).await;
+    ([a, b], links, named)
+}
+
+/// `/settle` of `body` at `base` in the background; its answer.
+fn settle_answer(base: &str, body: &Value) -> tokio::task::JoinHandle<Value> {
+    let url = format!("{base}/settle");
+    let body = body.clone();
+    tokio::spawn(async move {
+        let answer = reqwest::Client::new()
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .expect("answered");
+        answer.json::<Value>().await.expect("JSON")
+    })
+}
+
+/// Waits until A has handed the payment to B and B has sent its transaction (automine off).
+async fn handed_off_and_sent(db: &Db) {
+    crate::money_path::eventually(
+        db,
+        "SELECT count(*) FROM settlements WHERE state = 'submitted' AND handoff_at IS NOT NULL",
+        1,
+        20,
+    )
+    .await;
+}
+
+/// Waits until B recorded the confirmation, owed to A's client.
+async fn settled_and_owed(db: &Db) {
+    crate::money_path::eventually(
+        db,
+        "SELECT count(*) FROM settlements WHERE state = 'settled' AND pending_reported = 1",
+        1,
+        20,
+    )
+    .await;
+}
+
 /// The two-successes race of a hand-off, made to happen every time: replica A holds no key the
 /// `upto` payment may be sent from, so it hands the payment to B and waits for B's outcome.
 /// A's link to the ledger stalls (held for real, a lagging network) after B sent the
@@ -754,90 +832,81 @@ async fn an_upto_client_that_gives_up_during_a_hand_off_is_owed_the_outcome_once
 async fn a_copy_arriving_while_a_hand_offs_requester_waits_is_not_given_its_success() {
     let chain = Chain::start().await;
     let db = Db::postgres().await;
-    let keys = signers(&chain, 2, false).await;
-    let links = [
-        StallableLink::to_postgres(&db.url()).await,
-        StallableLink::to_postgres(&db.url()).await,
-    ];
-    // Both know the key the payment must be sent from; B starts first and holds its lease, so
-    // A holds no key and hands the payment off.
-    let key = &keys[1..];
-    let start = async |link: &StallableLink| {
-        let mut env = env_for(&chain, &chain.url, &db, key);
-        env.retain(|(k, _)| k != "X402__DATABASE__URL");
-        for (k, v) in [
-            ("X402__DATABASE__URL", link.url.as_str()),
-            ("X402__NETWORKS__LOCAL__SCHEMES", "exact,upto"),
-            ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "15000"),
-            ("X402__SETTLEMENT__RECONCILE_INTERVAL_MS", "600000"),
-        ] {
-            env.push((k.into(), v.into()));
-        }
-        Proc::start(&env).await
-    };
-    let named = keys[1].address();
-    let lease = format!("eip155:{}/{named:#x}", chain.chain_id);
-    let b_proc = start(&links[1]).await;
-    let ready = crate::replicas::ready(&b_proc.base).await.expect("ready");
-    assert!(
-        ready["signers"]
-            .as_object()
-            .is_some_and(|s| s.contains_key(&lease)),
-        "B holds the key: {ready}"
-    );
-    let procs = [start(&links[0]).await, b_proc];
-    let bases: Vec<&str> = procs.iter().map(|p| p.base.as_str()).collect();
-    let (a, b) = (0, 1);
+    let (procs, links, named) = a_requester_and_a_key_holder(&chain, &db, "15000").await;
+    let (a, b) = (procs[0].base.as_str(), procs[1].base.as_str());
     let p = harness::funded_permit2(&chain, Kind::Upto, named, true).await;
     let body = p.settle_body(U256::from(1200u64));
     chain.set_automine(false).await;
-    let first = {
-        let url = format!("{}/settle", bases[a]);
-        let body = body.clone();
-        tokio::spawn(async move {
-            let answer = reqwest::Client::new()
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .expect("answered");
-            answer.json::<Value>().await.expect("JSON")
-        })
-    };
-    crate::money_path::eventually(
-        &db,
-        "SELECT count(*) FROM settlements WHERE state = 'submitted' AND handoff_at IS NOT NULL",
-        1,
-        20,
-    )
-    .await;
-    links[a].stall();
+    let first = settle_answer(a, &body);
+    handed_off_and_sent(&db).await;
+    links[0].stall();
     chain.mine().await;
-    crate::money_path::eventually(
-        &db,
-        "SELECT count(*) FROM settlements WHERE state = 'settled' AND pending_reported = 1",
-        1,
-        20,
-    )
-    .await;
+    settled_and_owed(&db).await;
     chain.set_automine(true).await;
-    let (status, copy) = post(bases[b], "/settle", &body).await;
+    let (status, copy) = post(b, "/settle", &body).await;
     assert_eq!(status, StatusCode::OK, "{copy}");
     assert_eq!(
         copy["errorReason"], "settlement_pending",
         "the success is kept for the request that waits for it: {copy}"
     );
-    links[a].resume();
+    links[0].resume();
     let answer = first.await.expect("the first request ran");
     let tx = db
         .text("SELECT tx_id FROM settlements WHERE state = 'settled'")
         .await;
     assert_eq!(answer["success"], true, "{answer}");
     assert_eq!(answer["transaction"], tx.as_str(), "{answer}");
-    for base in &bases {
+    for base in [a, b] {
         let (_, replay) = post(base, "/settle", &body).await;
         assert_eq!(replay["errorReason"], "permit2_invalid_nonce", "{replay}");
     }
+    assert_eq!(chain.transfers_from(chain.permit_token, p.from).await, 1);
+    for proc in procs {
+        proc.kill().await;
+    }
+}
+
+/// Review of the above (found by the adversarial review): A's ledger link lags for longer than
+/// its deadline and the grace after it, so the reservation runs out and a copy at B collects the
+/// success, as it may (A's client was told nothing yet). When A's link comes back it finds the
+/// row settled but nothing owed: its client is refused as a replay. Before, A answered the
+/// success it had not taken: two successes for one transfer.
+#[tokio::test]
+async fn a_requester_whose_ledger_lags_past_its_reservation_gives_no_second_success() {
+    let chain = Chain::start().await;
+    let db = Db::postgres().await;
+    let (procs, links, named) = a_requester_and_a_key_holder(&chain, &db, "4000").await;
+    let (a, b) = (procs[0].base.as_str(), procs[1].base.as_str());
+    let p = harness::funded_permit2(&chain, Kind::Upto, named, true).await;
+    let body = p.settle_body(U256::from(1200u64));
+    chain.set_automine(false).await;
+    let first = settle_answer(a, &body);
+    handed_off_and_sent(&db).await;
+    links[0].stall();
+    chain.mine().await;
+    settled_and_owed(&db).await;
+    chain.set_automine(true).await;
+    let grace =
+        i64::try_from(x402_facilitator::ledger::HANDOFF_ANSWER_GRACE.as_millis()).expect("fits");
+    let deadline = db.count("SELECT handoff_deadline FROM settlements").await;
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
+    .expect("fits");
+    let wait = u64::try_from(deadline + grace + 300 - now).unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    let (status, copy) = post(b, "/settle", &body).await;
+    assert_eq!(status, StatusCode::OK, "{copy}");
+    assert_eq!(copy["success"], true, "the reservation ran out: {copy}");
+    links[0].resume();
+    let answer = first.await.expect("the first request ran");
+    assert_ne!(
+        answer["success"], true,
+        "two successes for one transfer: copy {copy}, first {answer}"
+    );
     assert_eq!(chain.transfers_from(chain.permit_token, p.from).await, 1);
     for proc in procs {
         proc.kill().await;

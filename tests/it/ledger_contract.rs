@@ -694,8 +694,17 @@ async fn a_hand_offs_success_is_kept_for_its_requester_until_its_deadline() {
     assert!(l.end_reservation("left").await.expect("end").applied());
     assert_eq!(take("left", Collector::Retry).await, Collected::Taken);
 
-    settled_by_a_taker("gone").await;
+    settled_by_a_taker("late").await;
     let grace = i64::try_from(ledger::HANDOFF_ANSWER_GRACE.as_millis()).expect("fits");
+    // The requester's deadline has just passed, the grace has not: still kept for it.
+    db.execute(&format!(
+        "UPDATE settlements SET handoff_deadline = {} WHERE replay_key = 'late'",
+        ledger_now() - grace / 2
+    ))
+    .await;
+    assert_eq!(take("late", Collector::Retry).await, Collected::Reserved);
+
+    settled_by_a_taker("gone").await;
     // The requester's deadline and the grace after it have passed (it crashed, say).
     db.execute(&format!(
         "UPDATE settlements SET handoff_deadline = {} WHERE replay_key = 'gone'",
@@ -750,6 +759,39 @@ async fn session_nonces_claimed_together_are_each_first_used_once() {
     for (i, (p, q)) in a.iter().zip(&b).enumerate() {
         assert!(p.applied() != q.applied(), "n{i}: {p:?} {q:?}");
     }
+}
+
+/// A claimed row queued for a hand-off gave its lease up for the taker: until the requester's
+/// deadline nobody else takes it over (found by review: a copy of the payload took it over,
+/// sent it and was given the success, and the requester then gave a second one). After the
+/// deadline (the requester gone), it is anyone's again, as an abandoned claim is.
+#[tokio::test]
+async fn a_queued_hand_off_is_not_taken_over_before_its_deadline() {
+    for_both(|l| async move {
+        let requester = claimed(&l, "queued").await;
+        assert!(
+            l.hand_off("queued", &requester, ledger_now() + 60_000, None)
+                .await
+                .expect("hand off")
+                .applied()
+        );
+        let row = l.find("queued").await.expect("find").expect("row");
+        assert!(row.handoff_live(ledger_now()));
+        assert!(
+            l.take_over(&row, LEASE).await.expect("cas").is_none(),
+            "a copy cannot take a queued hand-off over"
+        );
+        let past = claimed(&l, "past").await;
+        assert!(
+            l.hand_off("past", &past, ledger_now() - 1, None)
+                .await
+                .expect("hand off")
+                .applied()
+        );
+        let row = l.find("past").await.expect("find").expect("row");
+        assert!(l.take_over(&row, LEASE).await.expect("cas").is_some());
+    })
+    .await;
 }
 
 /// A payment-identifier belongs to one live payment per scope, and is free again once that
