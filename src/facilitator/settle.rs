@@ -1184,7 +1184,16 @@ impl Settle<'_> {
                             self.still_heard(key).await
                         }
                         Some(_) => self.clear_owed(key, false).await,
-                        None => self.clear_owed(key, true).await,
+                        None => {
+                            // The row may still say `submitted`, owed: the success given here
+                            // is cleared in the background once whoever finishes the row has
+                            // recorded it, so that no copy collects it afterwards (review).
+                            let heard = self.clear_owed(key, true).await;
+                            if heard {
+                                self.fac.delivered(key.to_string(), self.payment_id.clone());
+                            }
+                            heard
+                        }
                     };
                     if !heard {
                         return Ok(cut_off());
