@@ -1205,6 +1205,16 @@ async fn run(o: Options) {
             "sessions/verify EOA c=16 ({}): {:.0} req/s, p99 {:.2} ms, {:.0} µs CPU/req, answers {}",
             o.db, m.rps, m.p99_ms, m.cpu_us_per_req, m.answers
         );
+        // The same work but the nonce claim: a proof whose signature recovers to another
+        // address is refused after the recovery, before the ledger.
+        let mut bad = session_proofs(chain.chain_id, 2);
+        bad[0]["payload"]["signature"] = bad[1]["payload"]["signature"].clone();
+        let bad_file = write_bodies(dir.path(), "sessions-bad.jsonl", &bad[..1]);
+        let m = drive(&ours, "/sessions/verify", Some(&bad_file), 16, o.seconds, 0).await;
+        println!(
+            "sessions/verify EOA bad signature c=16 ({}): {:.0} req/s, p99 {:.2} ms, {:.0} µs CPU/req, answers {}",
+            o.db, m.rps, m.p99_ms, m.cpu_us_per_req, m.answers
+        );
         return;
     }
     if let Ok(seconds) = std::env::var("X402_BENCH_PROFILE") {

@@ -13,7 +13,6 @@ use axum::extract::{Extension, State};
 use crate::access::Caller;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
@@ -31,8 +30,9 @@ const MAX_HEADER_LEN: usize = 16 * 1024;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct VerifyBody {
-    /// The decoded `SIGN-IN-WITH-X` payload…
-    payload: Option<Value>,
+    /// The decoded `SIGN-IN-WITH-X` payload… (kept raw: read once, straight into the proof)
+    #[schema(value_type = Option<Object>)]
+    payload: Option<Box<serde_json::value::RawValue>>,
     /// …or the header value as received.
     header: Option<String>,
     domain: String,
@@ -160,7 +160,7 @@ pub(super) async fn verify(
         serde_json::from_slice(&body).map_err(|e| bad(format!("not a session check: {e}")))?;
     // The proof is the buyer's: a bad one is an outcome, not a bad request.
     let proof = match (body.payload, body.header) {
-        (Some(value), None) => proof::from_value(value),
+        (Some(raw), None) => proof::from_json(raw.get()),
         (None, Some(header)) if header.len() <= MAX_HEADER_LEN => proof::from_header(&header),
         (None, Some(_)) => Err(proof::refuse(
             crate::sessions::reason::PAYLOAD,

@@ -70,6 +70,12 @@ pub fn refuse(reason: &'static str, message: impl Into<String>) -> Refusal {
 }
 
 /// The proof from the decoded payload object.
+/// The proof from the payload's JSON text (read once, without an intermediate `Value`).
+pub fn from_json(text: &str) -> Result<Proof, Refusal> {
+    serde_json::from_str(text)
+        .map_err(|e| refuse(reason::PAYLOAD, format!("Invalid SIWX payload: {e}")))
+}
+
 pub fn from_value(value: Value) -> Result<Proof, Refusal> {
     serde_json::from_value(value)
         .map_err(|e| refuse(reason::PAYLOAD, format!("Invalid SIWX payload: {e}")))
