@@ -939,6 +939,10 @@ impl Settle<'_> {
         }
         // The taker spends the fee; the reservation stays.
         self.sent.store(true, std::sync::atomic::Ordering::Relaxed);
+        // From here the taker may send a transaction this replica has not seen yet: an HTTP
+        // cut-off (this replica's ledger lagging, say) answers `settlement_pending`, never
+        // "nothing was sent", which could lead the buyer to pay again.
+        self.watch.recorded(key, "", payment.meta.charged());
         self.fac
             .metrics
             .handed_off

@@ -749,7 +749,7 @@ async fn an_upto_client_that_gives_up_during_a_hand_off_is_owed_the_outcome_once
 async fn a_requester_and_a_key_holder(
     chain: &Chain,
     db: &Db,
-    confirm_timeout_ms: &str,
+    settings: &[(&str, &str)],
 ) -> ([Proc; 2], [StallableLink; 2], Address) {
     let keys = signers(chain, 2, false).await;
     let links = [
@@ -763,10 +763,12 @@ async fn a_requester_and_a_key_holder(
         for (k, v) in [
             ("X402__DATABASE__URL", link.url.as_str()),
             ("X402__NETWORKS__LOCAL__SCHEMES", "exact,upto"),
-            ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", confirm_timeout_ms),
             ("X402__SETTLEMENT__RECONCILE_INTERVAL_MS", "600000"),
-        ] {
-            env.push((k.into(), v.into()));
+        ]
+        .iter()
+        .chain(settings)
+        {
+            env.push((k.to_string(), v.to_string()));
         }
         Proc::start(&env).await
     };
@@ -832,7 +834,12 @@ async fn settled_and_owed(db: &Db) {
 async fn a_copy_arriving_while_a_hand_offs_requester_waits_is_not_given_its_success() {
     let chain = Chain::start().await;
     let db = Db::postgres().await;
-    let (procs, links, named) = a_requester_and_a_key_holder(&chain, &db, "15000").await;
+    let (procs, links, named) = a_requester_and_a_key_holder(
+        &chain,
+        &db,
+        &[("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "15000")],
+    )
+    .await;
     let (a, b) = (procs[0].base.as_str(), procs[1].base.as_str());
     let p = harness::funded_permit2(&chain, Kind::Upto, named, true).await;
     let body = p.settle_body(U256::from(1200u64));
@@ -875,7 +882,12 @@ async fn a_copy_arriving_while_a_hand_offs_requester_waits_is_not_given_its_succ
 async fn a_requester_whose_ledger_lags_past_its_reservation_gives_no_second_success() {
     let chain = Chain::start().await;
     let db = Db::postgres().await;
-    let (procs, links, named) = a_requester_and_a_key_holder(&chain, &db, "4000").await;
+    let (procs, links, named) = a_requester_and_a_key_holder(
+        &chain,
+        &db,
+        &[("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "4000")],
+    )
+    .await;
     let (a, b) = (procs[0].base.as_str(), procs[1].base.as_str());
     let p = harness::funded_permit2(&chain, Kind::Upto, named, true).await;
     let body = p.settle_body(U256::from(1200u64));
@@ -910,6 +922,87 @@ async fn a_requester_whose_ledger_lags_past_its_reservation_gives_no_second_succ
     assert_eq!(chain.transfers_from(chain.permit_token, p.from).await, 1);
     for proc in procs {
         proc.kill().await;
+    }
+}
+
+/// Found by review: a requester whose ledger link stalls right after it handed the payment off
+/// is cut off by the HTTP layer's bound before it read anything back. The cut-off answered 503
+/// "nothing was sent" (the requester's watch held no transaction) while the taker may send one,
+/// and a buyer told that may pay again. It now answers `settlement_pending`; once the link is
+/// back and the payment settled, the client's retry gets the success, once.
+#[tokio::test]
+async fn a_requester_cut_off_after_handing_off_never_says_nothing_was_sent() {
+    let chain = Chain::start().await;
+    let db = Db::postgres().await;
+    let (procs, links, named) = a_requester_and_a_key_holder(
+        &chain,
+        &db,
+        &[
+            ("X402__SETTLEMENT__CONFIRM_TIMEOUT_MS", "3000"),
+            ("X402__SERVER__REQUEST_TIMEOUT_MS", "4000"),
+        ],
+    )
+    .await;
+    let (a, b) = (procs[0].base.as_str(), procs[1].base.as_str());
+    let p = harness::funded_permit2(&chain, Kind::Upto, named, true).await;
+    let body = p.settle_body(U256::from(1200u64));
+    chain.set_automine(false).await;
+    let first = {
+        let url = format!("{a}/settle");
+        let body = body.clone();
+        tokio::spawn(async move {
+            let answer = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("answered");
+            (answer.status(), answer.text().await.expect("a body"))
+        })
+    };
+    crate::money_path::eventually(
+        &db,
+        "SELECT count(*) FROM settlements WHERE handoff_at IS NOT NULL",
+        1,
+        20,
+    )
+    .await;
+    links[0].stall();
+    let (status, text) = first.await.expect("the first request ran");
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let answer: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(answer["errorReason"], "settlement_pending", "{answer}");
+    links[0].resume();
+    chain.set_automine(true).await;
+    chain.mine().await;
+    let done = settles_eventually_at(a, &body).await;
+    let tx = db
+        .text("SELECT tx_id FROM settlements WHERE state = 'settled'")
+        .await;
+    assert_eq!(done["transaction"], tx.as_str(), "{done}");
+    let (_, replay) = post(b, "/settle", &body).await;
+    assert_eq!(replay["errorReason"], "permit2_invalid_nonce", "{replay}");
+    assert_eq!(chain.transfers_from(chain.permit_token, p.from).await, 1);
+    for proc in procs {
+        proc.kill().await;
+    }
+}
+
+/// Retries `body` at `base` until it is answered the success (pending or duplicate meanwhile).
+async fn settles_eventually_at(base: &str, body: &Value) -> Value {
+    let started = Instant::now();
+    loop {
+        let (_, answer) = post(base, "/settle", body).await;
+        if answer["success"] == true {
+            return answer;
+        }
+        let reason = answer["errorReason"].as_str().unwrap_or("");
+        assert!(
+            reason == "settlement_pending" || reason == "duplicate_settlement",
+            "{answer}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "{answer}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
