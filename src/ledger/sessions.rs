@@ -1,6 +1,8 @@
 //! Sessions' SQL: single-use sign-in nonces shared by every replica, and the entitlement lookup
 //! over settled payments (migration 8).
 
+use std::collections::{BTreeMap, HashSet};
+
 use sqlx::Row;
 
 use super::{Ledger, LedgerError, Transition, now_ms};
@@ -40,20 +42,18 @@ impl Ledger {
     /// commit between proofs that arrived together (`sessions::nonces`).
     pub async fn claim_session_nonces(
         &self,
-        claims: &[(String, i64)],
+        claims: &[(&str, i64)],
     ) -> Result<Vec<Transition>, LedgerError> {
-        let mut first: Vec<&(String, i64)> = Vec::with_capacity(claims.len());
-        for c in claims {
-            if !first.iter().any(|f| f.0 == c.0) {
-                first.push(c);
-            }
+        // In key order, so that two replicas' batches sharing keys wait for each other's
+        // uncommitted rows in one order, never in a cycle (a deadlock on Postgres); a key's
+        // first occurrence is the one claimed.
+        let mut first: BTreeMap<&str, i64> = BTreeMap::new();
+        for (key, expires_at) in claims {
+            first.entry(key).or_insert(*expires_at);
         }
         if first.is_empty() {
             return Ok(Vec::new());
         }
-        // In key order, so that two replicas' batches sharing keys wait for each other's
-        // uncommitted rows in one order, never in a cycle (a deadlock on Postgres).
-        first.sort_by(|a, b| a.0.cmp(&b.0));
         let rows = (0..first.len())
             .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
             .collect::<Vec<_>>()
@@ -66,9 +66,9 @@ impl Ledger {
         );
         let mut q = sqlx::query(&sql);
         for (key, expires_at) in &first {
-            q = q.bind(key).bind(*expires_at);
+            q = q.bind(*key).bind(*expires_at);
         }
-        let won: Vec<String> = q
+        let mut won: HashSet<String> = q
             .bind(now_ms())
             .fetch_all(&self.pool)
             .await?
@@ -76,12 +76,10 @@ impl Ledger {
             .map(|r| r.try_get::<String, _>("nonce_key"))
             .collect::<Result<_, _>>()?;
         // Each winning key answers its first occurrence only.
-        let mut answered: Vec<&str> = Vec::with_capacity(won.len());
         Ok(claims
             .iter()
             .map(|(key, _)| {
-                if won.iter().any(|w| w == key) && !answered.contains(&key.as_str()) {
-                    answered.push(key);
+                if won.remove(*key) {
                     Transition::Applied
                 } else {
                     Transition::Lost

@@ -838,40 +838,26 @@ impl Ledger {
             Collector::Claimer => i64::MAX,
             Collector::Retry => now_ms().saturating_sub(grace_ms()),
         };
-        let done = sqlx::query(
-            "UPDATE settlements SET pending_reported = 0 WHERE replay_key = $1 \
-             AND state = 'settled' AND pending_reported = 1 \
+        // One statement: an owed row is taken unless it is kept for a hand-off's requester, and
+        // says which, so that nothing changes between looking and taking (with two statements
+        // a reservation ending in between turned an owed answer into a replay refusal).
+        let row = sqlx::query(
+            "UPDATE settlements SET pending_reported = CASE WHEN handoff_at IS NULL \
+             OR COALESCE(handoff_deadline, 0) <= $3 THEN 0 ELSE 1 END \
+             WHERE replay_key = $1 AND state = 'settled' AND pending_reported = 1 \
              AND (payment_id IS NULL OR payment_id = $2) \
-             AND (handoff_at IS NULL OR COALESCE(handoff_deadline, 0) <= $3)",
+             RETURNING CAST(CASE WHEN handoff_at IS NULL \
+             OR COALESCE(handoff_deadline, 0) <= $3 THEN 1 ELSE 0 END AS BIGINT) AS taken",
         )
         .bind(replay_key)
         .bind(payment_id)
         .bind(reserved_until_before)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        if Transition::of(done).applied() {
-            return Ok(Collected::Taken);
-        }
-        if by == Collector::Claimer {
-            return Ok(Collected::NotOwed);
-        }
-        // Still owed but not taken: reserved, or its reservation ended (or it was owed again)
-        // between the two statements; either way it is owed, so the answer is "ask again",
-        // never the replay refusal.
-        let reserved: i64 = sqlx::query(
-            "SELECT count(*) AS n FROM settlements WHERE replay_key = $1 \
-             AND state = 'settled' AND pending_reported = 1 \
-             AND (payment_id IS NULL OR payment_id = $2)",
-        )
-        .bind(replay_key)
-        .bind(payment_id)
-        .fetch_one(&self.pool)
-        .await?
-        .try_get("n")?;
-        Ok(if reserved > 0 {
-            Collected::Reserved
-        } else {
-            Collected::NotOwed
+        Ok(match row {
+            None => Collected::NotOwed,
+            Some(r) if r.try_get::<i64, _>("taken")? == 1 => Collected::Taken,
+            Some(_) => Collected::Reserved,
         })
     }
 

@@ -49,7 +49,7 @@ impl NonceClaims {
 async fn claimer(ledger: SharedLedger, mut inbox: mpsc::UnboundedReceiver<(String, i64, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let claims: Vec<(String, i64)> = batch.iter().map(|(k, e, _)| (k.clone(), *e)).collect();
+        let claims: Vec<(&str, i64)> = batch.iter().map(|(k, e, _)| (k.as_str(), *e)).collect();
         match ledger.claim_session_nonces(&claims).await {
             Ok(outcomes) => {
                 for ((_, _, reply), outcome) in batch.drain(..).zip(outcomes) {

@@ -723,17 +723,12 @@ async fn session_nonces_claimed_together_are_each_first_used_once() {
         let now = ledger_now();
         let (live, gone) = (now + 60_000, now - 1);
         assert_eq!(
-            l.claim_session_nonces(&[("old".into(), gone), ("kept".into(), live)])
+            l.claim_session_nonces(&[("old", gone), ("kept", live)])
                 .await
                 .expect("claim"),
             vec![ledger::Transition::Applied; 2]
         );
-        let batch = [
-            ("new".to_string(), live),
-            ("kept".to_string(), live),
-            ("new".to_string(), live),
-            ("old".to_string(), live),
-        ];
+        let batch = [("new", live), ("kept", live), ("new", live), ("old", live)];
         use ledger::Transition::{Applied, Lost};
         assert_eq!(
             l.claim_session_nonces(&batch).await.expect("claim"),
@@ -745,8 +740,10 @@ async fn session_nonces_claimed_together_are_each_first_used_once() {
     .await;
     let db = Db::postgres().await;
     let (x, y) = (open(&db).await, open(&db).await);
-    let keys: Vec<(String, i64)> = (0..200)
-        .map(|i| (format!("n{i}"), ledger_now() + 60_000))
+    let names: Vec<String> = (0..200).map(|i| format!("n{i}")).collect();
+    let keys: Vec<(&str, i64)> = names
+        .iter()
+        .map(|n| (n.as_str(), ledger_now() + 60_000))
         .collect();
     let mut reversed = keys.clone();
     reversed.reverse();
