@@ -371,6 +371,45 @@ async fn a_burst_of_proofs_and_their_copies_is_accepted_once_per_nonce() {
     b.stop().await;
 }
 
+/// The batched nonce claim meets a ledger that has gone away (Postgres refusing connections and
+/// cutting the open ones, for real): the proof is answered 500 with an error id to search the
+/// logs for, not a verdict, and nothing was claimed: once the ledger is back the same proof
+/// passes, once. (The access gate's "no keys exist" is cached for the test's length and read
+/// once before, so that the request reaches the claim instead of the gate's own 503.)
+#[tokio::test]
+async fn a_sign_in_while_the_ledger_is_down_is_a_5xx_and_burns_no_nonce() {
+    let chain = Chain::start().await;
+    let db = Db::postgres().await;
+    let app = spawn_with(
+        &chain,
+        &db,
+        Options::default()
+            .env("X402__SESSIONS__ENABLED", "true")
+            .env("X402__DATABASE__ACQUIRE_TIMEOUT_MS", "1000")
+            .env("X402__AUTH__CACHE_MS", "600000"),
+    )
+    .await;
+    let net = evm(&chain);
+    let eoa = json!({ "kind": "eoa", "privateKey": key_hex(&PrivateKeySigner::random()) });
+    let proof = sign(eoa, &net, challenge(), json!({})).await;
+    let body = check(&proof, &[&net]);
+    let mut elsewhere = body.clone();
+    elsewhere["domain"] = json!("elsewhere.example");
+    assert_eq!(
+        refused(&app, &elsewhere).await,
+        "invalid_siwx_domain_mismatch"
+    );
+    db.refuse_connections(true).await;
+    let (status, answer) = app.post("/sessions/verify", &body).await;
+    assert_eq!(status, 500, "the claim's own fault: {answer}");
+    assert!(answer["errorId"].is_string(), "{answer}");
+    db.refuse_connections(false).await;
+    let passed = verdict(&app, &body).await;
+    assert_eq!(passed["valid"], true, "the nonce was not burnt: {passed}");
+    assert_eq!(refused(&app, &body).await, "invalid_siwx_nonce");
+    app.stop().await;
+}
+
 async fn entitlement(app: &TestApp, payer: &str, resource: &str, within: u64) -> Value {
     let resource: String = url::form_urlencoded::byte_serialize(resource.as_bytes()).collect();
     let (status, body) = app
