@@ -801,8 +801,18 @@ fn settle_answer(base: &str, body: &Value) -> tokio::task::JoinHandle<Value> {
     })
 }
 
-/// Waits until A has handed the payment to B and B has sent its transaction (automine off).
-async fn handed_off_and_sent(db: &Db) {
+/// A's `/settle` of `body` (in the background: its answer), handed to B, which sends it; A's
+/// ledger link then stalls, and B mines and records the confirmation, owed to A's client. A's
+/// link stays stalled.
+async fn settled_by_b_while_a_stalls(
+    chain: &Chain,
+    db: &Db,
+    a: &str,
+    a_link: &StallableLink,
+    body: &Value,
+) -> tokio::task::JoinHandle<Value> {
+    chain.set_automine(false).await;
+    let first = settle_answer(a, body);
     crate::money_path::eventually(
         db,
         "SELECT count(*) FROM settlements WHERE state = 'submitted' AND handoff_at IS NOT NULL",
@@ -810,10 +820,8 @@ async fn handed_off_and_sent(db: &Db) {
         20,
     )
     .await;
-}
-
-/// Waits until B recorded the confirmation, owed to A's client.
-async fn settled_and_owed(db: &Db) {
+    a_link.stall();
+    chain.mine().await;
     crate::money_path::eventually(
         db,
         "SELECT count(*) FROM settlements WHERE state = 'settled' AND pending_reported = 1",
@@ -821,6 +829,8 @@ async fn settled_and_owed(db: &Db) {
         20,
     )
     .await;
+    chain.set_automine(true).await;
+    first
 }
 
 /// The two-successes race of a hand-off, made to happen every time: replica A holds no key the
@@ -843,13 +853,7 @@ async fn a_copy_arriving_while_a_hand_offs_requester_waits_is_not_given_its_succ
     let (a, b) = (procs[0].base.as_str(), procs[1].base.as_str());
     let p = harness::funded_permit2(&chain, Kind::Upto, named, true).await;
     let body = p.settle_body(U256::from(1200u64));
-    chain.set_automine(false).await;
-    let first = settle_answer(a, &body);
-    handed_off_and_sent(&db).await;
-    links[0].stall();
-    chain.mine().await;
-    settled_and_owed(&db).await;
-    chain.set_automine(true).await;
+    let first = settled_by_b_while_a_stalls(&chain, &db, a, &links[0], &body).await;
     let (status, copy) = post(b, "/settle", &body).await;
     assert_eq!(status, StatusCode::OK, "{copy}");
     assert_eq!(
@@ -891,13 +895,7 @@ async fn a_requester_whose_ledger_lags_past_its_reservation_gives_no_second_succ
     let (a, b) = (procs[0].base.as_str(), procs[1].base.as_str());
     let p = harness::funded_permit2(&chain, Kind::Upto, named, true).await;
     let body = p.settle_body(U256::from(1200u64));
-    chain.set_automine(false).await;
-    let first = settle_answer(a, &body);
-    handed_off_and_sent(&db).await;
-    links[0].stall();
-    chain.mine().await;
-    settled_and_owed(&db).await;
-    chain.set_automine(true).await;
+    let first = settled_by_b_while_a_stalls(&chain, &db, a, &links[0], &body).await;
     let grace =
         i64::try_from(x402_facilitator::ledger::HANDOFF_ANSWER_GRACE.as_millis()).expect("fits");
     let deadline = db.count("SELECT handoff_deadline FROM settlements").await;
