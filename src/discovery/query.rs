@@ -259,8 +259,7 @@ impl Catalog {
             (Vec::new(), 0)
         } else {
             let _slot = self.slot().await?;
-            let rows = self.ledger.list_listings(&q.query).await?;
-            (rows, self.ledger.count_listings(&q.query).await?)
+            self.ledger.list_listings_with_total(&q.query).await?
         };
         Ok(Page {
             rows,

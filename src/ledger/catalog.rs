@@ -473,15 +473,39 @@ impl Ledger {
 
     /// One page of the catalog, with each resource's accepts, prices and usage. Two steps: the
     /// page's ids are chosen on the sort keys alone, then only those rows are read, so that
-    /// sorting or skipping thousands of resources never carries their stored JSON along.
+    /// sorting or skipping thousands of resources never carries their stored JSON along; both
+    /// read one snapshot (`read_snapshot`).
     pub async fn list_listings(&self, q: &ListingQuery) -> Result<Vec<ListingRow>, LedgerError> {
+        let mut tx = self.read_snapshot().await?;
+        let rows = self.page_in(&mut tx, q).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// A page and the total its filter matches, both from one snapshot.
+    pub async fn list_listings_with_total(
+        &self,
+        q: &ListingQuery,
+    ) -> Result<(Vec<ListingRow>, i64), LedgerError> {
+        let mut tx = self.read_snapshot().await?;
+        let rows = self.page_in(&mut tx, q).await?;
+        let total = self.count_in(&mut tx, q).await?;
+        tx.commit().await?;
+        Ok((rows, total))
+    }
+
+    async fn page_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        q: &ListingQuery,
+    ) -> Result<Vec<ListingRow>, LedgerError> {
         let terms = q.terms.as_deref().map(clean_terms);
         if terms.as_ref().is_some_and(Vec::is_empty) {
             return Ok(Vec::new());
         }
         let st = self.page_statement(q, terms.as_deref());
         let mut page: Vec<(i64, f64)> = Vec::new();
-        for row in st.query().fetch_all(&self.pool).await? {
+        for row in st.query().fetch_all(&mut **tx).await? {
             page.push((row.try_get(0)?, row.try_get(1)?));
         }
         if page.is_empty() {
@@ -499,7 +523,7 @@ impl Ledger {
         read.push(")");
         let mut rows = read
             .query()
-            .fetch_all(&self.pool)
+            .fetch_all(&mut **tx)
             .await?
             .iter()
             .map(|r| decode_row(r, q.filter.paid_since))
@@ -513,21 +537,49 @@ impl Ledger {
                 listings.push(row);
             }
         }
-        self.attach_details(&mut listings, q.filter.usage_since)
+        self.attach_details(tx, &mut listings, q.filter.usage_since)
             .await?;
         Ok(listings)
     }
 
     /// How many resources a listing's filter matches (`pagination.total`).
     pub async fn count_listings(&self, q: &ListingQuery) -> Result<i64, LedgerError> {
+        let mut tx = self.read_snapshot().await?;
+        let total = self.count_in(&mut tx, q).await?;
+        tx.commit().await?;
+        Ok(total)
+    }
+
+    async fn count_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        q: &ListingQuery,
+    ) -> Result<i64, LedgerError> {
         let terms = q.terms.as_deref().map(clean_terms);
         if terms.as_ref().is_some_and(Vec::is_empty) {
             return Ok(0);
         }
         let mut st = Statement::new("SELECT count(*)");
         self.matching(&mut st, q, terms.as_deref());
-        let total: i64 = st.query().fetch_one(&self.pool).await?.try_get(0)?;
+        let total: i64 = st.query().fetch_one(&mut **tx).await?.try_get(0)?;
         Ok(total)
+    }
+
+    /// A transaction whose statements all read one snapshot of the catalog: a page is several
+    /// statements (its ids, its rows, their details, its total), and a payment committing
+    /// between two of them would otherwise give a page whose order contradicts its own rows
+    /// (a paid resource after an unpaid one). Postgres needs REPEATABLE READ for that (READ
+    /// COMMITTED takes a snapshot per statement); a SQLite read transaction in WAL mode holds
+    /// its snapshot from its first read. Neither blocks a writer.
+    async fn read_snapshot(&self) -> Result<sqlx::Transaction<'static, Any>, LedgerError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin().await?,
+            Backend::Postgres => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?
+            }
+        })
     }
 
     /// `SELECT id, score` of one page, sorted.
@@ -626,6 +678,7 @@ impl Ledger {
     /// whole page, not three per row).
     async fn attach_details(
         &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
         listings: &mut [ListingRow],
         usage_since: i64,
     ) -> Result<(), LedgerError> {
@@ -647,7 +700,7 @@ impl Ledger {
             Statement::new("SELECT resource_id, requirement FROM catalog_accepts WHERE");
         in_ids(&mut accepts);
         accepts.push(" ORDER BY resource_id, scheme, network");
-        for row in accepts.query().fetch_all(&self.pool).await? {
+        for row in accepts.query().fetch_all(&mut **tx).await? {
             let id: i64 = row.try_get(0)?;
             if let Some(l) = listings.iter_mut().find(|l| l.id == id) {
                 l.accepts.push(row.try_get(1)?);
@@ -658,7 +711,7 @@ impl Ledger {
         );
         in_ids(&mut prices);
         prices.push(" ORDER BY resource_id, network, asset");
-        for row in prices.query().fetch_all(&self.pool).await? {
+        for row in prices.query().fetch_all(&mut **tx).await? {
             let id: i64 = row.try_get(0)?;
             if let Some(l) = listings.iter_mut().find(|l| l.id == id) {
                 l.prices.push(PriceRange {
@@ -675,7 +728,7 @@ impl Ledger {
         payers.int(usage_since).push(" AND");
         in_ids(&mut payers);
         payers.push(" GROUP BY resource_id");
-        for row in payers.query().fetch_all(&self.pool).await? {
+        for row in payers.query().fetch_all(&mut **tx).await? {
             let id: i64 = row.try_get(0)?;
             if let Some(l) = listings.iter_mut().find(|l| l.id == id) {
                 l.payers = row.try_get(1)?;

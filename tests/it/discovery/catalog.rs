@@ -583,3 +583,55 @@ async fn popularity_is_recounted_as_payments_leave_the_usage_window() {
         assert_eq!(db.count("SELECT count(*) FROM catalog_payments").await, 1);
     }
 }
+
+/// A page is read in several statements (its ids, then its rows, then their accepts); a settle
+/// committing between them must not produce a page whose order contradicts its own rows (a paid
+/// resource shown after an unpaid one, or one popularity count sorted as another). Races a
+/// settle against listings of the same two resources many times over.
+#[tokio::test]
+async fn a_page_read_while_a_payment_lands_agrees_with_itself() {
+    for db in both().await {
+        let l = open(&db).await;
+        for round in 0..60 {
+            let pay_to = format!("0xpay{round}");
+            let priced = |r: &str| {
+                let mut s = seen(r);
+                s.accept = accept("eip155:1", &pay_to, "0xasset", "1000");
+                s
+            };
+            let free = priced(&format!("https://free{round}.example/"));
+            let later = priced(&format!("https://paid{round}.example/"));
+            upsert(&l, &free).await;
+            upsert(&l, &later).await;
+            let mut q = query();
+            q.filter.include_unpaid = true;
+            q.filter.pay_to = Some(pay_to.clone());
+            let mut by_popularity = q.clone();
+            by_popularity.order = ListingOrder::Popularity;
+            let settle = {
+                let l = l.clone();
+                let paid = paid(later.clone(), &format!("0xt{round}"), "0xbuyer");
+                tokio::spawn(async move { l.upsert_listing(&paid, BOUND).await })
+            };
+            let mut seen_paid = false;
+            while !seen_paid {
+                for q in [&q, &by_popularity] {
+                    let page = rows(&l, q).await;
+                    assert_eq!(page.len(), 2, "round {round}: {page:?}");
+                    let paid: Vec<bool> = page.iter().map(|r| r.paid).collect();
+                    assert!(
+                        paid == [false, false] || paid == [true, false],
+                        "round {round}: a paid resource listed after an unpaid one: {page:?}"
+                    );
+                    let counts: Vec<i64> = page.iter().map(|r| r.settled_payments).collect();
+                    assert!(
+                        counts.windows(2).all(|w| w[0] >= w[1]),
+                        "round {round}: popularity out of order: {page:?}"
+                    );
+                    seen_paid |= paid[0];
+                }
+            }
+            settle.await.expect("task").expect("settle upsert");
+        }
+    }
+}
