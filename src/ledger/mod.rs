@@ -23,6 +23,7 @@ mod budgets;
 pub mod catalog;
 mod console;
 mod migrate;
+mod presence;
 mod replicas;
 mod sessions;
 mod settlements;
@@ -96,6 +97,8 @@ pub struct Ledger {
     backend: Backend,
     /// Kept for the Postgres notification listener (never logged: it may carry a password).
     url: String,
+    /// SQLite only: the "no row for this payment" answer without the pool's thread hop.
+    presence: Option<presence::Presence>,
 }
 
 pub type SharedLedger = Arc<Ledger>;
@@ -150,7 +153,21 @@ impl Ledger {
             }
             Backend::Postgres => options.connect(&url).await?,
         };
-        Ok(Ledger { pool, backend, url })
+        let presence = match backend {
+            Backend::Sqlite => {
+                use std::str::FromStr;
+                sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                    .ok()
+                    .and_then(|o| presence::Presence::new(o.get_filename().to_path_buf()))
+            }
+            Backend::Postgres => None,
+        };
+        Ok(Ledger {
+            pool,
+            backend,
+            url,
+            presence,
+        })
     }
 
     pub fn backend(&self) -> Backend {

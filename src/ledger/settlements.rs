@@ -366,6 +366,12 @@ impl Ledger {
     }
 
     pub async fn find(&self, replay_key: &str) -> Result<Option<SettlementRecord>, LedgerError> {
+        // Nearly every `/verify` of a new payment ends here on SQLite (see `presence`).
+        if let Some(presence) = &self.presence
+            && presence.settlement_exists(replay_key) == Some(false)
+        {
+            return Ok(None);
+        }
         let sql = format!("SELECT {COLUMNS} FROM settlements WHERE replay_key = $1");
         let row = sqlx::query(&sql)
             .bind(replay_key)

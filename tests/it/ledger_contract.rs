@@ -1362,3 +1362,53 @@ async fn a_hand_off_pinned_to_a_key_is_taken_only_by_its_holder() {
             .is_empty()
     );
 }
+
+/// `find` answers "no row" on SQLite from a read connection of the calling thread, not the
+/// pool (src/ledger/presence.rs). That answer must never be stale: a claim committed by this
+/// ledger's pool or by another process's connection to the same file (a second `connect`, as
+/// the CLI or a restarted replica would open) is seen by the very next lookup on every runtime
+/// thread, and a released claim is gone from the next one. A reader that kept its snapshot
+/// open between lookups would fail this on the second round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_right_after_a_commit_sees_it_on_every_thread() {
+    for db in crate::harness::db::both().await {
+        let l = open(&db).await;
+        let other = open(&db).await;
+        for round in 0..100 {
+            let key = format!("fresh-{round}");
+            let lookups = || {
+                join_all((0..4).map(|_| {
+                    let l = l.clone();
+                    let key = key.clone();
+                    tokio::spawn(async move { l.find(&key).await.expect("find") })
+                }))
+            };
+            for found in lookups().await {
+                assert!(found.expect("task").is_none(), "round {round}: unclaimed");
+            }
+            let writer = if round % 2 == 0 { &l } else { &other };
+            let token = match writer.claim(&claim(&key), LEASE).await.expect("claim") {
+                ClaimOutcome::Claimed(token) => token,
+                other => panic!("round {round}: {other:?}"),
+            };
+            for found in lookups().await {
+                let row = found
+                    .expect("task")
+                    .expect("a committed claim is seen at once");
+                assert_eq!(row.state, SettlementState::Claimed, "round {round}");
+            }
+            if round % 10 == 0 {
+                writer
+                    .release(&key, &token)
+                    .await
+                    .expect("release")
+                    .applied()
+                    .then_some(())
+                    .expect("released");
+                for found in lookups().await {
+                    assert!(found.expect("task").is_none(), "round {round}: released");
+                }
+            }
+        }
+    }
+}
