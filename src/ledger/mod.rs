@@ -154,12 +154,7 @@ impl Ledger {
             Backend::Postgres => options.connect(&url).await?,
         };
         let presence = match backend {
-            Backend::Sqlite => {
-                use std::str::FromStr;
-                sqlx::sqlite::SqliteConnectOptions::from_str(&url)
-                    .ok()
-                    .and_then(|o| presence::Presence::new(o.get_filename().to_path_buf()))
-            }
+            Backend::Sqlite => presence::Presence::for_pool(&pool, &url).await,
             Backend::Postgres => None,
         };
         Ok(Ledger {
@@ -172,6 +167,15 @@ impl Ledger {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// How many replay lookups were answered "absent" beside the pool (src/ledger/presence.rs);
+    /// 0 on Postgres. For tests that must prove the fast path ran, not only that answers agree.
+    #[doc(hidden)]
+    pub fn absent_answers_beside_the_pool(&self) -> u64 {
+        self.presence
+            .as_ref()
+            .map_or(0, presence::Presence::answered_absent)
     }
 
     pub async fn ping(&self) -> Result<(), LedgerError> {

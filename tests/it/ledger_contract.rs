@@ -1366,35 +1366,56 @@ async fn a_hand_off_pinned_to_a_key_is_taken_only_by_its_holder() {
 /// `find` answers "no row" on SQLite from a read connection of the calling thread, not the
 /// pool (src/ledger/presence.rs). That answer must never be stale: a claim committed by this
 /// ledger's pool or by another process's connection to the same file (a second `connect`, as
-/// the CLI or a restarted replica would open) is seen by the very next lookup on every runtime
-/// thread, and a released claim is gone from the next one. A reader that kept its snapshot
-/// open between lookups would fail this on the second round.
+/// the CLI or a restarted replica would open), alone or inside a transaction (a claim with a
+/// signed maximum), and across a checkpoint that empties the WAL, is seen by the very next
+/// lookup on every runtime thread, and a released claim is gone from the next one. A reader
+/// that kept its snapshot open between lookups fails this on the second round; the counter
+/// proves the fast path answered at all, so the test cannot pass with it switched off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lookup_right_after_a_commit_sees_it_on_every_thread() {
     for db in crate::harness::db::both().await {
         let l = open(&db).await;
         let other = open(&db).await;
+        let sqlite = matches!(db, Db::Sqlite(_));
+        let mut threads = std::collections::HashSet::new();
         for round in 0..100 {
             let key = format!("fresh-{round}");
             let lookups = || {
                 join_all((0..4).map(|_| {
                     let l = l.clone();
                     let key = key.clone();
-                    tokio::spawn(async move { l.find(&key).await.expect("find") })
+                    tokio::spawn(async move {
+                        let found = l.find(&key).await.expect("find");
+                        (std::thread::current().id(), found)
+                    })
                 }))
             };
-            for found in lookups().await {
-                assert!(found.expect("task").is_none(), "round {round}: unclaimed");
+            let absent_before = l.absent_answers_beside_the_pool();
+            for done in lookups().await {
+                let (thread, found) = done.expect("task");
+                threads.insert(thread);
+                assert!(found.is_none(), "round {round}: unclaimed");
+            }
+            if sqlite {
+                assert_eq!(
+                    l.absent_answers_beside_the_pool() - absent_before,
+                    4,
+                    "round {round}: every 'absent' came from the calling thread"
+                );
             }
             let writer = if round % 2 == 0 { &l } else { &other };
-            let token = match writer.claim(&claim(&key), LEASE).await.expect("claim") {
+            let mut new = claim(&key);
+            if round % 3 == 0 {
+                new.max_amount = Some("20000".into());
+            }
+            let token = match writer.claim(&new, LEASE).await.expect("claim") {
                 ClaimOutcome::Claimed(token) => token,
                 other => panic!("round {round}: {other:?}"),
             };
-            for found in lookups().await {
-                let row = found
-                    .expect("task")
-                    .expect("a committed claim is seen at once");
+            for done in lookups().await {
+                let (thread, found) = done.expect("task");
+                threads.insert(thread);
+                let row = found.expect("a committed claim is seen at once");
                 assert_eq!(row.state, SettlementState::Claimed, "round {round}");
             }
             if round % 10 == 0 {
@@ -1405,10 +1426,112 @@ async fn a_lookup_right_after_a_commit_sees_it_on_every_thread() {
                     .applied()
                     .then_some(())
                     .expect("released");
-                for found in lookups().await {
-                    assert!(found.expect("task").is_none(), "round {round}: released");
+                for done in lookups().await {
+                    let (thread, found) = done.expect("task");
+                    threads.insert(thread);
+                    assert!(found.is_none(), "round {round}: released");
                 }
+            }
+            if sqlite && round % 25 == 24 {
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)").await;
+            }
+        }
+        assert!(threads.len() >= 2, "lookups ran on both runtime threads");
+        if !sqlite {
+            assert_eq!(
+                l.absent_answers_beside_the_pool(),
+                0,
+                "Postgres has no such path"
+            );
+        }
+    }
+}
+
+/// One thread keeps a bounded set of read connections (src/ledger/presence.rs): with more
+/// SQLite ledgers than it keeps, connections are closed and reopened in turn, and each ledger
+/// still answers from its own file, both "absent" and what it holds.
+#[tokio::test(flavor = "current_thread")]
+async fn many_sqlite_ledgers_on_one_thread_each_answer_from_their_own_file() {
+    let dbs: Vec<Db> = (0..7).map(|_| Db::sqlite()).collect();
+    let mut ledgers = Vec::new();
+    for db in &dbs {
+        ledgers.push(open(db).await);
+    }
+    for round in 0..5 {
+        for (i, l) in ledgers.iter().enumerate() {
+            let key = format!("l{i}-r{round}");
+            claimed(l, &key).await;
+        }
+        for (i, l) in ledgers.iter().enumerate() {
+            for (j, _) in ledgers.iter().enumerate() {
+                let key = format!("l{j}-r{round}");
+                let found = l.find(&key).await.expect("find");
+                assert_eq!(found.is_some(), i == j, "ledger {i}, key of ledger {j}");
             }
         }
     }
+    for (i, l) in ledgers.iter().enumerate() {
+        assert!(
+            l.absent_answers_beside_the_pool() >= 5 * 6,
+            "ledger {i}: its 'absent' answers came from the calling thread"
+        );
+    }
+}
+
+/// The fast path must read the file the pool writes. A URL whose `..` follows a symlink names
+/// one file for sqlx (which normalises the URL's path first) and another for the kernel; a
+/// reader that opened the URL's path itself would read a decoy and call a claimed payment
+/// unknown. The reader takes the path SQLite reports for the pool's own connection instead.
+#[tokio::test]
+async fn a_ledger_url_through_a_symlink_is_read_from_the_file_the_pool_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let real = dir.path().join("real");
+    std::fs::create_dir_all(real.join("sub")).expect("mkdir");
+    std::os::unix::fs::symlink(real.join("sub"), dir.path().join("link")).expect("symlink");
+    // The decoy: a migrated, empty ledger where the kernel would resolve `link/..`.
+    let decoy = format!("sqlite://{}", real.join("ledger.db").display());
+    drop(
+        ledger::connect(&decoy, 1, Duration::from_secs(5))
+            .await
+            .expect("decoy"),
+    );
+    let url = format!("sqlite://{}/link/../ledger.db", dir.path().display());
+    let l = ledger::connect(&url, 2, Duration::from_secs(5))
+        .await
+        .expect("ledger through the symlink");
+    claimed(&l, "through-the-link").await;
+    let row = l
+        .find("through-the-link")
+        .await
+        .expect("find")
+        .expect("the claim the pool just wrote is found");
+    assert_eq!(row.state, SettlementState::Claimed);
+    assert!(l.find("never-claimed").await.expect("find").is_none());
+    assert!(l.absent_answers_beside_the_pool() > 0, "the fast path ran");
+}
+
+/// When the reader beside the pool cannot open the file (here it was unlinked under a running
+/// ledger, whose one pooled connection keeps its open descriptors; a second one would create a
+/// new empty file), every lookup is answered by the pool, as before the fast path existed:
+/// nothing is called absent that the pool holds.
+#[tokio::test(flavor = "current_thread")]
+async fn a_ledger_file_the_reader_cannot_open_is_answered_by_the_pool() {
+    let db = Db::sqlite();
+    let l = ledger::connect(&db.url(), 1, Duration::from_secs(5))
+        .await
+        .expect("ledger");
+    let Db::Sqlite(dir) = &db else { unreachable!() };
+    for name in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(name));
+    }
+    claimed(&l, "held").await;
+    for _ in 0..100 {
+        assert!(l.find("held").await.expect("find").is_some());
+        assert!(l.find("unknown").await.expect("find").is_none());
+    }
+    assert_eq!(
+        l.absent_answers_beside_the_pool(),
+        0,
+        "nothing answered beside the pool"
+    );
 }
