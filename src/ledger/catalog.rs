@@ -242,6 +242,11 @@ impl Statement {
     }
 }
 
+/// Bounds each statement and each pause of a page's snapshot (Postgres; see `read_snapshot`).
+/// (`set_config(…, true)` is `SET LOCAL`, both in one statement.)
+const SNAPSHOT_TIMEOUT: &str = "SELECT set_config('statement_timeout', '5s', true), \
+     set_config('idle_in_transaction_session_timeout', '5s', true)";
+
 const ROW_COLUMNS: &str = "r.id, r.resource, r.kind, r.method, r.tool_name, r.x402_version, \
     r.description, r.mime_type, r.service_name, r.tags, r.icon_url, r.bazaar, r.first_seen_at, \
     r.last_seen_at, r.last_settled_at, r.settled_30d";
@@ -565,7 +570,8 @@ impl Ledger {
         Ok(total)
     }
 
-    /// A transaction whose statements all read one snapshot of the catalog: a page is several
+    /// A transaction whose statements all read one snapshot of the catalog (behind PgBouncer it
+    /// needs transaction pooling, as every multi-statement transaction here does): a page is several
     /// statements (its ids, its rows, their details, its total), and a payment committing
     /// between two of them would otherwise give a page whose order contradicts its own rows
     /// (a paid resource after an unpaid one). Postgres needs REPEATABLE READ for that (READ
@@ -575,9 +581,14 @@ impl Ledger {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin().await?,
             Backend::Postgres => {
-                self.pool
+                let mut tx = self
+                    .pool
                     .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .await?
+                    .await?;
+                // An open snapshot holds back vacuum for the whole database: a page that cannot
+                // be read in seconds is cancelled rather than kept open.
+                sqlx::query(SNAPSHOT_TIMEOUT).execute(&mut *tx).await?;
+                tx
             }
         })
     }

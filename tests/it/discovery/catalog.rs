@@ -613,8 +613,14 @@ async fn a_page_read_while_a_payment_lands_agrees_with_itself() {
                 let paid = paid(later.clone(), &format!("0xt{round}"), "0xbuyer");
                 tokio::spawn(async move { l.upsert_listing(&paid, BOUND).await })
             };
+            // Without unpaid resources, the page and its total change together (0 → 1).
+            let mut paid_only = q.clone();
+            paid_only.filter.include_unpaid = false;
             let mut seen_paid = false;
-            while !seen_paid {
+            loop {
+                // Once the payment has landed, the very next page must show it: no endless wait
+                // if the settle failed or never became visible.
+                let landed = settle.is_finished();
                 for q in [&q, &by_popularity] {
                     let page = rows(&l, q).await;
                     assert_eq!(page.len(), 2, "round {round}: {page:?}");
@@ -630,6 +636,22 @@ async fn a_page_read_while_a_payment_lands_agrees_with_itself() {
                     );
                     seen_paid |= paid[0];
                 }
+                let (page, total) = l
+                    .list_listings_with_total(&paid_only)
+                    .await
+                    .expect("list with total");
+                assert_eq!(
+                    i64::try_from(page.len()).expect("small"),
+                    total,
+                    "round {round}: a page and its total read different moments: {page:?}"
+                );
+                if seen_paid {
+                    break;
+                }
+                assert!(
+                    !landed,
+                    "round {round}: the payment landed but no page shows it"
+                );
             }
             settle.await.expect("task").expect("settle upsert");
         }
