@@ -11,21 +11,30 @@
 //! the caller goes through the pool as before: this path can only say "absent", and only from a
 //! committed snapshot of the same file, the answer the pool would have given at that moment.
 //!
-//! The same file: the path is the one SQLite reports for the pool's own connection
-//! (`pragma_database_list`), never re-derived from the URL (sqlx normalises a URL's `..` before
-//! the kernel follows symlinks, so the two readings can name different files), and a URL that
-//! selects a memory database, another VFS or `immutable` turns this path off.
+//! The same file, and one SQLite can share: the path is the one SQLite reports for the pool's
+//! own connection (`pragma_database_list`), never re-derived from the URL (sqlx normalises a
+//! URL's `..` before the kernel follows symlinks, so the two readings can name different
+//! files); the pool must be in WAL mode (what makes a second connection's read see every commit;
+//! a memory database, a VFS without shared memory or `nolock` leave it in another mode); a URL
+//! naming a VFS, `immutable`, `nolock` or memory, or a `file:` URI, turns this path off; and a
+//! reader is only opened on the very file (device and inode) the pool had open when the ledger
+//! connected. A file replaced under a running ledger (a restore by `mv`) is therefore never
+//! read here; the pool's own open connections keep the old file, as they always did.
 //!
 //! Each thread keeps its own read-only connection per ledger (the runtime's few workers) with
-//! no busy timeout: a lock is answered by the pool, not waited for. (SQLite may still retry
-//! briefly inside a WAL read while a checkpoint rewrites the WAL index; that is rare and short.)
-//! A file that keeps failing turns this path off for the ledger's lifetime, with one warning.
+//! no busy timeout: a lock is answered by the pool, not waited for. Not quite never blocking:
+//! SQLite itself retries the start of a WAL read with short sleeps while another connection is
+//! rewriting the WAL index (up to seconds in pathological cases, microseconds in practice on a
+//! local disk), and a read after a commit reads the changed pages from the file. Lookups that
+//! keep failing turn this path off for a minute at a time, with a warning each time.
 //! A thread's connections for a dropped ledger stay open until that thread needs the slot
 //! ([`PER_THREAD`] bounds them); a server opens one ledger, so nothing accumulates.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use sqlx::AnyPool;
@@ -36,10 +45,18 @@ const PER_THREAD: usize = 4;
 /// Lookups in a row, on any thread, that this path could not answer before it turns itself off.
 const FAILURES_BEFORE_OFF: u32 = 64;
 
-/// URL parameters under which another connection to the "same" path may not see this
-/// database: `mode=memory`, a different VFS, or a file declared unchanging.
-const UNSHAREABLE: &[(&str, Option<&str>)] =
-    &[("mode", Some("memory")), ("vfs", None), ("immutable", None)];
+/// How long it stays off before trying again.
+const OFF_FOR: Duration = Duration::from_secs(60);
+
+/// URL parameters (decoded as sqlx decodes them) under which another connection to the "same"
+/// path may not see this database: memory, another VFS, no locking, or a file declared
+/// unchanging.
+const UNSHAREABLE: &[(&str, Option<&str>)] = &[
+    ("mode", Some("memory")),
+    ("vfs", None),
+    ("immutable", None),
+    ("nolock", None),
+];
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -47,35 +64,83 @@ thread_local! {
     static READERS: RefCell<Vec<(u64, Connection)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// A file's identity: device and inode.
+type FileId = (u64, u64);
+
+fn file_id(path: &Path) -> std::io::Result<FileId> {
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+/// Why a lookup could not be answered here (logged when the path turns off).
+#[derive(Debug)]
+enum Unanswered {
+    Sqlite(rusqlite::Error),
+    /// The path no longer names the file the pool has open.
+    Replaced,
+    /// This thread's connections are being torn down or already borrowed.
+    Thread,
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unanswered::Sqlite(e) => write!(f, "{e}"),
+            Unanswered::Replaced => f.write_str(
+                "the ledger's path names another file than the one the pool has open \
+                 (replaced while running: restart the facilitator)",
+            ),
+            Unanswered::Thread => f.write_str("thread-local readers unavailable"),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Unanswered {
+    fn from(e: rusqlite::Error) -> Self {
+        Unanswered::Sqlite(e)
+    }
+}
+
 /// A SQLite ledger file, read on the calling thread.
 #[derive(Debug)]
 pub(super) struct Presence {
     id: u64,
     path: PathBuf,
+    /// The file the pool had open when the ledger connected; readers open only it.
+    file: FileId,
     failures: AtomicU32,
-    off: AtomicBool,
+    /// Unix ms until which this path is off; 0 while on.
+    off_until: AtomicI64,
     answered: AtomicU64,
 }
 
 impl Presence {
     /// For the file the pool's connections have open; `None` when there is no such plain file
-    /// (a memory database is only reachable through its own connections) or the URL makes it
-    /// unsafe to open it a second way.
+    /// (a memory database is only reachable through its own connections), the pool is not in
+    /// WAL mode, or the URL makes it unsafe to open the file a second way.
     pub(super) async fn for_pool(pool: &AnyPool, url: &str) -> Option<Self> {
         if url_is_unshareable(url) {
             return None;
         }
-        let file: String =
-            sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
-                .fetch_one(pool)
-                .await
-                .ok()?;
+        let (file, journal): (String, String) = sqlx::query_as(
+            "SELECT d.file, j.journal_mode FROM pragma_database_list AS d, \
+             pragma_journal_mode AS j WHERE d.name = 'main'",
+        )
+        .fetch_one(pool)
+        .await
+        .ok()?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            return None;
+        }
         let path = PathBuf::from(file);
-        path.is_file().then(|| Presence {
+        if !path.is_file() {
+            return None;
+        }
+        Some(Presence {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            file: file_id(&path).ok()?,
             path,
             failures: AtomicU32::new(0),
-            off: AtomicBool::new(false),
+            off_until: AtomicI64::new(0),
             answered: AtomicU64::new(0),
         })
     }
@@ -83,8 +148,19 @@ impl Presence {
     /// `Some(false)` when no settlement row has `replay_key`, `Some(true)` when one has, `None`
     /// when this thread could not tell (the caller asks the pool).
     pub(super) fn settlement_exists(&self, replay_key: &str) -> Option<bool> {
-        if self.off.load(Ordering::Relaxed) {
-            return None;
+        let off_until = self.off_until.load(Ordering::Relaxed);
+        if off_until != 0 {
+            if super::now_ms() < off_until {
+                return None;
+            }
+            // Time to try again, from a clean count (one thread re-arms; the others follow).
+            if self
+                .off_until
+                .compare_exchange(off_until, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.failures.store(0, Ordering::Relaxed);
+            }
         }
         let answer = self.with_reader(|conn| {
             conn.prepare_cached("SELECT 1 FROM settlements WHERE replay_key = ?1")?
@@ -93,7 +169,7 @@ impl Presence {
                 .map(|row| row.is_some())
         });
         match answer {
-            Some(exists) => {
+            Ok(exists) => {
                 // Read before writing: the counter's cache line stays shared while all is well.
                 if self.failures.load(Ordering::Relaxed) != 0 {
                     self.failures.store(0, Ordering::Relaxed);
@@ -101,19 +177,24 @@ impl Presence {
                 if !exists {
                     self.answered.fetch_add(1, Ordering::Relaxed);
                 }
+                Some(exists)
             }
-            None => {
+            Err(why) => {
                 let failed = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                if failed >= FAILURES_BEFORE_OFF && !self.off.swap(true, Ordering::Relaxed) {
+                if failed == FAILURES_BEFORE_OFF {
+                    self.off_until
+                        .store(super::ms_after(OFF_FOR), Ordering::Relaxed);
                     tracing::warn!(
                         failures = failed,
-                        "the SQLite ledger file cannot be read beside the pool; every replay \
-                         lookup now goes through the pool (slower, equally correct)"
+                        last_error = %why,
+                        off_for_s = OFF_FOR.as_secs(),
+                        "the SQLite ledger file cannot be read beside the pool; replay \
+                         lookups go through the pool for a while (slower, equally correct)"
                     );
                 }
+                None
             }
         }
-        answer
     }
 
     /// How many lookups this path has answered "absent" (tests use it to prove the path runs).
@@ -121,14 +202,17 @@ impl Presence {
         self.answered.load(Ordering::Relaxed)
     }
 
-    fn with_reader<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Option<T> {
+    fn with_reader<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, Unanswered> {
         READERS
             .try_with(|readers| {
-                let mut readers = readers.try_borrow_mut().ok()?;
+                let mut readers = readers.try_borrow_mut().map_err(|_| Unanswered::Thread)?;
                 let at = match readers.iter().position(|(id, _)| *id == self.id) {
                     Some(at) => at,
                     None => {
-                        let conn = self.open().ok()?;
+                        let conn = self.open()?;
                         if readers.len() >= PER_THREAD {
                             readers.remove(0);
                         }
@@ -136,42 +220,61 @@ impl Presence {
                         readers.len() - 1
                     }
                 };
-                match read(&readers[at].1) {
-                    Ok(answer) => Some(answer),
-                    Err(_) => {
-                        // A broken connection is opened again next time.
-                        readers.remove(at);
-                        None
-                    }
-                }
+                read(&readers[at].1).map_err(|e| {
+                    // A broken connection is opened again next time.
+                    readers.remove(at);
+                    Unanswered::Sqlite(e)
+                })
             })
-            .ok()
-            .flatten()
+            .map_err(|_| Unanswered::Thread)?
     }
 
-    fn open(&self) -> rusqlite::Result<Connection> {
+    /// A read-only connection to the pool's file, and only to it: the path is checked to name
+    /// the pool's file before and after the open (the pool holds that file open, so its inode
+    /// cannot be reused meanwhile).
+    fn open(&self) -> Result<Connection, Unanswered> {
+        let same = || file_id(&self.path).is_ok_and(|id| id == self.file);
+        if !same() {
+            return Err(Unanswered::Replaced);
+        }
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
+        if !same() {
+            return Err(Unanswered::Replaced);
+        }
         // Never wait for a lock on a runtime thread (rusqlite's default waits 5 s).
-        conn.busy_timeout(std::time::Duration::ZERO)?;
+        conn.busy_timeout(Duration::ZERO)?;
         // A point lookup reads a handful of pages; the OS keeps the file's pages anyway.
         conn.execute_batch("PRAGMA cache_size = -256; PRAGMA query_only = ON;")?;
         Ok(conn)
     }
 }
 
+/// Whether the URL asks for something a second connection to the file cannot share, read the
+/// way sqlx reads it (percent-decoded parameters), or is a `file:` URI (whose own parameters
+/// sqlx hands to SQLite unread).
 fn url_is_unshareable(url: &str) -> bool {
-    let Some((_, query)) = url.split_once('?') else {
-        return false;
-    };
-    query.split('&').any(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    let rest = url.strip_prefix("sqlite:").unwrap_or(url);
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (database, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let database = percent_decoded(database);
+    if database.starts_with("file:") || database.contains('?') {
+        return true;
+    }
+    url::form_urlencoded::parse(query.as_bytes()).any(|(key, value)| {
         UNSHAREABLE.iter().any(|(k, v)| {
             key.eq_ignore_ascii_case(k) && v.is_none_or(|v| value.eq_ignore_ascii_case(v))
         })
     })
+}
+
+fn percent_decoded(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -186,6 +289,14 @@ mod tests {
             "sqlite://x.db?vfs=unix-none",
             "sqlite://x.db?immutable=1",
             "sqlite://x.db?mode=rwc&IMMUTABLE=true",
+            "sqlite://x.db?v%66s=unix-dotfile",
+            "sqlite://x.db?%69mmutable=1",
+            "sqlite://x.db?nolock=1",
+            "sqlite://x.db?mode=%6demory",
+            "sqlite:file:/p/ledger.db",
+            "sqlite:file:/p/ledger.db%3Fvfs%3Dunix-dotfile",
+            "sqlite:///p/ledger.db%3Fnolock%3D1",
+            "sqlite://%66ile:/p/ledger.db",
         ] {
             assert!(url_is_unshareable(url), "{url}");
         }
@@ -193,6 +304,8 @@ mod tests {
             "sqlite://x.db",
             "sqlite://x.db?mode=rwc",
             "sqlite://x.db?mode=ro",
+            "sqlite:///var/lib/x402/ledger.db?cache=shared",
+            "sqlite://a+b%20c.db",
         ] {
             assert!(!url_is_unshareable(url), "{url}");
         }

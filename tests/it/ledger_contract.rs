@@ -1535,3 +1535,66 @@ async fn a_ledger_file_the_reader_cannot_open_is_answered_by_the_pool() {
         "nothing answered beside the pool"
     );
 }
+
+/// A ledger file replaced while the ledger runs (unlinked, and a fresh migrated ledger made at
+/// the same path, as a restore by `mv` or another instance would): the pool's connection keeps
+/// the old file, so the reader beside it must not open the new one and call the pool's claim
+/// unknown (src/ledger/presence.rs checks the file's device and inode).
+#[tokio::test(flavor = "current_thread")]
+async fn a_ledger_file_replaced_while_running_is_not_read_beside_the_pool() {
+    let db = Db::sqlite();
+    let l = ledger::connect(&db.url(), 1, Duration::from_secs(5))
+        .await
+        .expect("ledger");
+    let Db::Sqlite(dir) = &db else { unreachable!() };
+    for name in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(name));
+    }
+    drop(
+        ledger::connect(&db.url(), 1, Duration::from_secs(5))
+            .await
+            .expect("the replacement"),
+    );
+    claimed(&l, "held").await;
+    for _ in 0..100 {
+        assert!(
+            l.find("held").await.expect("find").is_some(),
+            "a claimed payment read as unknown"
+        );
+        assert!(l.find("unknown").await.expect("find").is_none());
+    }
+    assert_eq!(l.absent_answers_beside_the_pool(), 0);
+}
+
+/// URLs under which a second connection may not share what the pool sees (another VFS spelled
+/// with a percent-encoded key, a `file:` URI carrying its own parameters, a memory database in
+/// a `file:` URI over a real ledger file) leave the reader beside the pool off, and every
+/// answer is the pool's.
+#[tokio::test(flavor = "current_thread")]
+async fn ledger_urls_a_second_connection_cannot_share_are_answered_by_the_pool_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ledger.db");
+    // A real ledger on disk where the memory database's URI points.
+    drop(
+        ledger::connect(
+            &format!("sqlite://{}", path.display()),
+            1,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("ledger on disk"),
+    );
+    let other = dir.path().join("other.db");
+    for url in [
+        format!("sqlite://{}?v%66s=unix-dotfile", other.display()),
+        format!("sqlite:file:{}%3Fvfs%3Dmemdb", path.display()),
+    ] {
+        let l = ledger::connect(&url, 2, Duration::from_secs(5))
+            .await
+            .expect("ledger");
+        claimed(&l, "held").await;
+        assert!(l.find("held").await.expect("find").is_some(), "{url}");
+        assert!(l.find("unknown").await.expect("find").is_none(), "{url}");
+        assert_eq!(l.absent_answers_beside_the_pool(), 0, "{url}");
+    }
+}
