@@ -16,17 +16,22 @@
 //! URL's `..` before the kernel follows symlinks, so the two readings can name different
 //! files); the pool must be in WAL mode (what makes a second connection's read see every commit;
 //! a memory database, a VFS without shared memory or `nolock` leave it in another mode); a URL
-//! naming a VFS, `immutable`, `nolock` or memory, or a `file:` URI, turns this path off; and a
-//! reader is only opened on the very file (device and inode) the pool had open when the ledger
-//! connected. A file replaced under a running ledger (a restore by `mv`) is therefore never
-//! read here; the pool's own open connections keep the old file, as they always did.
+//! naming a VFS, `immutable`, `nolock` or memory, a `file:` URI or a control character turns
+//! this path off; a reader is only opened on the very file (device and inode) the pool had open
+//! when the ledger connected, and an "absent" only counts while the path still names that file
+//! (one `stat` per answer, after the read). A file replaced under a running ledger (a restore by
+//! `mv`) turns this path off for good, with a warning: sqlx recycles its connections (after 10
+//! minutes idle, 30 at most), so the pool itself drifts onto the new file and a reader opened
+//! before the replacement would otherwise answer from the old one. Only a restart puts a ledger
+//! whose file was replaced under it right; that was so before this path existed.
 //!
 //! Each thread keeps its own read-only connection per ledger (the runtime's few workers) with
 //! no busy timeout: a lock is answered by the pool, not waited for. Not quite never blocking:
 //! SQLite itself retries the start of a WAL read with short sleeps while another connection is
 //! rewriting the WAL index (up to seconds in pathological cases, microseconds in practice on a
 //! local disk), and a read after a commit reads the changed pages from the file. Lookups that
-//! keep failing turn this path off for a minute at a time, with a warning each time.
+//! keep failing turn this path off for a minute at a time, with a warning each time (on a clock
+//! that never steps back).
 //! A thread's connections for a dropped ledger stay open until that thread needs the slot
 //! ([`PER_THREAD`] bounds them); a server opens one ledger, so nothing accumulates.
 
@@ -62,6 +67,18 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
     static READERS: RefCell<Vec<(u64, Connection)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `off_until` for a path that must never be used again (its file was replaced).
+const OFF_FOR_GOOD: i64 = i64::MAX;
+
+/// Milliseconds on a clock that never steps back, from 1 (0 means "on" in `off_until`).
+fn monotonic_ms() -> i64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    i64::try_from(start.elapsed().as_millis())
+        .unwrap_or(i64::MAX - 1)
+        .saturating_add(1)
 }
 
 /// A file's identity: device and inode.
@@ -108,7 +125,7 @@ pub(super) struct Presence {
     /// The file the pool had open when the ledger connected; readers open only it.
     file: FileId,
     failures: AtomicU32,
-    /// Unix ms until which this path is off; 0 while on.
+    /// [`monotonic_ms`] until which this path is off; 0 while on, [`OFF_FOR_GOOD`] for good.
     off_until: AtomicI64,
     answered: AtomicU64,
 }
@@ -150,7 +167,7 @@ impl Presence {
     pub(super) fn settlement_exists(&self, replay_key: &str) -> Option<bool> {
         let off_until = self.off_until.load(Ordering::Relaxed);
         if off_until != 0 {
-            if super::now_ms() < off_until {
+            if monotonic_ms() < off_until {
                 return None;
             }
             // Time to try again, from a clean count (one thread re-arms; the others follow).
@@ -174,16 +191,35 @@ impl Presence {
                 if self.failures.load(Ordering::Relaxed) != 0 {
                     self.failures.store(0, Ordering::Relaxed);
                 }
-                if !exists {
-                    self.answered.fetch_add(1, Ordering::Relaxed);
+                if exists {
+                    return Some(true);
                 }
-                Some(exists)
+                // The reader may have been opened before the path was replaced (by a restore,
+                // say) while the pool has since reconnected to the new file: an "absent" only
+                // counts while the path still names the file the pool had (one stat, ~1 µs).
+                if !file_id(&self.path).is_ok_and(|id| id == self.file) {
+                    if self.off_until.swap(OFF_FOR_GOOD, Ordering::Relaxed) != OFF_FOR_GOOD {
+                        tracing::warn!(
+                            "{}; replay lookups go through the pool from now on",
+                            Unanswered::Replaced
+                        );
+                    }
+                    return None;
+                }
+                self.answered.fetch_add(1, Ordering::Relaxed);
+                Some(false)
             }
             Err(why) => {
                 let failed = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if failed == FAILURES_BEFORE_OFF {
-                    self.off_until
-                        .store(super::ms_after(OFF_FOR), Ordering::Relaxed);
+                    let until = monotonic_ms().saturating_add(OFF_FOR.as_millis() as i64);
+                    // Never over "off for good".
+                    let _ = self.off_until.compare_exchange(
+                        0,
+                        until,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
                     tracing::warn!(
                         failures = failed,
                         last_error = %why,
@@ -256,6 +292,11 @@ impl Presence {
 /// way sqlx reads it (percent-decoded parameters), or is a `file:` URI (whose own parameters
 /// sqlx hands to SQLite unread).
 fn url_is_unshareable(url: &str) -> bool {
+    // `Url::parse` (which sqlx's URL reading goes through) drops tabs and line breaks, so
+    // `v\tfs=` would reach SQLite as `vfs=`: a URL with control characters is not judged at all.
+    if url.chars().any(|c| c.is_ascii_control()) {
+        return true;
+    }
     let rest = url.strip_prefix("sqlite:").unwrap_or(url);
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     let (database, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -297,6 +338,9 @@ mod tests {
             "sqlite:file:/p/ledger.db%3Fvfs%3Dunix-dotfile",
             "sqlite:///p/ledger.db%3Fnolock%3D1",
             "sqlite://%66ile:/p/ledger.db",
+            "sqlite://x.db?v\tfs=unix-excl",
+            "sqlite://x.db?immu\ntable=1",
+            "sqlite://x.db?mode=mem\rory",
         ] {
             assert!(url_is_unshareable(url), "{url}");
         }
