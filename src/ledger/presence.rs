@@ -23,7 +23,10 @@
 //! `mv`) turns this path off for good, with a warning: sqlx recycles its connections (after 10
 //! minutes idle, 30 at most), so the pool itself drifts onto the new file and a reader opened
 //! before the replacement would otherwise answer from the old one. Only a restart puts a ledger
-//! whose file was replaced under it right; that was so before this path existed.
+//! whose file was replaced under it right; that was so before this path existed. Not covered:
+//! a replacement in the milliseconds between the pool's first connection and the `stat` at
+//! connect (the identity recorded would be the new file's), and a path swapped away and back
+//! again through a hard link; both need an operator moving files under a starting process.
 //!
 //! Each thread keeps its own read-only connection per ledger (the runtime's few workers) with
 //! no busy timeout: a lock is answered by the pool, not waited for. Not quite never blocking:
@@ -77,8 +80,9 @@ fn monotonic_ms() -> i64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let start = *START.get_or_init(std::time::Instant::now);
     i64::try_from(start.elapsed().as_millis())
-        .unwrap_or(i64::MAX - 1)
+        .unwrap_or(i64::MAX)
         .saturating_add(1)
+        .min(OFF_FOR_GOOD - 1)
 }
 
 /// A file's identity: device and inode.
@@ -198,38 +202,47 @@ impl Presence {
                 // say) while the pool has since reconnected to the new file: an "absent" only
                 // counts while the path still names the file the pool had (one stat, ~1 µs).
                 if !file_id(&self.path).is_ok_and(|id| id == self.file) {
-                    if self.off_until.swap(OFF_FOR_GOOD, Ordering::Relaxed) != OFF_FOR_GOOD {
-                        tracing::warn!(
-                            "{}; replay lookups go through the pool from now on",
-                            Unanswered::Replaced
-                        );
-                    }
+                    self.off_for_good();
                     return None;
                 }
                 self.answered.fetch_add(1, Ordering::Relaxed);
                 Some(false)
             }
+            Err(Unanswered::Replaced) => {
+                self.off_for_good();
+                None
+            }
             Err(why) => {
                 let failed = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if failed == FAILURES_BEFORE_OFF {
                     let until = monotonic_ms().saturating_add(OFF_FOR.as_millis() as i64);
-                    // Never over "off for good".
-                    let _ = self.off_until.compare_exchange(
-                        0,
-                        until,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                    tracing::warn!(
-                        failures = failed,
-                        last_error = %why,
-                        off_for_s = OFF_FOR.as_secs(),
-                        "the SQLite ledger file cannot be read beside the pool; replay \
-                         lookups go through the pool for a while (slower, equally correct)"
-                    );
+                    // Only from "on": never over "off for good".
+                    let off = self
+                        .off_until
+                        .compare_exchange(0, until, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok();
+                    if off {
+                        tracing::warn!(
+                            failures = failed,
+                            last_error = %why,
+                            off_for_s = OFF_FOR.as_secs(),
+                            "the SQLite ledger file cannot be read beside the pool; replay \
+                             lookups go through the pool for a while (slower, equally correct)"
+                        );
+                    }
                 }
                 None
             }
+        }
+    }
+
+    /// The path no longer names the pool's file: never again (one warning).
+    fn off_for_good(&self) {
+        if self.off_until.swap(OFF_FOR_GOOD, Ordering::Relaxed) != OFF_FOR_GOOD {
+            tracing::warn!(
+                "{}; replay lookups go through the pool from now on",
+                Unanswered::Replaced
+            );
         }
     }
 
