@@ -658,3 +658,31 @@ async fn a_page_read_while_a_payment_lands_agrees_with_itself() {
         }
     }
 }
+
+/// On Postgres a page's snapshot is bounded (`read_snapshot` in src/ledger/catalog.rs): a page
+/// held up behind a lock (an ACCESS EXCLUSIVE lock on the catalog taken by another session, for
+/// real) is cancelled by its statement timeout and comes back as an error, instead of waiting
+/// with its snapshot open; once the lock is gone the next page reads normally from the same pool.
+#[tokio::test]
+async fn a_page_held_up_on_postgres_is_cut_off_not_left_waiting() {
+    let db = crate::harness::Db::postgres().await;
+    let l = open(&db).await;
+    upsert(&l, &paid(seen("https://held.example/"), "0x01", "0xp")).await;
+    let lock = db
+        .hold_lock("LOCK TABLE catalog_resources IN ACCESS EXCLUSIVE MODE")
+        .await;
+    let page = tokio::time::timeout(
+        Duration::from_secs(30),
+        l.list_listings_with_total(&query()),
+    )
+    .await
+    .expect("the page gave up by itself, long before 30 s");
+    let err = page.expect_err("a page behind the lock is cut off");
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+    drop(lock);
+    let (rows, total) = l
+        .list_listings_with_total(&query())
+        .await
+        .expect("the next page");
+    assert_eq!((rows.len(), total), (1, 1));
+}
