@@ -12,8 +12,10 @@ pg_bin() {
   echo "$found/$1"
 }
 
+# From /: the checkout may sit in a directory only root can enter (a `mktemp -d` clone is 0700),
+# and PostgreSQL's tools fail when they cannot change into their working directory.
 as_owner() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u x402pg -- "$@"; else "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u x402pg -- "$@"); else "$@"; fi
 }
 
 if [ "${1:-}" = "stop" ]; then
