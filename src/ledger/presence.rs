@@ -93,32 +93,19 @@ fn file_id(path: &Path) -> std::io::Result<FileId> {
 }
 
 /// Why a lookup could not be answered here (logged when the path turns off).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 enum Unanswered {
-    Sqlite(rusqlite::Error),
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
     /// The path no longer names the file the pool has open.
+    #[error(
+        "the ledger's path names another file than the one the pool has open \
+         (replaced while running: restart the facilitator)"
+    )]
     Replaced,
     /// This thread's connections are being torn down or already borrowed.
+    #[error("thread-local readers unavailable")]
     Thread,
-}
-
-impl std::fmt::Display for Unanswered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Unanswered::Sqlite(e) => write!(f, "{e}"),
-            Unanswered::Replaced => f.write_str(
-                "the ledger's path names another file than the one the pool has open \
-                 (replaced while running: restart the facilitator)",
-            ),
-            Unanswered::Thread => f.write_str("thread-local readers unavailable"),
-        }
-    }
-}
-
-impl From<rusqlite::Error> for Unanswered {
-    fn from(e: rusqlite::Error) -> Self {
-        Unanswered::Sqlite(e)
-    }
 }
 
 /// A SQLite ledger file, read on the calling thread.
@@ -313,7 +300,8 @@ fn url_is_unshareable(url: &str) -> bool {
     let rest = url.strip_prefix("sqlite:").unwrap_or(url);
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     let (database, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let database = percent_decoded(database);
+    // Decoded as sqlx decodes it (`percent_decode_str`).
+    let database = percent_encoding::percent_decode_str(database).decode_utf8_lossy();
     if database.starts_with("file:") || database.contains('?') {
         return true;
     }
@@ -322,13 +310,6 @@ fn url_is_unshareable(url: &str) -> bool {
             key.eq_ignore_ascii_case(k) && v.is_none_or(|v| value.eq_ignore_ascii_case(v))
         })
     })
-}
-
-fn percent_decoded(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
