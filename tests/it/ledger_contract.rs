@@ -1612,3 +1612,50 @@ async fn ledger_urls_a_second_connection_cannot_share_are_answered_by_the_pool_a
         assert_eq!(l.absent_answers_beside_the_pool(), 0, "{url}");
     }
 }
+
+/// Another process writing the same SQLite file (here CPython's own sqlite3, a different build
+/// of SQLite in a different process: what an operator's script or a second instance would be):
+/// a payment it records is seen by the next lookup even though this thread's reader beside the
+/// pool answered "absent" for it a moment before (src/ledger/presence.rs).
+#[tokio::test(flavor = "current_thread")]
+async fn a_row_written_by_another_process_is_seen_by_the_next_lookup() {
+    let db = Db::sqlite();
+    let l = open(&db).await;
+    claimed(&l, "template").await;
+    let Db::Sqlite(dir) = &db else { unreachable!() };
+    let file = dir.path().join("ledger.db");
+    for round in 0..10 {
+        let key = format!("from-another-process-{round}");
+        let before = l.absent_answers_beside_the_pool();
+        assert!(l.find(&key).await.expect("find").is_none(), "round {round}");
+        assert_eq!(
+            l.absent_answers_beside_the_pool(),
+            before + 1,
+            "the fast path answered"
+        );
+        let script = format!(
+            "import sqlite3\n\
+             c = sqlite3.connect({file:?}, timeout=10)\n\
+             c.execute('CREATE TEMP TABLE t AS SELECT * FROM settlements WHERE replay_key = ?', ('template',))\n\
+             c.execute('UPDATE t SET replay_key = ?, fingerprint = ?', ({key:?}, {key:?}))\n\
+             c.execute('INSERT INTO settlements SELECT * FROM t')\n\
+             c.commit()\n",
+            file = file.display().to_string(),
+        );
+        let out = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let row = l
+            .find(&key)
+            .await
+            .expect("find")
+            .expect("the other process's row is seen at once");
+        assert_eq!(row.state, SettlementState::Claimed, "round {round}");
+    }
+}
